@@ -1,0 +1,203 @@
+"""Decision speed with a large allow-list cache (issue: gate core).
+
+    .venv/bin/python bench/decide.py            # 1,000,000 credentials (about a minute)
+    .venv/bin/python bench/decide.py --size 2000 --samples 500   # a quick look
+
+Prints one table: cache build time and size, RSS, decision latency for badges and passes (signature
+check included, journal excluded), decision + durable journal commit, decisions per second on one core,
+and `gatekeeper run` start-to-ready time and RSS with that cache.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge.config import load_config  # noqa: E402
+from edge.gate import Gate  # noqa: E402
+from edge.keyring import build_keyring  # noqa: E402
+from edge.passes import issue_pass  # noqa: E402
+from edge.passes.keys import generate_keypair  # noqa: E402
+from edge.store import Store  # noqa: E402
+from edge.store.allowlist import _UPSERT  # noqa: E402
+
+SITE = """
+[site]
+id = "bench"
+gate = "gate-1"
+timezone = "Asia/Shanghai"
+[areas]
+tree = ["site", "site/lobby", "site/office"]
+[schedules.visiting_hours]
+start = "00:00"
+end = "24:00"
+[storage]
+path = "gatekeeper.db"
+[[io_modules]]
+name = "io1"
+port = {io_port}
+[[doors]]
+name = "main"
+area = "site/lobby"
+perimeter = true
+io = "io1"
+lock_coil = 0
+antipassback = "off"
+[[readers]]
+name = "main-in"
+url = "socket://127.0.0.1:{reader_port}"
+door = "main"
+direction = "in"
+[[keys]]
+kid = "bench-1"
+public_key_file = "bench-1.pub"
+"""
+
+
+def badge(i: int) -> str:
+    return f"badge:{(i * 2654435761) % (1 << 40):010X}"
+
+
+def build(store: Store, size: int) -> float:
+    now = time.time()
+    cats = ("staff",) * 8 + ("visitor", "contractor")
+    t0 = time.perf_counter()
+    batch = []
+    with store.tx():
+        for i in range(size):
+            cat = cats[i % 10]
+            windowed = cat != "staff"
+            batch.append((badge(i), f"h-{i}", cat, None, "", "site", now - 3600 if windowed else None,
+                          now + 86400 if windowed else None, None, 1, "h-1" if windowed else None, 0, None))
+            if len(batch) == 50_000:
+                store.conn.executemany(_UPSERT, batch)
+                batch.clear()
+        store.conn.executemany(_UPSERT, batch)
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return time.perf_counter() - t0
+
+
+def pct(values: list[int], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] / 1000  # ns -> µs
+
+
+def timed(fn, items) -> list[int]:
+    out = []
+    for it in items:
+        t0 = time.perf_counter_ns()
+        fn(it)
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+def rate(fn, items, seconds: float) -> float:
+    n, t0 = 0, time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        for it in items[:200]:
+            fn(it)
+        n += min(200, len(items))
+        items = items[200:] + items[:200]
+    return n / (time.perf_counter() - t0)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def daemon_ready(config: Path) -> tuple[float, float]:
+    """Seconds from spawning `gatekeeper run` to its ready line, and its RSS then."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config", str(config)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in p.stdout:
+            if line.startswith("gatekeeper ready"):
+                ready = time.perf_counter() - t0
+                return ready, rss_mb(p.pid)
+        raise SystemExit("the daemon exited before it was ready")
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=1_000_000, help="credentials in the cache")
+    ap.add_argument("--samples", type=int, default=20_000, help="timed decisions per measurement")
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of each throughput run")
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the targets say
+
+    with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
+        d = Path(tmp)
+        private = generate_keypair("bench-1", d)
+        from edge.procs import free_port
+        (d / "site.toml").write_text(SITE.format(io_port=free_port(), reader_port=free_port()))
+        cfg, base = load_config(d / "site.toml")
+        store = Store(d / "gatekeeper.db")
+        build_s = build(store, args.size)
+        size_mb = sum(f.stat().st_size for f in d.glob("gatekeeper.db*")) / 1e6
+        gate = Gate(cfg, store, build_keyring(cfg, base, store))
+
+        rnd = random.Random(7)
+        badges = [badge(rnd.randrange(args.size)) for _ in range(args.samples)]
+        now = time.time()
+        passes = [issue_pass(private, "bench-1", holder=f"v-{i}", category="visitor", areas=["site/lobby"],
+                             valid_from=now - 60, valid_until=now + 3600, host="h-1")
+                  for i in range(min(args.samples, 5000))]
+        for b in badges[:1000]:  # warm the page cache as a running gate's would be
+            gate.evaluate("main-in", "badge", b)
+
+        results = []
+        b_lat = timed(lambda b: gate.evaluate("main-in", "badge", b), badges)
+        assert gate.evaluate("main-in", "badge", badges[0]).decision.granted
+        p_lat = timed(lambda p: gate.evaluate("main-in", "pass", p), passes)
+        assert gate.evaluate("main-in", "pass", passes[0]).decision.granted
+        j_lat = timed(lambda b: gate.present("main-in", "badge", b), badges[: min(len(badges), 5000)])
+        b_rate = rate(lambda b: gate.evaluate("main-in", "badge", b), badges, args.seconds)
+        p_rate = rate(lambda p: gate.evaluate("main-in", "pass", p), passes, args.seconds)
+        j_rate = rate(lambda b: gate.present("main-in", "badge", b), badges, args.seconds)
+        bench_rss = rss_mb()
+        store.close()
+        ready_s, daemon_rss = daemon_ready(d / "site.toml")
+
+        results = [
+            ("cache build", f"{args.size:,} credentials", f"{build_s:.1f} s", "-"),
+            ("cache file size", "", f"{size_mb:.0f} MB", "-"),
+            ("badge decision", "p50 / p99", f"{pct(b_lat, .5):.0f} / {pct(b_lat, .99):.0f} µs", "p99 ≤ 500 µs"),
+            ("pass decision (verify incl.)", "p50 / p99", f"{pct(p_lat, .5):.0f} / {pct(p_lat, .99):.0f} µs",
+             "p99 ≤ 1000 µs"),
+            ("decision + durable journal", "p50 / p99", f"{pct(j_lat, .5):.0f} / {pct(j_lat, .99):.0f} µs",
+             "p99 ≤ 2000 µs"),
+            ("badge decisions / s", "one core", f"{b_rate:,.0f}", "≥ 10,000"),
+            ("pass decisions / s", "one core", f"{p_rate:,.0f}", "≥ 5,000"),
+            ("decisions + journal / s", "one core", f"{j_rate:,.0f}", "≥ 2,000"),
+            ("bench process RSS", "after all runs", f"{bench_rss:.0f} MB", "-"),
+            ("gatekeeper run: start to ready", "with this cache", f"{ready_s:.2f} s", "≤ 1 s"),
+            ("gatekeeper run: RSS when ready", "with this cache", f"{daemon_rss:.0f} MB", "≤ 150 MB"),
+        ]
+    w = [max(len(r[i]) for r in results) for i in range(4)]
+    head = ("measure", "", "result", "target")
+    print(" | ".join(h.ljust(w[i]) for i, h in enumerate(head)))
+    print("-+-".join("-" * x for x in w))
+    for r in results:
+        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+
+
+if __name__ == "__main__":
+    main()

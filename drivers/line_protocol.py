@@ -1,0 +1,61 @@
+"""The serial reader line protocol of SPEC §5: one credential a line, CR and/or LF terminated.
+
+An even count of 8–20 hex digits is a badge UID (`badge:<UPPER HEX>`); a line starting `GK1:` is a pass;
+anything else is `malformed`. Pure functions: the reader thread, the camera and the tests share them.
+"""
+from __future__ import annotations
+
+import re
+
+# A pass is at most 2 KB (SPEC §3); a little room beyond lets an oversized pass reach the verifier,
+# which names it, while a runaway line without terminator is cut off and reported.
+MAX_LINE = 4096
+
+_BADGE = re.compile(r"(?:[0-9A-Fa-f]{2}){4,10}")
+_TERMINATORS = re.compile(rb"\r|\n")
+OVERLONG = "\x00overlong"  # what LineBuffer yields for a line it had to drop
+
+
+def classify(line: str) -> tuple[str, str]:
+    """(`badge`, `badge:HEX`) | (`pass`, text) | (`malformed`, why)."""
+    text = line.strip()
+    if text.startswith("GK1:"):
+        return "pass", text
+    if _BADGE.fullmatch(text):
+        return "badge", "badge:" + text.upper()
+    if text == OVERLONG:
+        return "malformed", f"line longer than {MAX_LINE} bytes"
+    if not text:
+        return "malformed", "empty line"
+    if len(text) > MAX_LINE:
+        return "malformed", f"line of {len(text)} characters"
+    return "malformed", "neither a badge UID nor a pass"
+
+
+class LineBuffer:
+    """Bytes in, whole lines out. Partial reads are kept until their terminator (pyserial returns
+    partial lines on timeout); a line longer than `max_line` is dropped whole and reported as OVERLONG."""
+
+    def __init__(self, max_line: int = MAX_LINE):
+        self.max_line = max_line
+        self._buf = b""
+        self._overflow = False
+
+    def feed(self, data: bytes) -> list[str]:
+        parts = _TERMINATORS.split(self._buf + data)
+        self._buf = parts.pop()  # the unterminated tail waits for more bytes
+        lines = []
+        for raw in parts:
+            if self._overflow:
+                self._overflow = False
+                lines.append(OVERLONG)
+            elif len(raw) > self.max_line:
+                lines.append(OVERLONG)
+            elif raw:  # CRLF leaves an empty piece between CR and LF: not a scan
+                lines.append(raw.decode("ascii", errors="replace"))
+        if len(self._buf) > self.max_line:
+            self._overflow = True
+            self._buf = b""
+        elif self._overflow and self._buf:
+            self._buf = b""  # still inside the overlong line
+        return lines

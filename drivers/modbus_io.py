@@ -1,0 +1,81 @@
+"""A Modbus TCP I/O module: lock coils out, door and site inputs in (SPEC §5 register map).
+
+Reconnection is the caller's business (it knows the backoff and what to do after a reconnect: drive
+every lock to locked), so pymodbus' own reconnect and retries are switched off and every failure is
+raised at once as ModbusUnavailable.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from drivers.errors import ModbusUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ModbusTcpIO:
+    def __init__(self, name: str, host: str, port: int, *, unit: int = 1, timeout_s: float = 1.0):
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unit = unit
+        self.timeout_s = timeout_s
+        self._client: AsyncModbusTcpClient | None = None
+        self._lock = asyncio.Lock()  # one request at a time: the relock timer and the poller share a socket
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        await self.close()
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                                      reconnect_delay=0, name=self.name)
+        try:
+            ok = await asyncio.wait_for(client.connect(), self.timeout_s + 0.5)
+        except (asyncio.TimeoutError, OSError, ModbusException) as e:
+            client.close()
+            raise ModbusUnavailable(self.name, f"cannot connect to {self.host}:{self.port}: {e or 'timeout'}") from None
+        if not ok:
+            client.close()
+            raise ModbusUnavailable(self.name, f"cannot connect to {self.host}:{self.port}")
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def write_coil(self, address: int, value: bool) -> None:
+        await self._call("write coil", address, lambda c: c.write_coil(address, value, device_id=self.unit))
+
+    async def read_coils(self, address: int, *, count: int = 1) -> list[bool]:
+        r = await self._call("read coils", address, lambda c: c.read_coils(address, count=count, device_id=self.unit))
+        return list(r.bits[:count])
+
+    async def read_discrete_inputs(self, address: int, *, count: int = 1) -> list[bool]:
+        r = await self._call("read inputs", address,
+                             lambda c: c.read_discrete_inputs(address, count=count, device_id=self.unit))
+        return list(r.bits[:count])
+
+    async def read_holding_registers(self, address: int, *, count: int = 1) -> list[int]:
+        r = await self._call("read registers", address,
+                             lambda c: c.read_holding_registers(address, count=count, device_id=self.unit))
+        return list(r.registers[:count])
+
+    async def _call(self, what: str, address: int, request):
+        client = self._client
+        if client is None or not client.connected:
+            raise ModbusUnavailable(self.name, "not connected")
+        async with self._lock:
+            try:
+                r = await asyncio.wait_for(request(client), self.timeout_s + 0.5)
+            except (asyncio.TimeoutError, ModbusException, OSError) as e:
+                raise ModbusUnavailable(self.name, f"{what} {address}: {e or 'timeout'}") from None
+        if r.isError():
+            raise ModbusUnavailable(self.name, f"{what} {address}: device answered {r}")
+        return r

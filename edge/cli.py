@@ -1,0 +1,141 @@
+"""The `gatekeeper` command (SPEC §1)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from edge.config import ConfigError, load_config, resolve
+from edge.errors import GatekeeperError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return 2
+    except GatekeeperError as e:
+        print(f"gatekeeper: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gatekeeper", description="Access-control edge service for doors and gates.")
+    p.add_argument("--log-level", default=os.environ.get("GATEKEEPER_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the daemon")
+    run.add_argument("--config", required=True, help="site TOML file")
+    run.add_argument("--check", action="store_true", help="validate the config and exit")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="simulators + daemon + a short story, on this machine")
+    demo.add_argument("--state", default="var/demo", help="folder for the demo's database, keys and config")
+    demo.add_argument("--story-only", action="store_true", help="play the story, then stop everything")
+    demo.set_defaults(func=cmd_demo)
+
+    from edge.passes.cli import add_commands
+    add_commands(sub)
+
+    al = sub.add_parser("allowlist", help="the allow-list cache").add_subparsers(metavar="ACTION")
+    imp = al.add_parser("import", help="apply a JSON Lines file, all or nothing")
+    imp.add_argument("--config", required=True)
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_allowlist_import)
+
+    ev = sub.add_parser("events", help="print the journal as SPEC §2 event envelopes, one a line")
+    ev.add_argument("--config", required=True)
+    ev.add_argument("--after-seq", type=int, default=0)
+    ev.add_argument("--follow", action="store_true", help="keep printing new events")
+    ev.add_argument("--verify", action="store_true", help="check seq and the hash chain instead of printing")
+    ev.set_defaults(func=cmd_events)
+    return p
+
+
+def cmd_run(args) -> int:
+    cfg, base = load_config(args.config)
+    if args.check:
+        from edge.keyring import build_keyring
+        build_keyring(cfg, base)  # key files must load too
+        print(f"{args.config}: OK ({len(cfg.doors)} doors, {len(cfg.readers)} readers)")
+        return 0
+    from edge.daemon import run
+    return run(cfg, base)
+
+
+def cmd_demo(args) -> int:
+    from edge.demo import run_demo
+    return run_demo(args.state, story_only=args.story_only)
+
+
+def _open_store(config: str):
+    from edge.store import Store
+    cfg, base = load_config(config)
+    return cfg, Store(resolve(base, cfg.storage.path))
+
+
+def cmd_allowlist_import(args) -> int:
+    from edge.store.allowlist import ImportError_, apply_items, parse_lines
+    from edge.store.journal import Journal
+    cfg, store = _open_store(args.config)
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            items = parse_lines(f, args.file)
+    except OSError as e:
+        print(f"{args.file}: cannot read: {e.strerror}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"{args.file}: not UTF-8 text", file=sys.stderr)
+        return 2
+    except ImportError_ as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        print(f"{args.file}: nothing imported", file=sys.stderr)
+        return 1
+    now = time.time()
+    with store.tx():
+        counts = apply_items(store, items, now)
+        Journal(store).append("allowlist.applied", {"source": "import", **{k + "s": v for k, v in counts.items()}}, now)
+    print(f"imported {counts['record']} records, {counts['revoke']} revocations, "
+          f"{counts['blocklist']} blocklist entries, {counts['key']} keys")
+    return 0
+
+
+def cmd_events(args) -> int:
+    from edge.store.journal import Journal
+    cfg, store = _open_store(args.config)
+    journal = Journal(store)
+    if args.verify:
+        ok, what = journal.verify()
+        print(what)
+        return 0 if ok else 1
+    source = f"acs/{cfg.site.id}/{cfg.site.gate}"
+    after = args.after_seq
+    while True:
+        for e in journal.entries(after):
+            print(json.dumps(e.envelope(source, store.epoch), ensure_ascii=False, separators=(",", ":")), flush=True)
+            after = e.seq
+        if not args.follow:
+            return 0
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

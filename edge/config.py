@@ -1,0 +1,275 @@
+"""The site configuration: one TOML file, validated before the daemon starts."""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import GatekeeperError
+from edge.areas import is_within, parent_of
+
+CATEGORIES = ("staff", "vip", "visitor", "contractor")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+AREA = r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$"
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+
+Name = Annotated[str, Field(pattern=NAME)]
+AreaPath = Annotated[str, Field(pattern=AREA, max_length=200)]
+
+
+class ConfigError(GatekeeperError):
+    """The config file is unusable; `problems` lists `file:line: key: what is wrong`."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSection(Model):
+    id: Name = Field(description="site id, the {site} of every MQTT topic")
+    gate: Name = Field(description="this gate's id, the {gate} of its topics")
+    timezone: str = Field("UTC", description="IANA zone for schedules (visiting hours are local time)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
+        return v
+
+
+class PolicySection(Model):
+    clock_skew_s: float = Field(60, ge=0, le=3600, description="P3 tolerance on validity bounds, seconds")
+    exit_signoff_required: bool = Field(True, description="P9: a general visitor's perimeter exit needs the host's sign-off")
+    escort_window_s: float = Field(30, gt=0, le=600, description="P10: seconds between the staff scan and the escorted scan")
+    escort_max: int = Field(5, ge=1, le=100, description="P10: people one staff credential escorts per window")
+    max_sync_age_s: float | None = Field(None, gt=0, description="P23: refuse visitors/contractors when central is silent longer (seconds); unset = off")
+    lobby: AreaPath | None = Field(None, description="P13: area every walk-in pass admits")
+    guard_room: AreaPath | None = Field(None, description="P13: the only area a frontline host's walk-in admits")
+
+
+class AreasSection(Model):
+    tree: list[AreaPath] = Field(min_length=1, description="every area as a path; a child's parent must be listed")
+    escort_required: list[AreaPath] = Field(default_factory=list, description="P10: areas (and all below) needing a staff escort")
+
+    @model_validator(mode="after")
+    def _tree(self) -> "AreasSection":
+        known = set(self.tree)
+        for a in self.tree:
+            p = parent_of(a)
+            if p is not None and p not in known:
+                raise ValueError(f"area {a!r} has no parent {p!r} in the tree")
+        roots = [a for a in self.tree if parent_of(a) is None]
+        if len(roots) != 1:
+            raise ValueError(f"the tree needs exactly one root area, found {roots}")
+        for a in self.escort_required:
+            if a not in known:
+                raise ValueError(f"escort_required names {a!r}, which is not in the tree")
+        return self
+
+
+class ScheduleSection(Model):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(DAYS))
+    start: str = Field("08:00", pattern=HHMM, description="local time HH:MM, inclusive")
+    end: str = Field("21:30", pattern=HHMM, description="local time HH:MM, exclusive; may be 24:00")
+
+    @model_validator(mode="after")
+    def _order(self) -> "ScheduleSection":
+        if _minutes(self.end) <= _minutes(self.start):
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+    def window(self) -> tuple[frozenset[int], int, int]:
+        """(weekday numbers Monday=0, start minute, end minute)."""
+        return frozenset(DAYS.index(d) for d in self.days), _minutes(self.start), _minutes(self.end)
+
+
+class StorageSection(Model):
+    path: str = Field("/var/lib/gatekeeper/gatekeeper.db", description="SQLite file; relative paths are from the config file")
+    retention_days: int = Field(365, ge=1, description="P19: journal rows kept locally, days")
+
+
+class IoModuleSection(Model):
+    name: Name
+    type: Literal["modbus_tcp"] = "modbus_tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=247)
+    timeout_s: float = Field(1.0, gt=0, le=30, description="per request, seconds")
+
+
+class SiteInputsSection(Model):
+    io: Name = Field(description="the io_module that carries the site inputs")
+    fire_input: int | None = Field(None, ge=0, le=65535, description="discrete input from the fire panel (P16)")
+    lockdown_input: int | None = Field(None, ge=0, le=65535, description="discrete input of the lockdown key switch (P15)")
+    poll_ms: int = Field(100, ge=10, le=5000, description="how often the inputs are read, milliseconds")
+
+
+class DoorSection(Model):
+    name: Name
+    area: AreaPath = Field(description="the area on the door's inner side, entered by an `in` reader")
+    perimeter: bool = Field(False, description="on the site boundary (P8, P9, P12)")
+    io: Name = Field(description="io_module driving the lock")
+    lock_coil: int = Field(ge=0, le=65535, description="coil: 1 = unlocked")
+    contact_input: int | None = Field(None, ge=0, le=65535, description="discrete input: 1 = open")
+    rex_input: int | None = Field(None, ge=0, le=65535, description="discrete input: request to exit")
+    pulse_s: float = Field(3.0, gt=0, le=60, description="unlock time after a grant, seconds")
+    held_open_s: float = Field(30.0, gt=0, le=3600, description="P17 limit, seconds")
+    fail_mode: Literal["fail_secure", "fail_safe"] = Field("fail_secure", description="what the hardware does on power or link loss (P18)")
+    antipassback: Literal["auto", "hard", "soft", "off"] = Field("auto", description="P7; auto = soft for staff, hard for others")
+
+
+class ReaderSection(Model):
+    name: Name
+    type: Literal["serial"] = "serial"
+    url: str = Field(description="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://...")
+    baudrate: int = Field(9600, gt=0)
+    door: Name
+    direction: Literal["in", "out"]
+
+
+class KeySection(Model):
+    kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+    public_key_file: str | None = Field(None, description="PEM file; relative paths are from the config file")
+    public_key: str | None = Field(None, description="PEM text, instead of public_key_file")
+    scope: list[Literal["staff", "vip", "visitor", "contractor"]] | None = Field(None, description="categories this key may sign; unset = all")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KeySection":
+        if (self.public_key_file is None) == (self.public_key is None):
+            raise ValueError("give exactly one of public_key_file or public_key")
+        return self
+
+
+class GateConfig(Model):
+    site: SiteSection
+    policy: PolicySection = PolicySection()
+    areas: AreasSection
+    schedules: dict[Name, ScheduleSection] = Field(default_factory=dict)
+    storage: StorageSection = StorageSection()
+    io_modules: list[IoModuleSection] = Field(default_factory=list)
+    site_inputs: SiteInputsSection | None = None
+    doors: list[DoorSection] = Field(default_factory=list)
+    readers: list[ReaderSection] = Field(default_factory=list)
+    keys: list[KeySection] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> "GateConfig":
+        areas = set(self.areas.tree)
+        modules = _unique("io_modules", [m.name for m in self.io_modules])
+        doors = _unique("doors", [d.name for d in self.doors])
+        _unique("readers", [r.name for r in self.readers])
+        _unique("keys", [k.kid for k in self.keys])
+        for i, d in enumerate(self.doors):
+            if d.area not in areas:
+                raise ValueError(f"doors[{i}] ({d.name}): area {d.area!r} is not in areas.tree")
+            if d.io not in modules:
+                raise ValueError(f"doors[{i}] ({d.name}): io {d.io!r} is not an io_modules name")
+        for i, r in enumerate(self.readers):
+            if r.door not in doors:
+                raise ValueError(f"readers[{i}] ({r.name}): door {r.door!r} is not a doors name")
+        if self.site_inputs and self.site_inputs.io not in modules:
+            raise ValueError(f"site_inputs: io {self.site_inputs.io!r} is not an io_modules name")
+        for key in ("lobby", "guard_room"):
+            a = getattr(self.policy, key)
+            if a is not None and a not in areas:
+                raise ValueError(f"policy.{key}: {a!r} is not in areas.tree")
+        return self
+
+    # Derived views, computed once: the hot path reads them.
+    def schedule_windows(self) -> dict[str, tuple[frozenset[int], int, int]]:
+        out = {"visiting_hours": ScheduleSection().window()}
+        out.update({n: s.window() for n, s in self.schedules.items()})
+        return out
+
+    def escort_required(self, area: str) -> bool:
+        return any(is_within(area, a) for a in self.areas.escort_required)
+
+    def root_area(self) -> str:
+        return next(a for a in self.areas.tree if parent_of(a) is None)
+
+
+def _unique(what: str, names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{what}: name {n!r} is used twice")
+        seen.add(n)
+    return seen
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def load_config(path: str | os.PathLike) -> tuple[GateConfig, Path]:
+    """Parse and validate; returns the config and its folder (for relative paths). Raises ConfigError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+    try:
+        cfg = GateConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError([_describe(p, text, err) for err in e.errors()]) from None
+    return cfg, p.resolve().parent
+
+
+def _describe(path: Path, text: str, err: dict) -> str:
+    loc = [str(x) for x in err.get("loc", ())]
+    key = ".".join(loc) if loc else "(top level)"
+    msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key (a typo?)"
+    elif err.get("type") == "missing":
+        msg = "required key is missing"
+    line = _line_of(text, err.get("loc", ()))
+    where = f"{path}:{line}" if line else f"{path}"
+    return f"{where}: {key}: {msg}"
+
+
+def _line_of(text: str, loc: tuple) -> int | None:
+    """Best-effort line of a key: the n-th [[table]] or [table] header, then the key below it."""
+    lines = text.splitlines()
+    start = 0
+    names = [x for x in loc if isinstance(x, str)]
+    if not names:
+        return None
+    table, rest = names[0], loc[1:]
+    index = rest[0] if rest and isinstance(rest[0], int) else None
+    header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"(\.[^\]]*)?\s*\]\]?\s*$")
+    hits = [i for i, ln in enumerate(lines) if header.match(ln)]
+    if hits:
+        start = hits[index] if index is not None and index < len(hits) else hits[0]
+    leaf = names[-1]
+    keyline = re.compile(r"^\s*" + re.escape(leaf) + r"\s*=")
+    for i in range(start, len(lines)):
+        if i > start and lines[i].lstrip().startswith("[") and keyline is not None and len(names) > 1:
+            break
+        if keyline.match(lines[i]):
+            return i + 1
+    return start + 1 if hits else None
+
+
+def resolve(base: Path, p: str) -> Path:
+    """A path from the config, relative to the config file's folder."""
+    q = Path(p)
+    return q if q.is_absolute() else base / q

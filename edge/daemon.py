@@ -1,0 +1,133 @@
+"""`gatekeeper run`: wires config, store, gate, readers and outputs, in one flat list of start steps."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from drivers.line_protocol import classify
+from drivers.serial_reader import SerialLineReader
+from edge.config import GateConfig, resolve
+from edge.devices import DeviceBoard
+from edge.gate import Gate, Outcome
+from edge.keyring import build_keyring
+from edge.model import Mode
+from edge.outputs import Outputs
+from edge.sdnotify import notify, watchdog_interval
+from edge.store import Store
+
+log = logging.getLogger(__name__)
+decisions_log = logging.getLogger("gatekeeper.decisions")
+
+
+class Daemon:
+    def __init__(self, cfg: GateConfig, base: Path):
+        self.cfg = cfg
+        self.base = base
+        self.stop = asyncio.Event()
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        # 1. the database and the gate
+        self.store = Store(resolve(self.base, self.cfg.storage.path))
+        self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
+        self.board = DeviceBoard(self.gate.record)
+        # 2. outputs: every lock driven to locked before any reader is listened to (P18)
+        self.outputs = Outputs(self.cfg, self.board, self._on_inputs)
+        tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
+        # 3. readers, each on its own thread, feeding one queue
+        readers = []
+        for r in self.cfg.readers:
+            self.board.register(r.name, "reader")
+            readers.append(SerialLineReader(
+                r.name, r.url, baudrate=r.baudrate,
+                on_line=lambda name, line, t: loop.call_soon_threadsafe(self._enqueue, name, line, t),
+                on_state=lambda name, state, err: loop.call_soon_threadsafe(self._reader_state, name, state, err)))
+        for rd in readers:
+            rd.start()
+        tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
+        tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        wd = watchdog_interval()
+        if wd:
+            tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
+        # 4. ready: deciding is possible from here on, whatever hardware is still connecting
+        notify("READY=1\nSTATUS=serving")
+        log.info("gatekeeper %s/%s ready: %d doors, %d readers, mode %s", self.cfg.site.id, self.cfg.site.gate,
+                 len(self.cfg.doors), len(readers), self.gate.mode.value)
+        print(f"gatekeeper ready: site {self.cfg.site.id} gate {self.cfg.site.gate}", flush=True)
+        await self.stop.wait()
+        notify("STOPPING=1")
+        for rd in readers:
+            rd.stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for m in self.outputs.modules.values():
+            await m.io.close()
+        self.store.close()
+        return 0
+
+    def _enqueue(self, reader: str, line: str, t_ns: int) -> None:
+        try:
+            self.queue.put_nowait((reader, line, t_ns))
+        except asyncio.QueueFull:
+            log.error("reader %s: scan dropped, the decision queue is full", reader)
+
+    def _reader_state(self, name: str, state: str, error: str | None) -> None:
+        if state == "up":
+            self.board.up(name)
+        else:
+            self.board.down(name, error or "disconnected")
+
+    async def _decide_loop(self) -> None:
+        while True:
+            reader, line, _t = await self.queue.get()
+            try:
+                kind, value = classify(line)
+                out = self.gate.present(reader, kind, value)
+            except Exception:  # a bug must not stop the gate; the scan is logged and dropped
+                log.exception("reader %s: scan could not be decided", reader)
+                continue
+            _log_outcome(out)
+            if out.opens:
+                await self.outputs.pulse(out.door.name)
+
+    def _on_inputs(self, values: dict[str, bool]) -> None:
+        """P15: the lockdown key switch locks the gate down and, returning, ends it."""
+        lock = values.get("lockdown")
+        if lock is True and self.gate.mode is Mode.NORMAL:
+            self.gate.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on")
+        elif lock is False and self.gate.mode is Mode.LOCKDOWN and self.store.meta("mode_by") in (None, "lockdown_input"):
+            self.gate.set_mode(Mode.NORMAL, "lockdown_input", "key switch off")
+
+    async def _maintenance(self) -> None:
+        while True:
+            cutoff = time.time() - self.cfg.storage.retention_days * 86400
+            n = self.gate.journal.prune(cutoff)
+            if n:
+                log.info("pruned %d journal entries older than %d days", n, self.cfg.storage.retention_days)
+            await asyncio.sleep(3600)
+
+    async def _watchdog(self, every: float) -> None:
+        # Fed from the loop itself: if the loop stalls, systemd restarts us.
+        while True:
+            notify("WATCHDOG=1")
+            await asyncio.sleep(every)
+
+
+def _log_outcome(out: Outcome) -> None:
+    d = out.decision
+    verdict = "HELD" if d.held else ("GRANTED" if d.granted else "DENIED")
+    cred = out.cred
+    who = getattr(cred, "holder", None) or getattr(cred, "ref", None) or "-"
+    decisions_log.info("%s %s %s %s reason=%s%s", out.door.name, out.door.direction.value, verdict, who, d.reason,
+                       f" flags={','.join(d.flags)}" if d.flags else "")
+
+
+def run(cfg: GateConfig, base: Path) -> int:
+    return asyncio.run(Daemon(cfg, base).run())

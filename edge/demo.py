@@ -1,0 +1,197 @@
+"""`gatekeeper demo`: the daemon and hardware simulators on this machine, and a short story from the policy."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from edge.procs import Child, free_port, python_module
+
+DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+KID = "central-1"
+NAMES = {
+    "h-1001": "Li Wei (staff)", "h-1002": "Wang Fang (staff)", "h-1003": "Zhao Min (supervisor)",
+    "h-2001": "Chen Jie (VIP, special tier)", "h-2002": "Zhang Lei (visitor)", "h-3001": "Sun Qiang (contractor)",
+    "h-4001": "Ma Tao (blocklisted)",
+}
+BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0FFEE0", "ma": "0BADBAD0"}
+
+
+def run_demo(state: str, *, story_only: bool = False) -> int:
+    state_dir = Path(state).resolve()
+    site, db, passes = prepare(state_dir)
+    children: list[Child] = []
+    try:
+        readers = start_simulators(site, children)
+        daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)))
+        children.append(daemon)
+        daemon.wait_for("gatekeeper ready", 30)
+        tail = JournalTail(db)
+        play_story(readers, tail, passes, site)
+        if story_only:
+            return 0
+        interactive(readers, tail)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for c in reversed(children):
+            c.stop()
+
+
+def prepare(state_dir: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A fresh demo site: keys, config with free ports, allow-list, passes."""
+    from edge.passes.keys import generate_keypair
+    from edge.passes import issue_pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for f in state_dir.glob("gatekeeper.db*"):
+        f.unlink()  # each demo starts from an empty journal
+    keys = state_dir / "keys"
+    if keys.exists():
+        shutil.rmtree(keys)
+    keys.mkdir()
+    private = generate_keypair(KID, keys)
+    text = DEMO_TOML.read_text()
+    text = re.sub(r"port = 15020", f"port = {free_port()}", text)
+    for n in (17001, 17002, 17003):
+        text = text.replace(f"127.0.0.1:{n}", f"127.0.0.1:{free_port()}")
+    site = state_dir / "site.toml"
+    site.write_text(text)
+
+    now = int(time.time())
+    day = 86400
+    people = [
+        {"credential": f"badge:{BADGES['li']}", "holder": "h-1001", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{BADGES['wang']}", "holder": "h-1002", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{BADGES['zhao']}", "holder": "h-1003", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
+        {"credential": f"badge:{BADGES['sun']}", "holder": "h-3001", "category": "contractor",
+         "areas": ["site/production"], "valid_from": _iso(now - 30 * day), "valid_until": _iso(now - day)},
+        {"credential": f"badge:{BADGES['ma']}", "holder": "h-4001", "category": "visitor", "areas": ["site/lobby"]},
+        {"blocklist": {"holder": "h-4001", "reason": "banned after an incident"}},
+    ]
+    (state_dir / "people.jsonl").write_text("".join(json.dumps(p) + "\n" for p in people))
+    from edge.cli import main as cli
+    cli(["--log-level", "warning", "allowlist", "import", "--config", str(site), str(state_dir / "people.jsonl")])
+    passes = {
+        "vip": issue_pass(private, KID, holder="h-2001", category="vip", tier="special", areas=["site"],
+                          valid_from=now - 300, valid_until=now + 8 * 3600, party=3, host="h-1001"),
+        "visitor": issue_pass(private, KID, holder="h-2002", category="visitor", areas=["site/lobby"],
+                              valid_from=now - 300, valid_until=now + 4 * 3600, host="h-1002"),
+    }
+    for name, text_ in passes.items():
+        (state_dir / f"{name}.pass").write_text(text_ + "\n")
+    return site, state_dir / "gatekeeper.db", passes
+
+
+def _iso(t: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def start_simulators(site: Path, children: list[Child]) -> dict[str, Child]:
+    import tomllib
+    cfg = tomllib.loads(site.read_text())
+    io = Child("door_io", python_module("simulators.door_io", "--site", str(site), "--module", "io1"), stdin=True)
+    children.append(io)
+    io.wait_for("door_io listening")
+    readers = {"io": io}
+    for r in cfg["readers"]:
+        host, port = r["url"].removeprefix("socket://").rsplit(":", 1)
+        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:{port}"), stdin=True)
+        children.append(c)
+        c.wait_for("badge_reader listening")
+        readers[r["name"]] = c
+    return readers
+
+
+class JournalTail:
+    """Reads the daemon's journal (read-only) and waits for new entries."""
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.after = 0
+        self.conn = None
+
+    def next(self, types: tuple[str, ...], timeout: float = 10.0) -> tuple[str, dict] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.conn is None and self.db.exists():
+                self.conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+            if self.conn is not None:
+                for seq, etype, data in self.conn.execute(
+                        "SELECT seq, type, data FROM journal WHERE seq > ? ORDER BY seq", (self.after,)):
+                    self.after = seq
+                    if etype in types:
+                        return etype, json.loads(data)
+            time.sleep(0.05)
+        return None
+
+
+DECISIONS = ("access.granted", "access.denied", "exit.held")
+
+
+def show(etype: str, data: dict) -> None:
+    verdict = {"access.granted": "GRANTED", "access.denied": "DENIED ", "exit.held": "HELD   "}[etype]
+    who = NAMES.get(data.get("holder") or "", data.get("holder") or data.get("credential_ref") or "unreadable")
+    party = f" party of {data['party']}" if (data.get("party") or 1) > 1 else ""
+    flags = f" [{', '.join(data['flags'])}]" if data.get("flags") else ""
+    print(f"  {data['door']:<8} {data['direction']:<3}  {verdict}  {who}{party}  reason={data['reason']}{flags}", flush=True)
+
+
+def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, str], site: Path) -> None:
+    print("\nGatekeeper demo: a day at the gate (site 'demo', gate 'gate-1', no network needed)\n", flush=True)
+
+    def scan(reader: str, text: str, say: str) -> None:
+        print(f"- {say}", flush=True)
+        readers[reader].send(text)
+        got = tail.next(DECISIONS)
+        if got is None:
+            print("  (no decision within 10 s: is the daemon running?)", flush=True)
+            return
+        show(*got)
+        extra = tail.next(("visitor.arrived",), timeout=0.3) if got[1].get("category") == "vip" else None
+        if extra:
+            print(f"  -> visitor.arrived: host {extra[1]['host']} told at once"
+                  f"{' (PRIORITY: special tier)' if extra[1].get('priority') else ''}", flush=True)
+
+    scan("main-in", BADGES["li"], "Li Wei, staff, badges in at the main gate")
+    scan("main-in", passes["vip"], "Chen Jie, a special-tier VIP, shows her QR pass; two companions with her")
+    scan("office-in", passes["visitor"], "Zhang Lei, a visitor for the lobby only, tries the office door")
+    scan("main-in", BADGES["sun"], "Sun Qiang, a contractor whose permit ran out yesterday")
+    scan("main-in", BADGES["ma"], "Ma Tao, on the blocklist, tries his old badge")
+    scan("main-in", passes["visitor"], "Zhang Lei enters through the main gate")
+    scan("main-in", passes["visitor"], "...and someone tries Zhang's pass again right behind him")
+    scan("main-out", passes["visitor"], "Zhang Lei wants to leave, but his host has not signed off the visit")
+    print("- The guard turns the lockdown key switch", flush=True)
+    readers["io"].send("input 101 on")
+    if tail.next(("mode.changed",)):
+        print("  mode -> lockdown", flush=True)
+    scan("main-in", BADGES["wang"], "Wang Fang, staff, arrives during the lockdown")
+    scan("main-in", BADGES["zhao"], "Zhao Min, a supervisor, arrives during the lockdown")
+    readers["io"].send("input 101 off")
+    if tail.next(("mode.changed",)):
+        print("- The key switch returns: mode -> normal", flush=True)
+    print("\nEvery decision above is in the journal: gatekeeper events --config", site, flush=True)
+
+
+def interactive(readers: dict[str, Child], tail: JournalTail) -> None:
+    names = [n for n in readers if n != "io"]
+    print(f"\nThe gate stays up. Scan more: type `READER CREDENTIAL`, e.g. `main-in {BADGES['li']}` "
+          f"(readers: {', '.join(names)}; passes are in the state folder). Ctrl-C stops everything.", flush=True)
+    if not sys.stdin.isatty():
+        while True:
+            time.sleep(3600)
+    for line in sys.stdin:
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or parts[0] not in names:
+            print(f"  usage: READER CREDENTIAL, READER one of {', '.join(names)}", flush=True)
+            continue
+        readers[parts[0]].send(parts[1].strip())
+        got = tail.next(DECISIONS)
+        if got:
+            show(*got)
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,245 @@
+"""The gate: credential in, decision out, journaled for good. Synchronous and I/O-free apart from SQLite.
+
+The daemon feeds it lines from readers and drives the locks it asks for; the benchmark and the tests
+drive it directly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from edge.areas import parent_of
+from edge.config import GateConfig
+from edge.model import (
+    Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
+)
+from edge.passes import KeyRing, PassRejected, verify_pass
+from edge.policy import decide
+from edge.store import Store
+from edge.store.allowlist import lookup_badge
+from edge.store.journal import Entry, Journal, rfc3339
+from edge.window import clock_plausible
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reader: str
+    door: DoorView
+    cred: Credential | Rejected
+    decision: Decision
+    decision_us: int
+    entries: tuple[Entry, ...] = ()
+
+    @property
+    def opens(self) -> bool:
+        """Only a grant drives a lock (P9: a held exit does not)."""
+        return self.decision.granted
+
+
+def settings_from(cfg: GateConfig) -> Settings:
+    return Settings(
+        skew_s=cfg.policy.clock_skew_s, tz=ZoneInfo(cfg.site.timezone), schedules=cfg.schedule_windows(),
+        exit_signoff_required=cfg.policy.exit_signoff_required, escort_window_s=cfg.policy.escort_window_s,
+        escort_max=cfg.policy.escort_max,
+    )
+
+
+def pass_credential(c) -> Credential:
+    """A verified pass's claims as a credential (SPEC §3 names → allow-list names)."""
+    return Credential(
+        kind="pass", ref="pass:" + c.cti_hex, holder=c.sub, category=c.cat, areas=c.areas,
+        valid_from=float(c.nbf), valid_until=float(c.exp), tier=c.tier, schedule=c.sch, party=c.party,
+        host=c.host, escort=c.esc, id_hash=c.idh, visit=c.vis,
+    )
+
+
+class Gate:
+    def __init__(self, cfg: GateConfig, store: Store, keyring: KeyRing, clock=time.time):
+        self.cfg = cfg
+        self.store = store
+        self.journal = Journal(store)
+        self.keyring = keyring
+        self.clock = clock
+        self.settings = settings_from(cfg)
+        doors = {d.name: d for d in cfg.doors}
+        self.readers: dict[str, DoorView] = {}
+        for r in cfg.readers:
+            d = doors[r.door]
+            self.readers[r.name] = DoorView(
+                name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,
+                antipassback=d.antipassback, escort_required=cfg.escort_required(d.area),
+            )
+        self.root = cfg.root_area()
+        self.mode = Mode(store.meta("mode", Mode.NORMAL.value))
+        self.escorts: dict[str, list[EscortScan]] = {}
+        self.max_sync_age = cfg.policy.max_sync_age_s
+        self.clock_alarm = False
+
+    # -- the hot path -------------------------------------------------------------------------
+    def credential(self, kind: str, value: str) -> Credential | Rejected:
+        """P2: turn what a reader read into a verified credential, or the reason it is not one."""
+        if kind == "badge":
+            return lookup_badge(self.store, value) or Rejected("unknown_credential", value, "badge")
+        if kind == "pass":
+            try:
+                return pass_credential(verify_pass(value, self.keyring))
+            except PassRejected as e:
+                return Rejected(e.reason, None, "pass")
+        return Rejected("malformed")
+
+    def facts(self, cred: Credential | Rejected, door: DoorView, now: float) -> Facts:
+        if isinstance(cred, Rejected):
+            return Facts(mode=self.mode)
+        s = self.store
+        s.refresh()  # another process may have imported revocations or blocklist entries
+        idh = cred.id_hash[:16] if cred.id_hash else None
+        vk = cred.visit_key
+        return Facts(
+            mode=self.mode,
+            blocklisted=cred.holder in s.blocked_holders or (idh is not None and idh in s.blocked_idh),
+            revoked=cred.ref in s.revoked,
+            consumed=vk in s.consumed,
+            signed_off=vk in s.signoffs,
+            presence=s.presence.get(cred.ref),
+            stale_allowlist=self._stale(now),
+            escorts=tuple(self._escorts_at(door.name, now)),
+        )
+
+    def evaluate(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
+        """Decide without journaling (the benchmark's 'without the journal')."""
+        t0 = time.perf_counter_ns()
+        door = self.readers[reader]
+        now = self.clock() if now is None else now
+        cred = self.credential(kind, value)
+        decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
+        return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)
+
+    def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
+        """Decide and commit the decision and its consequences in one durable transaction."""
+        now = self.clock() if now is None else now
+        out = self.evaluate(reader, kind, value, now)
+        entries = self.commit(out, now)
+        return Outcome(out.reader, out.door, out.cred, out.decision, out.decision_us, entries)
+
+    # -- consequences ---------------------------------------------------------------------------
+    def commit(self, out: Outcome, now: float) -> tuple[Entry, ...]:
+        d, cred, door = out.decision, out.cred, out.door
+        data = self._access_data(out)
+        entries: list[Entry] = []
+        with self.store.tx():
+            if d.reason == "clock_invalid" and not self.clock_alarm:
+                # P3: once per episode, so the central system sees the fault, not a flood
+                self.clock_alarm = True
+                log.error("the clock reads %s, before this release: time-bounded credentials are refused", now)
+                entries.append(self.journal.append("alarm.raised", {
+                    "alarm": "clock_invalid", "clock": rfc3339(now), "door": door.name}, now))
+            elif self.clock_alarm and d.reason != "clock_invalid" and clock_plausible(now):
+                self.clock_alarm = False
+            if d.held:
+                entries.append(self.journal.append("exit.held", data, now))
+            elif not d.granted:
+                entries.append(self.journal.append("access.denied", data, now))
+                if d.reason == "blocklisted":  # P6: guards must act on this one at once
+                    entries.append(self.journal.append("alarm.raised", {
+                        "alarm": "blocklisted", "priority": "high", "door": door.name,
+                        "holder": data.get("holder"), "credential_ref": data.get("credential_ref")}, now))
+            else:
+                entries.append(self.journal.append("access.granted", data, now))
+                assert isinstance(cred, Credential)
+                self._move(cred, door, now)
+                if d.arrival:  # P12: the host is told at once; special tier first
+                    entries.append(self.journal.append("visitor.arrived", {
+                        "door": door.name, "holder": cred.holder, "tier": cred.tier, "host": cred.host,
+                        "party": cred.party, "priority": cred.tier == "special", "credential_ref": cred.ref,
+                    }, now))
+                if d.consumes:  # P8: the whole party's pass, at every gate
+                    self.store.conn.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (cred.visit_key, now))
+                    self.store.consumed.add(cred.visit_key)
+                    entries.append(self.journal.append("visit.checked_out", {
+                        "visit": cred.visit_key, "credential_ref": cred.ref, "holder": cred.holder,
+                        "door": door.name, "party": cred.party,
+                    }, now))
+        if d.granted and isinstance(cred, Credential):
+            self._note_escort(cred, door, d, now)
+        return tuple(entries)
+
+    def _access_data(self, out: Outcome) -> dict:
+        cred, door, d = out.cred, out.door, out.decision
+        base = {
+            "door": door.name, "direction": door.direction.value, "reader": out.reader, "area": door.area,
+            "reason": d.reason, "flags": list(d.flags), "decision_us": out.decision_us,
+        }
+        if isinstance(cred, Credential):
+            base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
+                        category=cred.category, tier=cred.tier, party=cred.party)
+            if d.escort_by:
+                base["escort_by"] = d.escort_by
+        else:
+            base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=None, category=None, tier=None, party=None)
+        return base
+
+    def _move(self, cred: Credential, door: DoorView, now: float) -> None:
+        """P7: presence follows grants (passage sensors take over in the hardware layer)."""
+        if door.direction is Direction.IN:
+            area = door.area
+        else:
+            area = None if door.perimeter else parent_of(door.area)
+        c = self.store.conn
+        if area is None:
+            c.execute("DELETE FROM presence WHERE credential=?", (cred.ref,))
+            self.store.presence.pop(cred.ref, None)
+        else:
+            c.execute("INSERT OR REPLACE INTO presence(credential, holder, category, area, since, party) VALUES(?,?,?,?,?,?)",
+                      (cred.ref, cred.holder, cred.category, area, now, cred.party))
+            self.store.presence[cred.ref] = area
+
+    def _escorts_at(self, door: str, now: float) -> list[EscortScan]:
+        scans = self.escorts.get(door)
+        if not scans:
+            return []
+        live = [e for e in scans if now - e.at <= self.settings.escort_window_s]
+        self.escorts[door] = live
+        return live
+
+    def _note_escort(self, cred: Credential, door: DoorView, d: Decision, now: float) -> None:
+        """P10: a staff entry opens an escort window at this door; an escorted entry uses one place."""
+        if door.direction is not Direction.IN:
+            return
+        scans = self.escorts.setdefault(door.name, [])
+        if cred.category == "staff":
+            scans.append(EscortScan(cred.ref, cred.areas, now))
+        elif d.escort_by:
+            for i, e in enumerate(scans):
+                if e.ref == d.escort_by:
+                    scans[i] = EscortScan(e.ref, e.areas, e.at, e.used + 1)
+                    break
+
+    def _stale(self, now: float) -> bool:
+        """P23: central silent for longer than max_sync_age."""
+        if self.max_sync_age is None:
+            return False
+        heard = self.store.meta("central_heard_at") or self.store.meta("created_at")
+        return now - float(heard) > self.max_sync_age
+
+    # -- modes ------------------------------------------------------------------------------------
+    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None) -> Entry | None:
+        """P15/P16: change and journal the gate's mode; no event when nothing changes."""
+        if mode is self.mode:
+            return None
+        now = self.clock() if now is None else now
+        with self.store.tx():
+            self.store.set_meta("mode", mode.value)
+            self.store.set_meta("mode_by", by)
+            e = self.journal.append("mode.changed", {"mode": mode.value, "previous": self.mode.value, "by": by,
+                                                     "reason": reason, "scope": "gate"}, now)
+        self.mode = mode
+        log.warning("mode %s by %s: %s", mode.value, by, reason)
+        return e
+
+    def record(self, etype: str, data: dict, now: float | None = None) -> Entry:
+        """Journal an action or alarm that is not a decision (device faults, door events)."""
+        return self.journal.append(etype, data, self.clock() if now is None else now)

@@ -1,0 +1,122 @@
+"""The values the decision is made of: credentials, doors, facts, decisions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    LOCKDOWN = "lockdown"
+    FIRE = "fire"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+CATEGORIES = frozenset({"staff", "vip", "visitor", "contractor"})
+# P8: single-visit passes; P23: categories refused on a stale allow-list; P9 applies to visitors only.
+SINGLE_VISIT = frozenset({"visitor", "vip"})
+STALE_REFUSED = frozenset({"visitor", "contractor"})
+# SPEC §5: an `out` reader refuses only for these reasons (or holds for P9).
+EXIT_REFUSALS = frozenset({"unknown_credential", "malformed", "bad_signature", "pass_consumed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A credential whose origin is verified: an allow-listed badge or a pass with a good signature."""
+
+    kind: str  # "badge" | "pass"
+    ref: str  # "badge:<HEX>" | "pass:<cti hex>"
+    holder: str
+    category: str
+    areas: tuple[str, ...]
+    valid_from: float | None = None  # epoch seconds; None = open
+    valid_until: float | None = None
+    tier: str | None = None
+    roles: frozenset[str] = frozenset()
+    schedule: str | None = None  # None = the category default (P5)
+    party: int = 1
+    host: str | None = None
+    escort: bool = False
+    id_hash: str | None = None  # full hex, or the 16-character prefix a pass carries
+    visit: str | None = None  # a pass's visit id (P8, P9)
+
+    @property
+    def visit_key(self) -> str:
+        """What P8 consumption and P9 sign-off attach to."""
+        return self.visit if self.visit is not None else self.ref
+
+    @property
+    def time_bounded(self) -> bool:
+        return self.valid_from is not None or self.valid_until is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A presented credential that never became trustworthy (P2)."""
+
+    reason: str  # unknown_credential | bad_signature | malformed
+    ref: str | None = None  # badge ref when known; None when the signature failed
+    kind: str | None = None  # "badge" | "pass" | None when the input was neither
+
+
+@dataclass(frozen=True, slots=True)
+class DoorView:
+    """What the policy needs of a door and of the reader on it."""
+
+    name: str
+    area: str
+    direction: Direction
+    perimeter: bool = False
+    antipassback: str = "auto"  # auto | hard | soft | off
+    escort_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EscortScan:
+    """A recent staff grant at a door (P10)."""
+
+    ref: str
+    areas: tuple[str, ...]
+    at: float
+    used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the gate knows about the credential and itself at the moment of the scan."""
+
+    mode: Mode = Mode.NORMAL
+    blocklisted: bool = False
+    revoked: bool = False
+    consumed: bool = False
+    signed_off: bool = False
+    presence: str | None = None  # deepest area the credential is in (P7)
+    stale_allowlist: bool = False
+    escorts: tuple[EscortScan, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Policy settings from the config, in the form the decision reads."""
+
+    skew_s: float = 60.0
+    tz: object = None  # zoneinfo.ZoneInfo; None = UTC
+    schedules: dict = field(default_factory=dict)  # name -> (weekdays, start_min, end_min)
+    exit_signoff_required: bool = True
+    escort_window_s: float = 30.0
+    escort_max: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    granted: bool
+    reason: str
+    flags: tuple[str, ...] = ()
+    held: bool = False  # P9: not opened, `exit.held`
+    escort_by: str | None = None  # P10: the staff credential used as escort
+    consumes: bool = False  # P8: this grant consumes the pass
+    arrival: bool = False  # P12: a VIP arrived at the perimeter

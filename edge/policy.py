@@ -1,0 +1,104 @@
+"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23).
+
+No I/O here: the gate gathers the facts, this decides, the gate acts and journals.
+Every refusal carries exactly one reason code of POLICY.md; the order of the checks below decides
+which one when several apply (identity before validity before place before time before movement).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from edge.areas import is_within, permits
+from edge.model import (
+    SINGLE_VISIT, STALE_REFUSED, Credential, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
+)
+from edge.window import clock_plausible, window_reason
+
+_UTC = timezone.utc
+
+
+def decide(cred: Credential | Rejected, door: DoorView, now: float, facts: Facts, settings: Settings) -> Decision:
+    """Grant or refuse one presentation at one reader."""
+    if isinstance(cred, Rejected):  # P2: nothing unverified ever opens a door
+        return Decision(False, cred.reason)
+    if door.direction is Direction.OUT:
+        return _exit(cred, door, facts, settings)
+    return _entry(cred, door, now, facts, settings)
+
+
+def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settings) -> Decision:
+    if facts.blocklisted:  # P6
+        return Decision(False, "blocklisted")
+    if facts.revoked:  # P6
+        return Decision(False, "revoked")
+    if facts.consumed and cred.category in SINGLE_VISIT and cred.kind == "pass":  # P8
+        return Decision(False, "pass_consumed")
+    if cred.time_bounded:  # P3
+        if not clock_plausible(now):
+            return Decision(False, "clock_invalid")
+        why = window_reason(cred.valid_from, cred.valid_until, now, s.skew_s)
+        if why:
+            return Decision(False, why)
+    if facts.stale_allowlist and cred.category in STALE_REFUSED:  # P23
+        return Decision(False, "stale_allowlist")
+    if facts.mode is Mode.LOCKDOWN and not (cred.category == "staff" and "supervisor" in cred.roles):  # P15
+        return Decision(False, "lockdown")
+    if not permits(cred.areas, door.area):  # P4
+        return Decision(False, "area_not_permitted")
+    if not in_schedule(cred, now, s):  # P5
+        return Decision(False, "outside_schedule")
+    flags: tuple[str, ...] = ()
+    if facts.presence is not None and is_within(facts.presence, door.area):  # P7
+        mode = door.antipassback
+        if mode == "auto":
+            mode = "soft" if cred.category == "staff" else "hard"
+        if mode == "hard":
+            return Decision(False, "antipassback")
+        if mode == "soft":
+            flags = ("antipassback_soft",)
+    escort_by = None
+    if cred.category != "staff" and (door.escort_required or cred.escort):  # P10
+        escort_by = find_escort(door.area, now, facts, s)
+        if escort_by is None:
+            return Decision(False, "escort_required")
+    arrival = door.perimeter and cred.category == "vip"  # P12
+    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival)
+
+
+def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decision:
+    # SPEC §5: leaving is refused only for an unusable credential or a consumed pass, or held (P9).
+    single = cred.kind == "pass" and cred.category in SINGLE_VISIT
+    if facts.consumed and single:  # P8
+        return Decision(False, "pass_consumed")
+    if facts.mode is Mode.FIRE:  # P16 overrides P9; the pass is not consumed in an evacuation
+        return Decision(True, "fire_mode")
+    if door.perimeter and cred.category == "visitor" and s.exit_signoff_required and not facts.signed_off:  # P9
+        return Decision(False, "host_signoff_missing", held=True)
+    flags = () if facts.presence is not None and is_within(facts.presence, door.area) else ("presence_unknown",)
+    return Decision(True, "ok", flags, consumes=door.perimeter and single)  # P7, P8
+
+
+def in_schedule(cred: Credential, now: float, s: Settings) -> bool:
+    """P5: staff 24/7 unless given a schedule; everyone else visiting hours unless given another."""
+    name = cred.schedule
+    if name is None:
+        if cred.category == "staff":
+            return True
+        name = "visiting_hours"
+    if name == "always":
+        return True
+    window = s.schedules.get(name)
+    if window is None:  # an unknown schedule admits nobody: fail closed
+        return False
+    days, start, end = window
+    local = datetime.fromtimestamp(now, s.tz or _UTC)
+    minute = local.hour * 60 + local.minute
+    return local.weekday() in days and start <= minute < end
+
+
+def find_escort(area: str, now: float, facts: Facts, s: Settings) -> str | None:
+    """P10: a staff scan at this door within the window, permitted here, with escort capacity left."""
+    for e in facts.escorts:
+        if 0 <= now - e.at <= s.escort_window_s and e.used < s.escort_max and permits(e.areas, area):
+            return e.ref
+    return None

@@ -1,0 +1,87 @@
+"""SPEC §2 allow-list records, revocation refs, blocklist entries and trusted keys, validated."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edge.config import AreaPath
+
+HEX_ID = r"^[0-9a-f]{64}$"
+BADGE_REF = r"^badge:([0-9A-F]{2}){4,10}$"
+HolderId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _epoch(v: str | None) -> float | None:
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ValueError("must be an RFC 3339 time or null")
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{v!r} is not an RFC 3339 time") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"{v!r} has no UTC offset")
+    return dt.timestamp()
+
+
+class AllowRecord(_Strict):
+    credential: Annotated[str, Field(pattern=BADGE_REF)]
+    holder: HolderId
+    category: Literal["staff", "vip", "visitor", "contractor"]
+    tier: Literal["special", "first", "second"] | None = None
+    roles: list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]] = Field(default_factory=list, max_length=16)
+    areas: list[AreaPath] = Field(max_length=64)
+    valid_from: str | None = None
+    valid_until: str | None = None
+    schedule: Annotated[str, Field(max_length=64)] | None = None
+    party: int = Field(1, ge=1, le=50)
+    host: HolderId | None = None
+    escort: bool = False
+    id_hash: Annotated[str, Field(pattern=HEX_ID)] | None = None
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _time(cls, v):
+        _epoch(v)
+        return v
+
+    def row(self) -> tuple:
+        return (
+            self.credential, self.holder, self.category, self.tier, ",".join(self.roles), ",".join(self.areas),
+            _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
+            int(self.escort), self.id_hash,
+        )
+
+
+class RevokeRef(_Strict):
+    pass_: Annotated[str | None, Field(alias="pass", pattern=r"^[0-9a-f]{16,32}$")] = None
+    credential: Annotated[str, Field(pattern=BADGE_REF)] | None = None
+
+    def ref(self) -> str:
+        if (self.pass_ is None) == (self.credential is None):
+            raise ValueError("a revocation names exactly one of pass or credential")
+        return f"pass:{self.pass_}" if self.pass_ is not None else self.credential
+
+
+class BlockEntry(_Strict):
+    holder: HolderId | None = None
+    id_hash: Annotated[str, Field(pattern=HEX_ID)] | None = None
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+    def key(self) -> tuple[str, str]:
+        if (self.holder is None) == (self.id_hash is None):
+            raise ValueError("a blocklist entry names exactly one of holder or id_hash")
+        return ("holder", self.holder) if self.holder is not None else ("id_hash", self.id_hash)
+
+
+class TrustedKey(_Strict):
+    kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+    public_key: Annotated[str, Field(max_length=4096)]
+    scope: list[Literal["staff", "vip", "visitor", "contractor"]] | None = None

@@ -1,0 +1,111 @@
+"""The allow-list cache: badge lookups on the hot path, and whole-file imports."""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from pydantic import ValidationError
+
+from edge.errors import GatekeeperError
+from edge.model import Credential
+from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+from edge.store.db import Store
+
+MAX_LINE = 64 * 1024
+
+_LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash"
+           " FROM credentials WHERE credential=?")
+_UPSERT = ("INSERT OR REPLACE INTO credentials(credential, holder, category, tier, roles, areas, valid_from, valid_until,"
+           " schedule, party, host, escort, id_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+class ImportError_(GatekeeperError):
+    """An import file with problems; nothing of it was applied."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def lookup_badge(store: Store, ref: str) -> Credential | None:
+    """P2: a badge exists only if the allow-list knows it."""
+    r = store.conn.execute(_LOOKUP, (ref,)).fetchone()
+    if r is None:
+        return None
+    return Credential(
+        kind="badge", ref=ref, holder=r[0], category=r[1], tier=r[2],
+        roles=frozenset(r[3].split(",")) if r[3] else frozenset(), areas=tuple(r[4].split(",")) if r[4] else (),
+        valid_from=r[5], valid_until=r[6], schedule=r[7], party=r[8], host=r[9], escort=bool(r[10]), id_hash=r[11],
+    )
+
+
+def parse_lines(lines: Iterable[str], source: str = "input") -> list[tuple[str, object]]:
+    """Validate every line first; raise ImportError_ naming each bad line, so nothing is half-applied."""
+    items: list[tuple[str, object]] = []
+    problems: list[str] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE:
+            problems.append(f"{source}:{n}: line longer than {MAX_LINE} bytes")
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(f"{source}:{n}: not JSON: {e.msg} at column {e.colno}")
+            continue
+        try:
+            items.append(_item(obj))
+        except (ValidationError, ValueError, TypeError) as e:
+            problems.append(f"{source}:{n}: {_explain(e)}")
+    if problems:
+        raise ImportError_(problems)
+    return items
+
+
+def _item(obj) -> tuple[str, object]:
+    if not isinstance(obj, dict):
+        raise ValueError("each line must be a JSON object")
+    if set(obj) == {"revoke"}:
+        ref = RevokeRef.model_validate(obj["revoke"])
+        return "revoke", ref.ref()
+    if set(obj) == {"blocklist"}:
+        entry = BlockEntry.model_validate(obj["blocklist"])
+        return "blocklist", (*entry.key(), entry.reason)
+    if set(obj) == {"key"}:
+        key = TrustedKey.model_validate(obj["key"])
+        from edge.passes.keys import load_public_pem  # validated here so a bad PEM fails the whole import
+        load_public_pem(key.public_key.encode())
+        return "key", key
+    return "record", AllowRecord.model_validate(obj)
+
+
+def _explain(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        parts = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "(record)"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            parts.append(f"{loc}: {msg}")
+        return "; ".join(parts)
+    return str(e)
+
+
+def apply_items(store: Store, items: list[tuple[str, object]], now: float) -> dict[str, int]:
+    """Apply validated items in the caller's transaction; returns counts by kind."""
+    counts = {"record": 0, "revoke": 0, "blocklist": 0, "key": 0}
+    c = store.conn
+    records = [v.row() for k, v in items if k == "record"]
+    if records:
+        c.executemany(_UPSERT, records)
+    for kind, v in items:
+        if kind == "revoke":
+            c.execute("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", (v, now))
+        elif kind == "blocklist":
+            c.execute("INSERT OR REPLACE INTO blocklist(kind, value, reason) VALUES(?,?,?)", v)
+        elif kind == "key":
+            c.execute("INSERT OR REPLACE INTO keys(kid, public_key, scope) VALUES(?,?,?)",
+                      (v.kid, v.public_key, None if v.scope is None else ",".join(v.scope)))
+        counts[kind] += 1
+    counts["record"] = len(records)
+    return counts

@@ -1,0 +1,103 @@
+"""The append-only journal: every decision and action, with a gapless `seq` and a SHA-256 chain (P19)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+from edge.store.db import Store
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def rfc3339(epoch: float) -> str:
+    """UTC with milliseconds and `Z`, as SPEC conventions ask."""
+    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def chain(prev: str, seq: int, eid: str, t: str, etype: str, data: str) -> str:
+    """Each row's hash covers the previous row's hash, so changing or removing a row shows."""
+    h = hashlib.sha256(prev.encode())
+    h.update(f"\n{seq}\n{eid}\n{t}\n{etype}\n{data}".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    id: str
+    time: str
+    type: str
+    data: str  # JSON text exactly as hashed
+    hash: str
+
+    def envelope(self, source: str, epoch: str) -> dict:
+        """The SPEC §2 CloudEvents envelope of this entry."""
+        return {
+            "specversion": "1.0", "id": self.id, "source": source, "type": self.type, "time": self.time,
+            "datacontenttype": "application/json", "epoch": epoch, "seq": self.seq, "data": json.loads(self.data),
+        }
+
+
+class Journal:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def append(self, etype: str, data: dict, at: float | None = None) -> Entry:
+        """Add one event inside the caller's transaction (or its own); `seq` is assigned here, at commit."""
+        with self.store.tx() as c:
+            # Read the tail inside the write transaction: another writer (a CLI) may have appended.
+            row = c.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, self.store.genesis_hash())
+            t = rfc3339(time.time() if at is None else at)
+            eid = uuid.uuid4().hex
+            text = _dumps(data)
+            h = chain(prev, seq, eid, t, etype, text)
+            c.execute("INSERT INTO journal(seq, id, time, type, data, hash) VALUES(?,?,?,?,?,?)", (seq, eid, t, etype, text, h))
+        return Entry(seq, eid, t, etype, text, h)
+
+    def entries(self, after_seq: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        q = "SELECT seq, id, time, type, data, hash FROM journal WHERE seq > ? ORDER BY seq"
+        args: tuple = (after_seq,)
+        if limit is not None:
+            q += " LIMIT ?"
+            args += (limit,)
+        for r in self.store.conn.execute(q, args):
+            yield Entry(*r)
+
+    def last_seq(self) -> int:
+        row = self.store.conn.execute("SELECT max(seq) FROM journal").fetchone()
+        return row[0] or 0
+
+    def verify(self) -> tuple[bool, str]:
+        """Walk the chain; returns (ok, what is wrong or how many rows were checked)."""
+        prev = None
+        expected_seq = None
+        n = 0
+        for e in self.entries():
+            if prev is None:
+                # The oldest kept row anchors the chain (older rows may have been pruned by retention).
+                first = self.store.conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
+                prev = self.store.genesis_hash() if first == 1 else None
+                if prev is None:
+                    prev, expected_seq, n = e.hash, e.seq + 1, 1
+                    continue
+                expected_seq = e.seq
+            if e.seq != expected_seq:
+                return False, f"gap: expected seq {expected_seq}, found {e.seq}"
+            if chain(prev, e.seq, e.id, e.time, e.type, e.data) != e.hash:
+                return False, f"seq {e.seq}: hash does not match its content and the previous row"
+            prev, expected_seq, n = e.hash, e.seq + 1, n + 1
+        return True, f"{n} entries, chain intact"
+
+    def prune(self, older_than: float) -> int:
+        """P19 retention; the newest row is always kept so `seq` never restarts."""
+        with self.store.tx() as c:
+            cur = c.execute(
+                "DELETE FROM journal WHERE time < ? AND seq < (SELECT max(seq) FROM journal)", (rfc3339(older_than),))
+            return cur.rowcount

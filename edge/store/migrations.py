@@ -1,0 +1,27 @@
+"""Numbered schema migrations; `PRAGMA user_version` says which have run."""
+
+MIGRATIONS: list[str] = [
+    # 1: the allow-list cache, lists, presence, journal.
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE credentials(
+        credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, tier TEXT,
+        roles TEXT NOT NULL DEFAULT '', areas TEXT NOT NULL, valid_from REAL, valid_until REAL,
+        schedule TEXT, party INTEGER NOT NULL DEFAULT 1, host TEXT, escort INTEGER NOT NULL DEFAULT 0,
+        id_hash TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE revocations(ref TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value)) WITHOUT ROWID;
+    CREATE TABLE keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID;
+    CREATE TABLE presence(
+        credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL,
+        area TEXT NOT NULL, since REAL NOT NULL, party INTEGER NOT NULL DEFAULT 1
+    ) WITHOUT ROWID;
+    CREATE TABLE consumed(visit TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE signoffs(visit TEXT PRIMARY KEY, host TEXT, at REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE journal(
+        seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL, type TEXT NOT NULL,
+        data TEXT NOT NULL, hash TEXT NOT NULL
+    );
+    """,
+]

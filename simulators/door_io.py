@@ -1,0 +1,248 @@
+"""A Modbus TCP door I/O module (SPEC §5): lock coils, door contacts, request-to-exit, fire and lockdown inputs.
+
+    python -m simulators.door_io --port 15020 --door main:lock=0,contact=0,rex=1 --fire-input 100
+    python -m simulators.door_io --site config/demo.toml --module io1
+
+A door opens when its lock is released and someone walks through (`--walk-through`, or `walk DOOR` on
+stdin), and closes after. For tests that only speak Modbus, each lock coil has a holding register at the
+same address counting its unlocks (so a 3 s pulse can be seen after it ended), and writing coil
+1000+N sets discrete input N (a contact, a button, the fire panel).
+
+Stdin commands: `input N on|off`, `walk DOOR`, `down` (drop every connection and stop answering),
+`up`, `status`. Prints `door_io listening on HOST:PORT` when serving.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+import tomllib
+from dataclasses import dataclass
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+log = logging.getLogger("door_io")
+
+SIZE = 2048  # addresses of each table
+INPUT_COIL_BASE = 1000  # coil 1000+N drives discrete input N
+FC_READ_COILS, FC_READ_INPUTS, FC_READ_HOLDING = 1, 2, 3
+FC_WRITE_COIL, FC_WRITE_COILS = 5, 15
+
+
+@dataclass
+class Door:
+    name: str
+    lock: int
+    contact: int | None = None
+    rex: int | None = None
+
+
+class Module:
+    """The module's state; the pymodbus datastore is only a view refreshed from it on every read."""
+
+    def __init__(self, doors: list[Door], walk_through: bool, open_s: float):
+        self.doors = doors
+        self.walk_through = walk_through
+        self.open_s = open_s
+        self.coils: dict[int, bool] = {}
+        self.inputs: dict[int, bool] = {}
+        self.unlocks: dict[int, int] = {}
+
+    def write_coil(self, addr: int, value: bool) -> None:
+        if addr >= INPUT_COIL_BASE:
+            self.set_input(addr - INPUT_COIL_BASE, value)
+            return
+        was = self.coils.get(addr, False)
+        self.coils[addr] = value
+        if value and not was:
+            self.unlocks[addr] = (self.unlocks.get(addr, 0) + 1) & 0xFFFF
+            door = next((d for d in self.doors if d.lock == addr), None)
+            print(f"door_io coil {addr} unlocked" + (f" ({door.name})" if door else ""), flush=True)
+            if door and self.walk_through:
+                asyncio.get_running_loop().create_task(self.walk(door))
+        elif was and not value:
+            print(f"door_io coil {addr} locked", flush=True)
+
+    def set_input(self, n: int, value: bool) -> None:
+        if self.inputs.get(n, False) != value:
+            self.inputs[n] = value
+            print(f"door_io input {n} {'on' if value else 'off'}", flush=True)
+
+    async def walk(self, door: Door) -> None:
+        """Someone pushes the door open, walks through, and it swings shut."""
+        if door.contact is None:
+            return
+        await asyncio.sleep(0.2)
+        self.set_input(door.contact, True)
+        await asyncio.sleep(self.open_s)
+        self.set_input(door.contact, False)
+
+    def fill_bits(self, table: dict[int, bool], regs: list[int]) -> None:
+        # Bit tables are packed 16 to a register in pymodbus' simulator.
+        for i in range(len(regs)):
+            regs[i] = 0
+        for addr, on in table.items():
+            if on and addr < SIZE:
+                regs[addr // 16] |= 1 << (addr % 16)
+
+    async def action(self, fc: int, start: int, address: int, count: int, regs: list[int], values) -> None:
+        if fc in (FC_WRITE_COIL, FC_WRITE_COILS) and values is not None:
+            for i, v in enumerate(values):
+                self.write_coil(address + i, bool(v))
+        elif fc == FC_READ_COILS or fc in (FC_WRITE_COIL, FC_WRITE_COILS):
+            self.fill_bits(self.coils, regs)
+        elif fc == FC_READ_INPUTS:
+            self.fill_bits(self.inputs, regs)
+        elif fc == FC_READ_HOLDING:
+            for i in range(len(regs)):
+                regs[i] = self.unlocks.get(start + i, 0)
+        return None
+
+
+def device(module: Module, unit: int) -> SimDevice:
+    bits = lambda: [SimData(0, count=SIZE, values=False, datatype=DataType.BITS)]  # noqa: E731
+    regs = lambda: [SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS)]  # noqa: E731
+    return SimDevice(unit, (bits(), bits(), regs(), regs()), action=module.action)
+
+
+def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int], str, int, int]:
+    """The doors and site inputs a gate config wires to one module, and where it listens."""
+    with open(path, "rb") as f:
+        site = tomllib.load(f)
+    mod = next((m for m in site.get("io_modules", []) if m.get("name") == module_name), None)
+    if mod is None:
+        raise SystemExit(f"door_io: {path}: no io_modules entry named {module_name!r}")
+    doors = [Door(d["name"], d["lock_coil"], d.get("contact_input"), d.get("rex_input"))
+             for d in site.get("doors", []) if d.get("io") == module_name]
+    si = site.get("site_inputs") or {}
+    inputs = [si[k] for k in ("fire_input", "lockdown_input") if si.get("io") == module_name and k in si]
+    return doors, inputs, mod.get("host", "127.0.0.1"), int(mod.get("port", 502)), int(mod.get("unit", 1))
+
+
+def parse_door(spec: str) -> Door:
+    """`NAME:lock=0,contact=0,rex=1`"""
+    try:
+        name, _, rest = spec.partition(":")
+        fields = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+        return Door(name, int(fields["lock"]), _opt_int(fields.get("contact")), _opt_int(fields.get("rex")))
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"door {spec!r}: expected NAME:lock=N[,contact=N][,rex=N]") from None
+
+
+def _opt_int(v: str | None) -> int | None:
+    return None if v is None else int(v)
+
+
+class Server:
+    """The pymodbus server, which can be taken down and brought back on the same port (`down`/`up`)."""
+
+    def __init__(self, module: Module, host: str, port: int, unit: int):
+        self.module, self.host, self.port, self.unit = module, host, port, unit
+        self.server: ModbusTcpServer | None = None
+        self.task: asyncio.Task | None = None
+
+    async def up(self) -> None:
+        if self.server is not None:
+            return
+        self.server = ModbusTcpServer(device(self.module, self.unit), address=(self.host, self.port))
+        self.task = asyncio.create_task(self.server.serve_forever())
+        while self.server.transport is None:
+            if self.task.done():
+                self.task.result()  # raises the bind error
+            await asyncio.sleep(0.01)
+        self.port = self.server.transport.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        if self.server is None:
+            return
+        await self.server.shutdown()
+        self.server = None
+        if self.task:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    doors: list[Door] = list(args.door)
+    inputs: list[int] = []
+    host, port, unit = args.host, args.port, args.unit
+    if args.site:
+        doors, inputs, host, site_port, unit = doors_from_site(args.site, args.module)
+        port = site_port if args.port is None else args.port
+    module = Module(doors, args.walk_through, args.open_s)
+    for n in inputs + [i for i in (args.fire_input, args.lockdown_input) if i is not None]:
+        module.inputs.setdefault(n, False)
+    server = Server(module, host, port or 0, unit)
+    await server.up()
+    print(f"door_io listening on {host}:{server.port}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+        loop.call_soon_threadsafe(commands.put_nowait, None)
+
+    if sys.stdin is not None:
+        threading.Thread(target=read_stdin, daemon=True).start()
+    while True:
+        cmd = await commands.get()
+        if cmd is None:
+            await asyncio.Event().wait()  # stdin closed: keep serving until killed
+        await run_command(cmd, module, server)
+
+
+async def run_command(cmd: str, module: Module, server: Server) -> None:
+    words = cmd.split()
+    try:
+        if words[:1] == ["input"] and len(words) == 3 and words[2] in ("on", "off"):
+            module.set_input(int(words[1]), words[2] == "on")
+        elif words[:1] == ["walk"] and len(words) == 2:
+            door = next(d for d in module.doors if d.name == words[1])
+            await module.walk(door)
+        elif words == ["down"]:
+            await server.down()
+            print("door_io down", flush=True)
+        elif words == ["up"]:
+            await server.up()
+            print(f"door_io listening on {server.host}:{server.port}", flush=True)
+        elif words == ["status"]:
+            print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
+                  f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
+        elif words:
+            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, down, up, status)", flush=True)
+    except (ValueError, StopIteration):
+        print(f"door_io: cannot do {cmd!r}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m simulators.door_io", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="TCP port (0: any free port; default 502 or the site's)")
+    p.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    p.add_argument("--door", type=parse_door, action="append", default=[], help="NAME:lock=N[,contact=N][,rex=N]")
+    p.add_argument("--fire-input", type=int)
+    p.add_argument("--lockdown-input", type=int)
+    p.add_argument("--site", help="a gate config (TOML): serve the doors and inputs it wires to --module")
+    p.add_argument("--module", default="io1")
+    p.add_argument("--walk-through", action="store_true", help="someone walks through every door that unlocks")
+    p.add_argument("--open-s", type=float, default=1.0, help="how long a walked-through door stays open")
+    p.add_argument("--log-level", default="warning")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="door_io %(levelname)s %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a client hanging up is not news here
+    if args.port is None and not args.site:
+        args.port = 502
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise SystemExit(f"door_io: cannot listen: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Test kit: a site on disk (config, keys, allow-list), its processes, and ways to wait on its journal."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.procs import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+KID = "central-1"
+DAY = 86400
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class Proc:
+    """A child process whose output lines are collected on a thread, so waiting never blocks for ever."""
+
+    def __init__(self, name: str, args: list[str], *, stdin: bool = False, cwd: Path | None = None):
+        self.name = name
+        self.args = args
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                  cwd=cwd or ROOT, start_new_session=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.p.stdout:
+            line = line.rstrip("\n")
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                if self.p.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if needle in line:
+                return line
+        raise AssertionError(f"{self.name} never printed {needle!r}; output:\n" + "\n".join(self.output[-40:]))
+
+    def send(self, line: str) -> None:
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+        self.p.wait(10)
+
+    def stop(self) -> int:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                return self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.p.returncode
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.all: list[Proc] = []
+
+    def start(self, name: str, *args: str, stdin: bool = False) -> Proc:
+        p = Proc(name, [sys.executable, *args], stdin=stdin)
+        self.all.append(p)
+        return p
+
+    def stop_all(self) -> None:
+        for p in reversed(self.all):
+            try:
+                p.stop()
+            except Exception:
+                p.kill()
+
+
+@dataclass
+class Site:
+    dir: Path
+    config: Path
+    db: Path
+    io_port: int
+    reader_ports: dict[str, int]
+    private_key: object = None
+    extra: dict = field(default_factory=dict)
+
+    def issue(self, **kw) -> str:
+        from edge.passes import issue_pass
+        return issue_pass(self.private_key, KID, **kw)
+
+    def import_lines(self, items: list[dict]) -> subprocess.CompletedProcess:
+        f = self.dir / f"import-{time.monotonic_ns()}.jsonl"
+        f.write_text("".join(json.dumps(i) + "\n" for i in items))
+        return gatekeeper("allowlist", "import", "--config", str(self.config), str(f))
+
+
+SITE_TOML = """
+[site]
+id = "test"
+gate = "gate-1"
+timezone = "Asia/Shanghai"
+
+[policy]
+lobby = "site/lobby"
+guard_room = "site/guard-room"
+
+[areas]
+tree = ["site", "site/lobby", "site/guard-room", "site/office", "site/production", "site/production/workshop-1"]
+escort_required = ["site/production"]
+
+[schedules.visiting_hours]
+start = "00:00"
+end = "24:00"
+
+[schedules.holiday]
+days = []
+
+[storage]
+path = "gatekeeper.db"
+
+[[io_modules]]
+name = "io1"
+host = "127.0.0.1"
+port = {io_port}
+timeout_s = 0.5
+
+[site_inputs]
+io = "io1"
+fire_input = 100
+lockdown_input = 101
+poll_ms = 100
+
+[[doors]]
+name = "main"
+area = "site/lobby"
+perimeter = true
+io = "io1"
+lock_coil = 0
+contact_input = 0
+pulse_s = 0.3
+
+[[doors]]
+name = "office"
+area = "site/office"
+io = "io1"
+lock_coil = 1
+contact_input = 2
+pulse_s = 0.3
+
+[[readers]]
+name = "main-in"
+url = "socket://127.0.0.1:{main_in}"
+door = "main"
+direction = "in"
+
+[[readers]]
+name = "main-out"
+url = "socket://127.0.0.1:{main_out}"
+door = "main"
+direction = "out"
+
+[[readers]]
+name = "office-in"
+url = "socket://127.0.0.1:{office_in}"
+door = "office"
+direction = "in"
+
+[[keys]]
+kid = "central-1"
+public_key_file = "keys/central-1.pub"
+"""
+
+
+def make_site(d: Path) -> Site:
+    from edge.passes.keys import generate_keypair
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "keys").mkdir(exist_ok=True)
+    private = generate_keypair(KID, d / "keys")
+    ports = {"main_in": free_port(), "main_out": free_port(), "office_in": free_port()}
+    io_port = free_port()
+    cfg = d / "site.toml"
+    cfg.write_text(SITE_TOML.format(io_port=io_port, **ports))
+    return Site(d, cfg, d / "gatekeeper.db", io_port,
+                {"main-in": ports["main_in"], "main-out": ports["main_out"], "office-in": ports["office_in"]}, private)
+
+
+def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", "--log-level", "warning", *args], cwd=ROOT,
+                          capture_output=True, text=True, input=input, timeout=timeout)
+
+
+class JournalWatch:
+    """Waits on the daemon's journal (read-only), which is what a central consumer will see."""
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.after = 0
+
+    def rows(self, after: int = 0) -> list[tuple[int, str, dict]]:
+        if not self.db.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            return [(s, t, json.loads(d)) for s, t, d in
+                    conn.execute("SELECT seq, type, data FROM journal WHERE seq > ? ORDER BY seq", (after,))]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def next(self, types: tuple[str, ...] | str, timeout: float = 15.0, **match) -> tuple[int, str, dict]:
+        """The next entry of one of `types` (and matching `match`) after the last one returned."""
+        if isinstance(types, str):
+            types = (types,)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for seq, etype, data in self.rows(self.after):
+                self.after = seq
+                if etype in types and all(data.get(k) == v for k, v in match.items()):
+                    return seq, etype, data
+            time.sleep(0.02)
+        raise AssertionError(f"no {types} {match or ''} in the journal within {timeout} s; "
+                             f"last: {self.rows(max(0, self.after - 5))}")
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout} s")

@@ -1,0 +1,221 @@
+"""End to end: simulators and the daemon as real processes; what a guard at the door would see.
+
+The lock is read back over Modbus from the door I/O simulator: each lock coil has a holding register at
+the same address counting its unlocks, so a pulse that already ended still shows.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from sitekit import DAY, JournalWatch, iso, make_site, wait_until
+
+pytestmark = pytest.mark.e2e
+
+STAFF = "04A1B2C3"
+SUPERVISOR = "04112233"
+CONTRACTOR_EXPIRED = "0C0FFEE0"
+CONTRACTOR_HOLIDAY = "0C0FFEE1"
+BANNED = "0BADBAD0"
+UNKNOWN = "DEADBEEF01"
+
+
+class Gate:
+    """The running site: readers to scan at, the journal to watch, the I/O module to read back."""
+
+    def __init__(self, site, procs):
+        self.site = site
+        self.procs = procs
+        self.readers = {}
+        self.journal = JournalWatch(site.db)
+        self.io = None
+        self.daemon = None
+
+    def start_hardware(self):
+        self.door_io = self.procs.start("door_io", "-m", "simulators.door_io", "--site", str(self.site.config),
+                                        "--module", "io1", stdin=True)
+        self.door_io.wait_for("door_io listening")
+        for name, port in self.site.reader_ports.items():
+            r = self.procs.start(name, "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}", stdin=True)
+            r.wait_for("badge_reader listening")
+            self.readers[name] = r
+        self.io = ModbusTcpClient("127.0.0.1", port=self.site.io_port, timeout=2)
+        assert self.io.connect()
+
+    def start_daemon(self):
+        self.daemon = self.procs.start("daemon", "-m", "edge.cli", "run", "--config", str(self.site.config))
+        self.daemon.wait_for("gatekeeper ready")
+        for r in self.readers.values():
+            r.wait_for("badge_reader connected")
+
+    def scan(self, reader: str, text: str, **match):
+        self.readers[reader].send(text)
+        return self.journal.next(("access.granted", "access.denied", "exit.held"), **match)
+
+    def settle(self) -> None:
+        """Wait until every pulse ended: a grant during a pulse extends it, which the unlock counter
+        cannot see, so counting starts from locked doors."""
+        wait_until(lambda: self.locked(0) and self.locked(1), what="every door locked again")
+
+    def unlocks(self, coil: int) -> int:
+        return self.io.read_holding_registers(coil, count=1, device_id=1).registers[0]
+
+    def locked(self, coil: int) -> bool:
+        return not self.io.read_coils(coil, count=1, device_id=1).bits[0]
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory, module_procs):
+    site = make_site(tmp_path_factory.mktemp("site"))
+    now = time.time()
+    r = site.import_lines([
+        {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{SUPERVISOR}", "holder": "h-2", "category": "staff", "areas": ["site"],
+         "roles": ["supervisor"]},
+        {"credential": f"badge:{CONTRACTOR_EXPIRED}", "holder": "h-3", "category": "contractor",
+         "areas": ["site"], "valid_from": iso(now - 30 * DAY), "valid_until": iso(now - DAY)},
+        {"credential": f"badge:{CONTRACTOR_HOLIDAY}", "holder": "h-4", "category": "contractor",
+         "areas": ["site"], "valid_from": iso(now - DAY), "valid_until": iso(now + DAY), "schedule": "holiday"},
+        {"credential": f"badge:{BANNED}", "holder": "h-5", "category": "visitor", "areas": ["site"],
+         "valid_from": iso(now - DAY), "valid_until": iso(now + DAY)},
+        {"blocklist": {"holder": "h-5", "reason": "incident"}},
+    ])
+    assert r.returncode == 0, r.stderr
+    g = Gate(site, module_procs)
+    g.start_hardware()
+    g.start_daemon()
+    yield g
+    g.io.close()
+
+
+def test_p2_granted_badge_pulses_the_lock_then_relocks(gate):
+    gate.settle()
+    before = gate.unlocks(0)
+    _, etype, data = gate.scan("main-in", STAFF)
+    assert (etype, data["reason"], data["holder"], data["door"]) == ("access.granted", "ok", "h-1", "main")
+    wait_until(lambda: gate.unlocks(0) == before + 1, what="main door unlocked once")
+    wait_until(lambda: gate.locked(0), what="main door locked again after its pulse")
+    gate.scan("main-out", STAFF)  # leave again so later tests start outside
+    wait_until(lambda: gate.unlocks(0) == before + 2, what="exit opens the same door")
+
+
+def _denied_without_pulse(gate, reader, text, coil, reason, **match):
+    """A refusal names its reason and leaves the lock alone. Decisions are handled one at a time, a
+    grant's pulse before the next decision; so once a staff badge at the other door is journaled, any
+    pulse the refusal might have caused would already show on the module."""
+    gate.settle()
+    before = gate.unlocks(coil)
+    _, etype, data = gate.scan(reader, text, **match)
+    assert (etype, data["reason"]) == ("access.denied", reason)
+    probe_reader, probe_coil = ("office-in", 1) if coil == 0 else ("main-in", 0)
+    probe_before = gate.unlocks(probe_coil)
+    _, etype2, _ = gate.scan(probe_reader, STAFF)
+    assert etype2 == "access.granted"
+    wait_until(lambda: gate.unlocks(probe_coil) > probe_before, what="the staff grant's unlock")
+    assert gate.unlocks(coil) == before
+    if probe_reader == "main-in":
+        gate.scan("main-out", STAFF)
+    return data
+
+
+def test_p2_unknown_badge_is_refused_and_the_door_stays_locked(gate):
+    data = _denied_without_pulse(gate, "main-in", UNKNOWN, 0, "unknown_credential")
+    assert data["credential_ref"] == f"badge:{UNKNOWN}" and data["holder"] is None
+
+
+def test_p2_garbage_on_the_line_is_malformed_and_the_gate_keeps_deciding(gate):
+    _denied_without_pulse(gate, "main-in", "hello there", 0, "malformed")
+
+
+def test_p3_expired_contractor_is_refused(gate):
+    _denied_without_pulse(gate, "main-in", CONTRACTOR_EXPIRED, 0, "expired")
+
+
+def test_p4_visitor_pass_at_the_wrong_door_is_refused(gate):
+    now = time.time()
+    text = gate.site.issue(holder="h-6", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                           valid_until=now + 3600, host="h-1")
+    data = _denied_without_pulse(gate, "office-in", text, 1, "area_not_permitted")
+    assert data["credential_kind"] == "pass" and data["holder"] == "h-6"
+
+
+def test_p5_outside_its_schedule_is_refused(gate):
+    _denied_without_pulse(gate, "main-in", CONTRACTOR_HOLIDAY, 0, "outside_schedule")
+
+
+def test_p6_blocklisted_is_refused_with_a_high_priority_alarm(gate):
+    data = _denied_without_pulse(gate, "main-in", BANNED, 0, "blocklisted")
+    assert data["holder"] == "h-5"
+    rows = gate.journal.rows()
+    assert any(t == "alarm.raised" and d.get("alarm") == "blocklisted" and d["holder"] == "h-5" for _, t, d in rows)
+
+
+def test_p2_tampered_pass_is_bad_signature(gate):
+    from edge.passes.base45 import decode, encode
+    now = time.time()
+    text = gate.site.issue(holder="h-7", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                           valid_until=now + 3600, host="h-1")
+    raw = bytearray(decode(text[4:]))
+    raw[-1] ^= 0x01  # the last byte of the signature: still a well-formed COSE message
+    data = _denied_without_pulse(gate, "main-in", "GK1:" + encode(bytes(raw)), 0, "bad_signature")
+    assert data["credential_ref"] is None and data["holder"] is None  # nothing unverified is trusted
+
+
+def test_p7_second_entry_is_refused_by_antipassback(gate):
+    now = time.time()
+    text = gate.site.issue(holder="h-8", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                           valid_until=now + 3600, host="h-1")
+    _, etype, data = gate.scan("main-in", text)
+    assert (etype, data["reason"]) == ("access.granted", "ok")
+    _denied_without_pulse(gate, "main-in", text, 0, "antipassback")
+
+
+def test_p9_visitor_exit_is_held_without_signoff_and_nothing_opens(gate):
+    now = time.time()
+    text = gate.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                           valid_until=now + 3600, host="h-1")
+    gate.scan("main-in", text, holder="h-9")
+    gate.settle()
+    before = gate.unlocks(0)
+    _, etype, data = gate.scan("main-out", text)
+    assert (etype, data["reason"]) == ("exit.held", "host_signoff_missing")
+    gate.scan("main-in", STAFF)
+    wait_until(lambda: gate.unlocks(0) == before + 1)
+    assert gate.unlocks(0) == before + 1
+    gate.scan("main-out", STAFF)
+
+
+def test_p15_lockdown_input_refuses_entry_except_supervisors(gate):
+    gate.settle()
+    before = gate.unlocks(0)
+    gate.door_io.send("input 101 on")
+    _, _, data = gate.journal.next("mode.changed")
+    assert (data["mode"], data["by"]) == ("lockdown", "lockdown_input")
+    _, etype, data = gate.scan("main-in", STAFF)
+    assert (etype, data["reason"]) == ("access.denied", "lockdown")
+    _, etype, data = gate.scan("main-in", SUPERVISOR)
+    assert (etype, data["reason"]) == ("access.granted", "ok")
+    wait_until(lambda: gate.unlocks(0) == before + 1, what="the supervisor's unlock")
+    _, etype, data = gate.scan("main-out", SUPERVISOR)  # egress stays free
+    assert etype == "access.granted"
+    gate.door_io.send("input 101 off")
+    _, _, data = gate.journal.next("mode.changed")
+    assert data["mode"] == "normal"
+    _, etype, _ = gate.scan("main-in", STAFF)
+    assert etype == "access.granted"
+    gate.scan("main-out", STAFF)
+
+
+def test_p19_events_command_prints_the_journal_as_envelopes(gate):
+    from sitekit import gatekeeper
+    import json
+    r = gatekeeper("events", "--config", str(gate.site.config))
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    e = next(e for e in events if e["type"] == "access.granted")
+    assert e["specversion"] == "1.0" and e["source"] == "acs/test/gate-1" and e["time"].endswith("Z")
+    assert e["data"]["holder"] and len({x["id"] for x in events}) == len(events)
+    assert gatekeeper("events", "--config", str(gate.site.config), "--verify").returncode == 0

@@ -1,0 +1,165 @@
+"""The gate in one process: real config, real SQLite, real signed passes; what each decision leaves behind."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from edge.config import load_config
+from edge.gate import Gate
+from edge.keyring import build_keyring
+from edge.model import Mode
+from edge.store import Store
+from edge.store.journal import Journal
+from edge.window import RELEASE_EPOCH
+from sitekit import DAY, KID, make_site
+
+STAFF = "badge:04A1B2C3"
+SUPERVISOR = "badge:04112233"
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = make_site(tmp_path / "site")
+    r = s.import_lines([
+        {"credential": STAFF, "holder": "h-1", "category": "staff", "areas": ["site"]},
+        {"credential": SUPERVISOR, "holder": "h-2", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
+    ])
+    assert r.returncode == 0, r.stderr
+    return s
+
+
+@pytest.fixture
+def gate(site):
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    g = Gate(cfg, store, build_keyring(cfg, base, store))
+    yield g
+    store.close()
+
+
+def visitor_pass(site, now, **kw):
+    args = dict(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60, valid_until=now + 3600,
+                host="h-1")
+    args.update(kw)
+    return site.issue(**args)
+
+
+def types(entries):
+    return [e.type for e in entries]
+
+
+def test_p2_a_verified_pass_is_granted_and_journaled_with_its_reason(site, gate):
+    now = time.time()
+    out = gate.present("main-in", "pass", visitor_pass(site, now))
+    assert out.opens and out.decision.reason == "ok"
+    assert types(out.entries) == ["access.granted"]
+    assert out.entries[0].seq == Journal(gate.store).last_seq()
+
+
+def test_p2_a_pass_from_an_unknown_key_is_bad_signature(site, gate, tmp_path):
+    from edge.passes import issue_pass
+    from edge.passes.keys import generate_keypair
+    stranger = generate_keypair(KID, tmp_path / "other")  # same kid, another key
+    now = time.time()
+    text = issue_pass(stranger, KID, holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                      valid_until=now + 3600)
+    out = gate.present("main-in", "pass", text)
+    assert not out.opens and out.decision.reason == "bad_signature"
+
+
+def test_p7_presence_follows_grants_in_and_out(site, gate):
+    now = time.time()
+    text = visitor_pass(site, now)
+    gate.present("main-in", "pass", text, now)
+    assert gate.evaluate("main-in", "pass", text, now + 1).decision.reason == "antipassback"
+    assert gate.store.presence  # the visitor is on site
+
+
+def test_p8_p9_signed_off_visitor_exit_consumes_the_pass(site, gate):
+    now = time.time()
+    text = visitor_pass(site, now, visit="v-42")
+    gate.present("main-in", "pass", text, now)
+    held = gate.present("main-out", "pass", text, now + 10)
+    assert (held.decision.held, types(held.entries)) == (True, ["exit.held"])
+    with gate.store.tx():
+        gate.store.conn.execute("INSERT INTO signoffs(visit, host, at) VALUES('v-42', 'h-1', ?)", (now,))
+    gate.store.refresh(force=True)
+    out = gate.present("main-out", "pass", text, now + 20)
+    assert out.opens and types(out.entries) == ["access.granted", "visit.checked_out"]
+    assert json.loads(out.entries[1].data)["visit"] == "v-42"
+    again = gate.present("main-in", "pass", text, now + 30)
+    assert again.decision.reason == "pass_consumed"
+
+
+def test_p12_special_vip_arrival_tells_the_host_with_priority(site, gate):
+    now = time.time()
+    text = site.issue(holder="h-vip", category="vip", tier="special", areas=["site"], valid_from=now - 60,
+                      valid_until=now + 3600, host="h-1", party=3)
+    out = gate.present("main-in", "pass", text, now)
+    assert types(out.entries) == ["access.granted", "visitor.arrived"]
+    arrived = json.loads(out.entries[1].data)
+    assert (arrived["host"], arrived["tier"], arrived["priority"], arrived["party"]) == ("h-1", "special", True, 3)
+
+
+def test_p3_implausible_clock_refuses_passes_raises_one_alarm_and_staff_still_work(site, gate):
+    bad = RELEASE_EPOCH - 30 * DAY
+    now = time.time()
+    text = visitor_pass(site, now)
+    first = gate.present("main-in", "pass", text, bad)
+    second = gate.present("main-in", "pass", text, bad + 1)
+    assert first.decision.reason == second.decision.reason == "clock_invalid"
+    assert types(first.entries) == ["alarm.raised", "access.denied"]
+    assert types(second.entries) == ["access.denied"]  # one alarm per episode, not one per scan
+    assert gate.present("main-in", "badge", STAFF, bad).opens
+
+
+def test_p15_lockdown_survives_a_restart(site, gate):
+    gate.set_mode(Mode.LOCKDOWN, "h-guard", "drill")
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g2 = Gate(cfg, store, build_keyring(cfg, base, store))
+        assert g2.mode is Mode.LOCKDOWN
+        assert g2.evaluate("main-in", "badge", STAFF).decision.reason == "lockdown"
+        assert g2.evaluate("main-in", "badge", SUPERVISOR).decision.granted
+    finally:
+        store.close()
+
+
+def test_p6_revocation_imported_by_another_process_applies_at_once(site, gate):
+    now = time.time()
+    text = visitor_pass(site, now, cti=bytes.fromhex("00112233445566778899"))
+    assert gate.evaluate("main-in", "pass", text).decision.granted
+    assert site.import_lines([{"revoke": {"pass": "00112233445566778899"}}]).returncode == 0
+    assert gate.evaluate("main-in", "pass", text).decision.reason == "revoked"
+
+
+def test_p23_stale_allowlist_refuses_visitors_not_staff(site):
+    text = site.config.read_text().replace('guard_room = "site/guard-room"',
+                                           'guard_room = "site/guard-room"\nmax_sync_age_s = 3600')
+    site.config.write_text(text)
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g = Gate(cfg, store, build_keyring(cfg, base, store))
+        later = time.time() + 2 * 3600
+        assert g.evaluate("main-in", "pass", visitor_pass(site, later), later).decision.reason == "stale_allowlist"
+        assert g.evaluate("main-in", "badge", STAFF, later).decision.granted
+    finally:
+        store.close()
+
+
+def test_p2_malformed_scan_is_refused_and_journaled(gate):
+    out = gate.present("main-in", "malformed", "neither a badge UID nor a pass")
+    assert (out.decision.reason, types(out.entries)) == ("malformed", ["access.denied"])
+
+
+def test_import_is_all_or_nothing(site, gate):
+    r = site.import_lines([
+        {"credential": "badge:0A0A0A0A", "holder": "h-5", "category": "staff", "areas": ["site"]},
+        {"credential": "badge:0B0B0B0B", "holder": "h-6", "category": "guest", "areas": ["site"]},
+    ])
+    assert r.returncode == 1 and "nothing imported" in r.stderr and ":2:" in r.stderr
+    assert gate.evaluate("main-in", "badge", "badge:0A0A0A0A").decision.reason == "unknown_credential"

@@ -1,0 +1,131 @@
+"""The database: a gapless, chained journal; all-or-nothing imports; mirrors that follow other writers."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from edge.store import Store
+from edge.store.allowlist import ImportError_, apply_items, lookup_badge, parse_lines
+from edge.store.journal import Journal
+
+RECORD = {"credential": "badge:04A1B2C3", "holder": "h-1", "category": "staff", "areas": ["site"]}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "gk.db")
+    yield s
+    s.close()
+
+
+def test_p19_seq_rises_by_one_and_survives_reopen(tmp_path):
+    s = Store(tmp_path / "gk.db")
+    j = Journal(s)
+    seqs = [j.append("access.granted", {"n": i}).seq for i in range(5)]
+    epoch = s.epoch
+    s.close()
+    s = Store(tmp_path / "gk.db")
+    assert Journal(s).append("access.denied", {}).seq == 6
+    assert seqs == [1, 2, 3, 4, 5]
+    assert s.epoch == epoch  # same journal, same epoch
+    s.close()
+
+
+def test_p19_new_database_has_a_new_epoch(tmp_path):
+    a, b = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    assert a.epoch != b.epoch
+    a.close(), b.close()
+
+
+def test_p19_chain_detects_a_changed_row(store):
+    j = Journal(store)
+    for i in range(4):
+        j.append("access.granted", {"holder": f"h-{i}"})
+    assert j.verify()[0]
+    store.conn.execute("UPDATE journal SET data=? WHERE seq=2", (json.dumps({"holder": "h-x"}),))
+    ok, why = j.verify()
+    assert not ok and "seq 2" in why
+
+
+def test_p19_chain_detects_a_removed_row(store):
+    j = Journal(store)
+    for i in range(4):
+        j.append("access.granted", {"i": i})
+    store.conn.execute("DELETE FROM journal WHERE seq=3")
+    ok, why = j.verify()
+    assert not ok and "gap" in why
+
+
+def test_envelope_matches_spec(store):
+    e = Journal(store).append("access.granted", {"door": "main"}, at=1795600000.5)
+    env = e.envelope("acs/demo/gate-1", store.epoch)
+    assert env["specversion"] == "1.0" and env["datacontenttype"] == "application/json"
+    assert env["source"] == "acs/demo/gate-1" and env["seq"] == 1 and env["epoch"] == store.epoch
+    assert env["time"] == "2026-11-25T09:46:40.500Z" and env["data"] == {"door": "main"}
+
+
+def test_rollback_assigns_no_seq(store):
+    j = Journal(store)
+    j.append("a", {})
+    with pytest.raises(RuntimeError):
+        with store.tx():
+            j.append("b", {})
+            raise RuntimeError("power cut")
+    assert j.append("c", {}).seq == 2
+
+
+def test_second_writer_gets_the_next_seq(tmp_path):
+    a, b = Store(tmp_path / "gk.db"), Store(tmp_path / "gk.db")
+    Journal(a).append("x", {})
+    assert Journal(b).append("y", {}).seq == 2
+    assert Journal(a).append("z", {}).seq == 3
+    assert Journal(a).verify()[0]
+    a.close(), b.close()
+
+
+def test_import_applies_whole_file(store):
+    lines = [json.dumps(RECORD), json.dumps({"revoke": {"pass": "00112233445566778899"}}),
+             json.dumps({"blocklist": {"holder": "h-9", "reason": "theft"}})]
+    with store.tx():
+        counts = apply_items(store, parse_lines(lines), 0)
+    assert counts == {"record": 1, "revoke": 1, "blocklist": 1, "key": 0}
+    cred = lookup_badge(store, "badge:04A1B2C3")
+    assert cred.holder == "h-1" and cred.areas == ("site",)
+
+
+def test_import_with_one_bad_line_applies_nothing(store):
+    lines = [json.dumps(RECORD), json.dumps({**RECORD, "credential": "badge:xyz"}), "{not json"]
+    with pytest.raises(ImportError_) as e:
+        parse_lines(lines, "people.jsonl")
+    assert e.value.problems[0].startswith("people.jsonl:2: credential")
+    assert e.value.problems[1].startswith("people.jsonl:3: not JSON")
+    assert lookup_badge(store, "badge:04A1B2C3") is None
+
+
+def test_import_rejects_unknown_fields_and_categories():
+    with pytest.raises(ImportError_, match="unknown field"):
+        parse_lines([json.dumps({**RECORD, "colour": "red"})])
+    with pytest.raises(ImportError_, match="category"):
+        parse_lines([json.dumps({**RECORD, "category": "salesman"})])  # P1: no pass for salespeople
+
+
+def test_mirrors_follow_another_process(tmp_path):
+    a, b = Store(tmp_path / "gk.db"), Store(tmp_path / "gk.db")
+    with b.tx():
+        apply_items(b, parse_lines([json.dumps({"blocklist": {"holder": "h-9"}})]), 0)
+    assert "h-9" not in a.blocked_holders
+    assert a.refresh() and "h-9" in a.blocked_holders
+    a.close(), b.close()
+
+
+def test_database_of_a_newer_version_is_refused(tmp_path):
+    from edge.store import StoreError
+    p = tmp_path / "gk.db"
+    Store(p).close()
+    c = sqlite3.connect(p)
+    c.execute("PRAGMA user_version=99")
+    c.commit(), c.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(p)
