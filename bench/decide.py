@@ -101,13 +101,14 @@ def timed(fn, items) -> list[int]:
 
 
 def rate(fn, items, seconds: float) -> float:
-    n, t0 = 0, time.perf_counter()
+    """Decisions per second, back to back, checking the clock every 100 decisions."""
+    n, i, t0 = 0, 0, time.perf_counter()
     end = t0 + seconds
     while time.perf_counter() < end:
-        for it in items[:200]:
+        for it in items[i:i + 100]:
             fn(it)
-        n += min(200, len(items))
-        items = items[200:] + items[:200]
+        n += len(items[i:i + 100])
+        i = (i + 100) % len(items)
     return n / (time.perf_counter() - t0)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -22,6 +23,7 @@ BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0F
 
 
 def run_demo(state: str, *, story_only: bool = False) -> int:
+    logging.getLogger().setLevel(logging.WARNING)  # the story is the output; the daemon logs to its own stream
     state_dir = Path(state).resolve()
     site, db, passes = prepare(state_dir)
     children: list[Child] = []

@@ -24,6 +24,8 @@ from edge.window import clock_plausible
 
 log = logging.getLogger(__name__)
 
+MAX_ESCORT_SCANS = 32  # recent staff scans remembered per door for P10
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -106,7 +108,8 @@ class Gate:
             signed_off=vk in s.signoffs,
             presence=s.presence.get(cred.ref),
             stale_allowlist=self._stale(now),
-            escorts=tuple(self._escorts_at(door.name, now)),
+            # only an escorted entry looks at recent staff scans; everyone else skips the work
+            escorts=tuple(self._escorts_at(door.name, now)) if (door.escort_required or cred.escort) else (),
         )
 
     def evaluate(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
@@ -212,6 +215,8 @@ class Gate:
         scans = self.escorts.setdefault(door.name, [])
         if cred.category == "staff":
             scans.append(EscortScan(cred.ref, cred.areas, now))
+            if len(scans) > MAX_ESCORT_SCANS:  # a busy door at shift change: the oldest scans go first
+                del scans[: len(scans) - MAX_ESCORT_SCANS]
         elif d.escort_by:
             for i, e in enumerate(scans):
                 if e.ref == d.escort_by:

@@ -1,0 +1,49 @@
+"""The site config as an installer meets it: `--check`, and a daemon that refuses a bad file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sitekit import ROOT, gatekeeper, make_site
+
+
+def test_demo_and_example_configs_are_valid(tmp_path):
+    site = make_site(tmp_path / "site")  # has its key files in place
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr
+    example = ROOT / "config" / "site.example.toml"
+    from edge.config import load_config
+    cfg, _ = load_config(example)  # keys are files on the gate; the structure must hold here
+    assert cfg.schedule_windows()["visiting_hours"][1:] == (8 * 60, 21 * 60 + 30)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (('timezone = "Asia/Shanghai"', 'timezone = "Mars/Base"'), ":5: site.timezone: unknown time zone 'Mars/Base'"),
+    (('pulse_s = 0.3', 'pulse_secs = 0.3'), "pulse_secs: unknown key (a typo?)"),
+    (('io = "io1"\nlock_coil = 1', 'io = "io2"\nlock_coil = 1'), "doors[1] (office): io 'io2' is not an io_modules name"),
+    (('door = "office"', 'door = "back"'), "readers[2] (office-in): door 'back' is not a doors name"),
+    (('[site]', '[site'), "not valid TOML"),
+])
+def test_a_bad_config_is_refused_naming_file_key_and_problem(tmp_path, change, expected):
+    site = make_site(tmp_path / "site")
+    text = site.config.read_text()
+    assert change[0] in text
+    site.config.write_text(text.replace(change[0], change[1], 1))
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2
+    assert str(site.config) in r.stderr and expected in r.stderr, r.stderr
+    r = gatekeeper("run", "--config", str(site.config), timeout=30)  # the daemon itself will not start either
+    assert r.returncode == 2 and expected in r.stderr and "ready" not in r.stdout
+
+
+def test_a_missing_key_file_is_refused(tmp_path):
+    site = make_site(tmp_path / "site")
+    (site.dir / "keys" / "central-1.pub").unlink()
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2 and "central-1" in r.stderr and "cannot load the public key" in r.stderr
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    r = gatekeeper("run", "--config", str(Path(tmp_path) / "nope.toml"), "--check")
+    assert r.returncode == 2 and "nope.toml" in r.stderr

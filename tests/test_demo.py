@@ -1,0 +1,50 @@
+"""`gatekeeper demo` plays its story against the real daemon and simulators, and cleans up after itself."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sitekit import gatekeeper
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
+    r = gatekeeper("demo", "--state", str(tmp_path / "demo"), "--story-only", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    expected = [
+        ("Li Wei", "GRANTED", "reason=ok"),
+        ("Chen Jie", "GRANTED", "reason=ok"),
+        ("Zhang Lei", "DENIED", "reason=area_not_permitted"),
+        ("Sun Qiang", "DENIED", "reason=expired"),
+        ("Ma Tao", "DENIED", "reason=blocklisted"),
+        ("Zhang Lei", "GRANTED", "reason=ok"),
+        ("Zhang Lei", "DENIED", "reason=antipassback"),
+        ("Zhang Lei", "HELD", "reason=host_signoff_missing"),
+        ("Wang Fang", "DENIED", "reason=lockdown"),
+        ("Zhao Min", "GRANTED", "reason=ok"),
+    ]
+    decisions = [l for l in lines if "reason=" in l]
+    assert len(decisions) == len(expected), r.stdout
+    for line, (who, verdict, reason) in zip(decisions, expected):
+        assert who in line and verdict in line and reason in line, line
+    assert any("PRIORITY: special tier" in l for l in lines)  # P12 for the special-tier VIP
+    assert any("mode -> lockdown" in l for l in lines)
+    events = gatekeeper("events", "--config", str(tmp_path / "demo" / "site.toml"), "--verify")
+    assert events.returncode == 0, events.stdout
+    assert not processes_mentioning(str(tmp_path / "demo")), "the demo left a simulator or daemon running"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+    return found
