@@ -22,6 +22,9 @@ import time
 import tty
 
 TERMINATOR = b"\r\n"
+# pyserial empties its input buffer while it opens a port: bytes that arrive in that instant are lost,
+# on a real line as here. A new connection gets this long before the first line is sent.
+SETTLE_S = 0.3
 
 
 class Line:
@@ -29,6 +32,7 @@ class Line:
 
     def __init__(self) -> None:
         self.connected = threading.Event()
+        self.connected_at = 0.0
         self._sock: socket.socket | None = None
         self._fd: int | None = None
 
@@ -68,6 +72,7 @@ class Line:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.drop()  # one gate at a time, like a real serial line
                 self._sock = conn
+                self.connected_at = time.monotonic()
                 self.connected.set()
                 print(f"badge_reader connected from {peer[0]}:{peer[1]}", flush=True)
                 threading.Thread(target=self._watch, args=(conn,), daemon=True).start()
@@ -97,6 +102,7 @@ class Line:
 
 def send(line: Line, text: str) -> None:
     line.connected.wait()
+    time.sleep(max(0.0, line.connected_at + SETTLE_S - time.monotonic()))
     if text.startswith("!garbage"):
         n = int(text.split()[1]) if len(text.split()) > 1 else 64
         line.write(bytes(random.getrandbits(8) for _ in range(n)))
