@@ -27,13 +27,14 @@ def iso(t: float) -> str:
 class Proc:
     """A child process whose output lines are collected on a thread, so waiting never blocks for ever."""
 
-    def __init__(self, name: str, args: list[str], *, stdin: bool = False, cwd: Path | None = None):
+    def __init__(self, name: str, args: list[str], *, stdin: bool = False, cwd: Path | None = None,
+                 env: dict | None = None):
         self.name = name
         self.args = args
         self.p = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                   cwd=cwd or ROOT, start_new_session=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -83,8 +84,8 @@ class Procs:
     def __init__(self) -> None:
         self.all: list[Proc] = []
 
-    def start(self, name: str, *args: str, stdin: bool = False) -> Proc:
-        p = Proc(name, [sys.executable, *args], stdin=stdin)
+    def start(self, name: str, *args: str, stdin: bool = False, env: dict | None = None) -> Proc:
+        p = Proc(name, [sys.executable, *args], stdin=stdin, env=env)
         self.all.append(p)
         return p
 

@@ -90,3 +90,23 @@ def test_p18_an_io_module_that_vanishes_is_retried_and_relocks_on_return(gate):
     _, etype, _ = gate.scan("main-out", STAFF)
     assert etype == "access.granted"
     wait_until(lambda: gate.unlocks(0) == before + 1, what="the door opens again")
+
+
+def test_systemd_hears_ready_only_once_serving_and_the_watchdog_is_fed(gate, procs, tmp_path):
+    import socket
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    try:
+        daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(gate.site.config),
+                             env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        messages = []
+        while not any("WATCHDOG=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+        assert "READY=1" in messages[0]
+        assert gate.site.db.exists()  # ready means the database is open and serving
+        daemon.stop()
+        assert any("STOPPING=1" in sock.recv(4096).decode() for _ in range(10))
+    finally:
+        sock.close()
