@@ -219,3 +219,35 @@ def test_p19_events_command_prints_the_journal_as_envelopes(gate):
     assert e["specversion"] == "1.0" and e["source"] == "acs/test/gate-1" and e["time"].endswith("Z")
     assert e["data"]["holder"] and len({x["id"] for x in events}) == len(events)
     assert gatekeeper("events", "--config", str(gate.site.config), "--verify").returncode == 0
+
+
+def _hours_excluding_now(tz: str = "Asia/Shanghai") -> tuple[str, str]:
+    """A one-hour visiting window at least two hours away from now, not crossing midnight."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    t = datetime.now(ZoneInfo(tz))
+    minute = t.hour * 60 + t.minute
+    start = minute + 120 if minute + 180 <= 1440 else minute - 180
+    return f"{start // 60:02d}:{start % 60:02d}", f"{(start + 60) // 60:02d}:{(start + 60) % 60:02d}"
+
+
+def test_p5_visitor_outside_visiting_hours_is_refused(tmp_path, procs):
+    site = make_site(tmp_path / "site")
+    start, end = _hours_excluding_now()
+    text = site.config.read_text().replace('start = "00:00"\nend = "24:00"', f'start = "{start}"\nend = "{end}"')
+    site.config.write_text(text)
+    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
+                               "areas": ["site"]}]).returncode == 0
+    g = Gate(site, procs)
+    g.start_hardware()
+    g.start_daemon()
+    try:
+        now = time.time()
+        visitor = site.issue(holder="h-6", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                             valid_until=now + 3600, host="h-1")
+        data = _denied_without_pulse(g, "main-in", visitor, 0, "outside_schedule")
+        assert data["holder"] == "h-6"
+        _, etype, _ = g.scan("main-in", STAFF)  # staff are not bound by visiting hours
+        assert etype == "access.granted"
+    finally:
+        g.io.close()
