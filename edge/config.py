@@ -153,6 +153,35 @@ class KeySection(Model):
         return self
 
 
+class MqttSection(Model):
+    """The central link (SPEC §2). Without this section the gate runs alone, journaling locally."""
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = "acs"
+    client_id: str | None = Field(None, description="default: gatekeeper-{site}-{gate}")
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(7 * 86400, ge=0, description="the broker keeps our subscriptions and queued messages this long while we are away")
+    username: str | None = None
+    password_file: str | None = Field(None, description="file holding the broker password (e.g. under $CREDENTIALS_DIRECTORY)")
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: str | None = None
+    max_inflight: int = Field(1000, ge=1, le=65535, description="events handed to the broker and not yet acknowledged")
+    resync_retry_s: float = Field(60, gt=0, description="an incomplete snapshot is asked for again after this long")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "MqttSection":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (self.cert_file or self.ca_file) and not self.tls:
+            raise ValueError("ca_file/cert_file need tls = true")
+        if self.password_file and not self.username:
+            raise ValueError("password_file needs a username")
+        return self
+
+
 class GateConfig(Model):
     site: SiteSection
     policy: PolicySection = PolicySection()
@@ -164,6 +193,7 @@ class GateConfig(Model):
     doors: list[DoorSection] = Field(default_factory=list)
     readers: list[ReaderSection] = Field(default_factory=list)
     keys: list[KeySection] = Field(default_factory=list)
+    mqtt: MqttSection | None = None
 
     @model_validator(mode="after")
     def _references(self) -> "GateConfig":

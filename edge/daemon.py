@@ -37,10 +37,16 @@ class Daemon:
         self.store = Store(resolve(self.base, self.cfg.storage.path))
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
         self.board = DeviceBoard(self.gate.record)
-        # 2. outputs: every lock driven to locked before any reader is listened to (P18)
+        # 2. the central link, when configured: the outbox starts from where the broker last acknowledged
+        self.link = None
+        if self.cfg.mqtt is not None:
+            from edge.link.central import CentralLink
+            self.link = CentralLink(self.cfg, self.base, self.gate, self.board, self._reload_keys)
+            self.link.start(loop)
+        # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs)
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
-        # 3. readers, each on its own thread, feeding one queue
+        # 4. readers, each on its own thread, feeding one queue
         readers = []
         for r in self.cfg.readers:
             self.board.register(r.name, "reader")
@@ -55,7 +61,9 @@ class Daemon:
         wd = watchdog_interval()
         if wd:
             tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
-        # 4. ready: deciding is possible from here on, whatever hardware is still connecting
+        if self.link:
+            tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
+        # 5. ready: deciding is possible from here on, whatever hardware is still connecting
         notify("READY=1\nSTATUS=serving")
         log.info("gatekeeper %s/%s ready: %d doors, %d readers, mode %s", self.cfg.site.id, self.cfg.site.gate,
                  len(self.cfg.doors), len(readers), self.gate.mode.value)
@@ -69,6 +77,8 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         for m in self.outputs.modules.values():
             await m.io.close()
+        if self.link:
+            self.link.stop()
         self.store.close()
         return 0
 
@@ -94,8 +104,14 @@ class Daemon:
                 log.exception("reader %s: scan could not be decided", reader)
                 continue
             _log_outcome(out)
+            if self.link:
+                self.link.kick.set()
             if out.opens:
                 await self.outputs.pulse(out.door.name)
+
+    def _reload_keys(self) -> None:
+        """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
+        self.gate.keyring = build_keyring(self.cfg, self.base, self.store)
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """P15: the lockdown key switch locks the gate down and, returning, ends it."""
@@ -108,7 +124,9 @@ class Daemon:
     async def _maintenance(self) -> None:
         while True:
             cutoff = time.time() - self.cfg.storage.retention_days * 86400
-            n = self.gate.journal.prune(cutoff)
+            # never prune what the broker has not acknowledged yet: the journal is the outbox
+            keep_from = self.link.outbox.acked + 1 if self.link else None
+            n = self.gate.journal.prune(cutoff, keep_from)
             if n:
                 log.info("pruned %d journal entries older than %d days", n, self.cfg.storage.retention_days)
             await asyncio.sleep(3600)

@@ -179,26 +179,36 @@ class Gate:
         if isinstance(cred, Credential):
             base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
                         category=cred.category, tier=cred.tier, party=cred.party)
+            if d.granted:  # where presence goes, so peer gates can follow it (P7, global anti-passback)
+                base["to_area"] = self.destination(door)
             if d.escort_by:
                 base["escort_by"] = d.escort_by
         else:
             base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=None, category=None, tier=None, party=None)
         return base
 
+    @staticmethod
+    def destination(door: DoorView) -> str | None:
+        """The area a grant at this door leads to; None is off site."""
+        if door.direction is Direction.IN:
+            return door.area
+        return None if door.perimeter else parent_of(door.area)
+
     def _move(self, cred: Credential, door: DoorView, now: float) -> None:
         """P7: presence follows grants (passage sensors take over in the hardware layer)."""
-        if door.direction is Direction.IN:
-            area = door.area
-        else:
-            area = None if door.perimeter else parent_of(door.area)
+        self.move_presence(cred.ref, cred.holder, cred.category, self.destination(door), cred.party, now)
+
+    def move_presence(self, ref: str, holder: str | None, category: str | None, area: str | None, party: int,
+                      now: float) -> None:
+        """Presence of one credential: `area` None means it left the site. In the caller's transaction."""
         c = self.store.conn
         if area is None:
-            c.execute("DELETE FROM presence WHERE credential=?", (cred.ref,))
-            self.store.presence.pop(cred.ref, None)
+            c.execute("DELETE FROM presence WHERE credential=?", (ref,))
+            self.store.presence.pop(ref, None)
         else:
             c.execute("INSERT OR REPLACE INTO presence(credential, holder, category, area, since, party) VALUES(?,?,?,?,?,?)",
-                      (cred.ref, cred.holder, cred.category, area, now, cred.party))
-            self.store.presence[cred.ref] = area
+                      (ref, holder or "", category or "", area, now, party or 1))
+            self.store.presence[ref] = area
 
     def _escorts_at(self, door: str, now: float) -> list[EscortScan]:
         scans = self.escorts.get(door)
@@ -231,7 +241,7 @@ class Gate:
         return now - float(heard) > self.max_sync_age
 
     # -- modes ------------------------------------------------------------------------------------
-    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None) -> Entry | None:
+    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate") -> Entry | None:
         """P15/P16: change and journal the gate's mode; no event when nothing changes."""
         if mode is self.mode:
             return None
@@ -239,8 +249,9 @@ class Gate:
         with self.store.tx():
             self.store.set_meta("mode", mode.value)
             self.store.set_meta("mode_by", by)
+            self.store.set_meta("mode_at", repr(now))
             e = self.journal.append("mode.changed", {"mode": mode.value, "previous": self.mode.value, "by": by,
-                                                     "reason": reason, "scope": "gate"}, now)
+                                                     "reason": reason, "scope": scope}, now)
         self.mode = mode
         log.warning("mode %s by %s: %s", mode.value, by, reason)
         return e

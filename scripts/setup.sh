@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-dev gcc)
+# mosquitto: the MQTT broker the tests and the demo start themselves (no service is enabled)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

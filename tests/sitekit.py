@@ -194,15 +194,24 @@ public_key_file = "keys/central-1.pub"
 """
 
 
-def make_site(d: Path) -> Site:
-    from edge.passes.keys import generate_keypair
+def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", private_key=None,
+              mqtt_extra: str = "") -> Site:
+    """A site folder. With `broker_port`, the gate talks to that broker; gates of one site share a key."""
+    from edge.passes.keys import generate_keypair, public_pem
     d.mkdir(parents=True, exist_ok=True)
     (d / "keys").mkdir(exist_ok=True)
-    private = generate_keypair(KID, d / "keys")
+    if private_key is None:
+        private = generate_keypair(KID, d / "keys")
+    else:
+        private = private_key
+        (d / "keys" / f"{KID}.pub").write_bytes(public_pem(private.public_key()))
     ports = {"main_in": free_port(), "main_out": free_port(), "office_in": free_port()}
     io_port = free_port()
     cfg = d / "site.toml"
-    cfg.write_text(SITE_TOML.format(io_port=io_port, **ports))
+    text = SITE_TOML.format(io_port=io_port, **ports).replace('gate = "gate-1"', f'gate = "{gate}"')
+    if broker_port is not None:
+        text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive_s = 5\nresync_retry_s = 5\n{mqtt_extra}\n'
+    cfg.write_text(text)
     return Site(d, cfg, d / "gatekeeper.db", io_port,
                 {"main-in": ports["main_in"], "main-out": ports["main_out"], "office-in": ports["office_in"]}, private)
 

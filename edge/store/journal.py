@@ -95,9 +95,12 @@ class Journal:
             prev, expected_seq, n = e.hash, e.seq + 1, n + 1
         return True, f"{n} entries, chain intact"
 
-    def prune(self, older_than: float) -> int:
-        """P19 retention; the newest row is always kept so `seq` never restarts."""
+    def prune(self, older_than: float, keep_from_seq: int | None = None) -> int:
+        """P19 retention; the newest row is always kept so `seq` never restarts, and nothing from
+        `keep_from_seq` on (events the broker has not acknowledged yet)."""
+        limit = keep_from_seq if keep_from_seq is not None else 1 << 62
         with self.store.tx() as c:
             cur = c.execute(
-                "DELETE FROM journal WHERE time < ? AND seq < (SELECT max(seq) FROM journal)", (rfc3339(older_than),))
+                "DELETE FROM journal WHERE time < ? AND seq < (SELECT max(seq) FROM journal) AND seq < ?",
+                (rfc3339(older_than), limit))
             return cur.rowcount

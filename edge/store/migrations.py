@@ -24,4 +24,9 @@ MIGRATIONS: list[str] = [
         data TEXT NOT NULL, hash TEXT NOT NULL
     );
     """,
+    # 2: the central link: the last event applied from each peer gate (global anti-passback, P7/P8).
+    """
+    CREATE TABLE peers(source TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+                       PRIMARY KEY(source, epoch)) WITHOUT ROWID;
+    """,
 ]

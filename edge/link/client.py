@@ -1,0 +1,129 @@
+"""paho-mqtt, wrapped for the gate: persistent session, last will, TLS, manual acknowledgement.
+
+paho runs its network loop on its own thread; every callback here is handed to the asyncio loop, which
+owns the database. Incoming QoS 1 messages are acknowledged only after they were applied and
+committed (manual ack), so a crash between the two makes the broker deliver them again.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import MqttSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retain: bool
+    mid: int
+    qos: int
+
+
+class MqttClient:
+    def __init__(self, cfg: MqttSection, base: Path, client_id: str, will_topic: str, loop: asyncio.AbstractEventLoop,
+                 subscriptions: list[tuple[str, int]], on_message: Callable[[Incoming], None],
+                 on_published: Callable[[int], None], on_state: Callable[[bool, str], None]):
+        self.cfg = cfg
+        self.loop = loop
+        self.subscriptions = subscriptions
+        self._on_message = on_message
+        self._on_published = on_published
+        self._on_state = on_state
+        self.connected = False
+        v5 = cfg.protocol == "5"
+        self.v5 = v5
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,  # 3.1.1: a persistent session; 5: clean_start below
+            manual_ack=True)
+        self.client.max_inflight_messages_set(cfg.max_inflight)
+        self.client.max_queued_messages_set(0)  # the outbox bounds what it hands over
+        self.client.reconnect_delay_set(0.5, 15)
+        if cfg.username:
+            password = None
+            if cfg.password_file:
+                password = _resolve(base, cfg.password_file).read_text().strip()
+            self.client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            ca = str(_resolve(base, cfg.ca_file)) if cfg.ca_file else None
+            cert = str(_resolve(base, cfg.cert_file)) if cfg.cert_file else None
+            key = str(_resolve(base, cfg.key_file)) if cfg.key_file else None
+            self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
+                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        # The broker publishes this, retained, when we vanish without saying goodbye.
+        self.client.will_set(will_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+        self.client.on_connect = self._cb_connect
+        self.client.on_disconnect = self._cb_disconnect
+        self.client.on_message = self._cb_message
+        self.client.on_publish = self._cb_publish
+        self.client.on_subscribe = lambda *a: None
+
+    def start(self) -> None:
+        props = None
+        clean = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.cfg.session_expiry_s
+            clean = False  # keep the session (and what the broker queued for us) across restarts
+        # connect_async + loop_start: the first connection is tried, and retried, on paho's thread.
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=clean,
+                                  properties=props)
+        self.client.loop_start()
+
+    def stop(self, goodbye: tuple[str, bytes] | None = None) -> None:
+        if goodbye and self.connected:
+            info = self.client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> int:
+        """The message id (paho queues it while disconnected); the ack arrives through on_published."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain).mid
+
+    def ack(self, msg: Incoming) -> None:
+        if msg.qos > 0:
+            self.client.ack(msg.mid, msg.qos)
+
+    # paho's thread -> the loop
+    def _cb_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            self.loop.call_soon_threadsafe(self._on_state, False, f"refused: {reason}")
+            return
+        for topic, qos in self.subscriptions:  # in on_connect, so they come back after every reconnect
+            client.subscribe(topic, qos)
+        self.connected = True
+        self.loop.call_soon_threadsafe(self._on_state, True, "connected")
+
+    def _cb_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.connected = False
+        self.loop.call_soon_threadsafe(self._on_state, False, f"disconnected: {reason}")
+
+    def _cb_message(self, client, userdata, message) -> None:
+        self.loop.call_soon_threadsafe(self._on_message, Incoming(
+            message.topic, message.payload, bool(message.retain), message.mid, message.qos))
+
+    def _cb_publish(self, client, userdata, mid, reason, properties) -> None:
+        self.loop.call_soon_threadsafe(self._on_published, mid)
+
+
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else base / path

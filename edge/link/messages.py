@@ -1,0 +1,87 @@
+"""What the central system and peer gates send (SPEC §2), validated before anything is applied."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+
+MAX_MESSAGE = 1 << 20  # 1 MiB (SPEC §2): anything larger is refused unread
+BADGE = r"^badge:([0-9A-F]{2}){4,10}$"
+KID = r"^[A-Za-z0-9._-]{1,32}$"
+
+
+class BadMessage(ValueError):
+    """Malformed, oversized or out of schema: changes nothing, raises an alarm."""
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChangeBatch(_Msg):
+    from_version: int = Field(ge=0)
+    to_version: int = Field(ge=1)
+    upserts: list[AllowRecord] = Field(default_factory=list)
+    deletes: list[Annotated[str, Field(pattern=BADGE)]] = Field(default_factory=list)
+    revoke: list[RevokeRef] = Field(default_factory=list)
+    blocklist_add: list[BlockEntry] = Field(default_factory=list)
+    blocklist_remove: list[BlockEntry] = Field(default_factory=list)
+    keys_add: list[TrustedKey] = Field(default_factory=list)
+    keys_remove: list[Annotated[str, Field(pattern=KID)]] = Field(default_factory=list)
+
+
+class SnapshotChunk(_Msg):
+    version: int = Field(ge=0)
+    chunk: int = Field(ge=0)
+    chunks: int = Field(ge=1, le=100_000)
+    upserts: list[AllowRecord] = Field(default_factory=list)
+    revoke: list[RevokeRef] = Field(default_factory=list)
+    blocklist: list[BlockEntry] = Field(default_factory=list)
+    keys: list[TrustedKey] = Field(default_factory=list)
+
+
+class Signoff(_Msg):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    visit: Annotated[str, Field(min_length=1, max_length=64)]
+    host: Annotated[str, Field(max_length=64)] | None = None
+    time: str | None = None
+
+
+class SiteMode(_Msg):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    mode: Literal["lockdown", "normal"]  # never fire: fire mode is not started from the network (P16)
+    by: Annotated[str, Field(max_length=64)] | None = None
+    reason: Annotated[str, Field(max_length=200)] | None = None
+    time: str | None = None
+
+
+class PeerEvent(_Msg):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: str
+    source: str
+    type: str
+    epoch: str
+    seq: int = Field(ge=1)
+    time: str
+    data: dict[str, Any]
+
+
+def parse(model: type[_Msg], payload: bytes) -> Any:
+    if len(payload) > MAX_MESSAGE:
+        raise BadMessage(f"{len(payload)} bytes, over {MAX_MESSAGE}")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadMessage(f"not JSON: {e}") from None
+    if model is SnapshotChunk and isinstance(obj, dict) and isinstance(obj.get("chunk"), int) \
+            and isinstance(obj.get("chunks"), int) and obj["chunk"] >= obj["chunks"]:
+        raise BadMessage("chunk index beyond chunks")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(message)"
+        raise BadMessage(f"{where}: {first['msg']} ({e.error_count()} problems)") from None

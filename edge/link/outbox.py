@@ -1,0 +1,90 @@
+"""The outbox: every journal entry leaves for the broker, in `seq` order, and counts as sent only once
+the broker acknowledged it.
+
+The journal *is* the outbox: `outbox_acked` in meta is the highest seq below which everything was
+acknowledged. After a crash the gate republishes from there (at-least-once: a duplicate carries the
+entry's stored `id`). Within one run, paho keeps and retransmits what it was handed across reconnects,
+so nothing is handed twice; `max_inflight` bounds what it holds in memory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from edge.store import Store
+from edge.store.journal import Journal
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+PERSIST_EVERY_S = 0.2  # the watermark is a hint for restarts: writing it on every ack would double the I/O
+
+
+class Outbox:
+    def __init__(self, store: Store, publish, topic_for, source: str, max_inflight: int):
+        self.store = store
+        self.journal = Journal(store)
+        self.publish = publish  # (topic, payload) -> mid
+        self.topic_for = topic_for  # event type -> topic
+        self.source = source
+        self.max_inflight = max_inflight
+        self.acked = int(store.meta("outbox_acked", "0"))
+        self.handed = self.acked  # highest seq given to paho
+        self.inflight: dict[int, int] = {}  # mid -> seq
+        self.done: set[int] = set()  # acknowledged seqs above the watermark (acks may overtake)
+        self._persisted = self.acked
+        self._persist_at = 0.0
+
+    @property
+    def depth(self) -> int:
+        """Events not yet acknowledged by the broker."""
+        return max(0, self.journal.last_seq() - self.acked)
+
+    def pump(self) -> int:
+        """Hand the next entries to paho, up to the in-flight limit; returns how many."""
+        n = 0
+        while len(self.inflight) < self.max_inflight:
+            room = min(BATCH, self.max_inflight - len(self.inflight))
+            entries = list(self.journal.entries(self.handed, room))
+            if not entries:
+                break
+            for e in entries:
+                payload = json.dumps(e.envelope(self.source, self.store.epoch), ensure_ascii=False,
+                                     separators=(",", ":"))
+                mid = self.publish(self.topic_for(e.type), payload)
+                self.inflight[mid] = e.seq
+                self.handed = e.seq
+                n += 1
+        return n
+
+    def on_ack(self, mid: int) -> bool:
+        """The broker has one more; returns True when the watermark moved."""
+        seq = self.inflight.pop(mid, None)
+        if seq is None:
+            return False
+        self.done.add(seq)
+        moved = False
+        while self.acked + 1 in self.done:
+            self.acked += 1
+            self.done.discard(self.acked)
+            moved = True
+        if moved:
+            self.persist()
+        return moved
+
+    def persist(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.acked != self._persisted and (force or now - self._persist_at >= PERSIST_EVERY_S):
+            with self.store.tx():
+                self.store.set_meta("outbox_acked", str(self.acked))
+            self._persisted = self.acked
+            self._persist_at = now
+
+    def gap_after_prune(self) -> None:
+        """Entries pruned before they were sent cannot be sent: start after them (retention never
+        prunes unsent entries; this covers a journal copied or edited by hand)."""
+        first = self.store.conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
+        if first and first - 1 > self.acked:
+            log.error("journal entries %d..%d are gone before they were sent", self.acked + 1, first - 1)
+            self.acked = self.handed = first - 1

@@ -1,0 +1,281 @@
+"""The central link against a real mosquitto: nothing lost, sync rules, site-wide rules, no stale unlocks."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from broker import Broker
+from mqttkit import Peer, batch, record, rfc3339_now
+from sitekit import JournalWatch, make_site, wait_until
+from test_e2e_gate import STAFF, Gate
+
+pytestmark = pytest.mark.e2e
+
+DECISIONS = ("access.granted", "access.denied", "exit.held")
+OTHER = "0A0B0C0D"
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def start_gate(tmp_path, procs, broker, name="gate-1", private_key=None, items=None, daemon=True) -> Gate:
+    site = make_site(tmp_path / name, broker_port=broker.port, gate=name, private_key=private_key)
+    items = items if items is not None else [
+        {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]}]
+    if items:
+        r = site.import_lines(items)
+        assert r.returncode == 0, r.stderr
+    g = Gate(site, procs)
+    g.start_hardware()
+    if daemon:
+        g.start_daemon()
+    return g
+
+
+def local_version(g: Gate) -> int:
+    conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='allowlist_version'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def central_has_everything(central: Peer, g: Gate) -> None:
+    """Wait until the central peer holds every journaled event of the gate, then check how they came."""
+    last = JournalWatch(g.site.db).rows()[-1][0]
+    central.wait(lambda m: {e["seq"] for e in central.events()} >= set(range(1, last + 1)), timeout=30,
+                 what=f"events 1..{last}")
+    assert_complete_in_order(central.events(), last)
+
+
+def assert_complete_in_order(events: list[dict], last_seq: int) -> None:
+    """Every seq 1..last arrived; duplicates carry the same id; first arrivals are in seq order."""
+    ids: dict[int, str] = {}
+    order = []
+    for e in events:
+        if e["seq"] in ids:
+            assert ids[e["seq"]] == e["id"], f"seq {e['seq']} arrived twice with different ids"
+            continue
+        ids[e["seq"]] = e["id"]
+        order.append(e["seq"])
+    assert sorted(ids) == list(range(1, last_seq + 1)), f"missing: {set(range(1, last_seq + 1)) - set(ids)}"
+    assert order == sorted(order), "events arrived out of seq order"
+
+
+def test_p19_broker_gone_while_scans_go_on_every_event_arrives_in_order(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker)
+    central = Peer(broker.port, "acs/test/+/events/#", client_id="central-1", persistent=True)
+    try:
+        g.scan("main-in", STAFF)
+        central.wait(lambda m: any(e["type"] == "access.granted" for e in central.events()))
+        broker.stop()
+        for i in range(25):
+            g.scan("main-in", f"{i:08X}")  # decisions go on and are journaled with the broker gone
+        broker.start()
+        central_has_everything(central, g)
+    finally:
+        central.close()
+
+
+def test_p19_kill_9_mid_burst_then_restart_leaves_no_gap(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker)
+    central = Peer(broker.port, "acs/test/+/events/#", client_id="central-2", persistent=True)
+    try:
+        for i in range(300):
+            g.readers["main-in"].send(f"{i:08X}")
+        wait_until(lambda: len(JournalWatch(g.site.db).rows()) >= 60, what="a burst under way")
+        g.daemon.kill()
+        g.start_daemon()
+        g.scan("main-in", STAFF, holder="h-1")
+        central_has_everything(central, g)
+    finally:
+        central.close()
+
+
+def test_status_is_retained_and_the_last_will_says_offline(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker)
+    watcher = Peer(broker.port, "acs/test/gate-1/status")
+    try:
+        watcher.wait(lambda m: any(json.loads(p).get("state") == "online" for _, p, _ in m), what="online")
+        g.daemon.kill()  # no goodbye: the broker speaks the will
+        watcher.wait(lambda m: json.loads(m[-1][1]).get("state") == "offline", what="the last will")
+    finally:
+        watcher.close()
+    late = Peer(broker.port, "acs/test/gate-1/status")  # a newcomer sees the retained truth
+    try:
+        late.wait(lambda m: m and m[-1][2] and json.loads(m[-1][1])["state"] == "offline")
+    finally:
+        late.close()
+
+
+def test_sync_three_batches_second_lost_resync_makes_the_gate_equal_to_central(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker, items=[])
+    central = Peer(broker.port, "acs/test/gate-1/allowlist/resync")
+    try:
+        a, b, c = record(f"badge:{STAFF}", "h-1"), record(f"badge:{OTHER}", "h-2"), record("badge:01020304", "h-3")
+        central.publish("acs/test/allowlist/changes", batch(0, 1, upserts=[a]))
+        wait_until(lambda: local_version(g) == 1, what="batch 0->1 applied")
+        # batch 1->2 (b) is lost on the way; 2->3 (c) arrives
+        central.publish("acs/test/allowlist/changes", batch(2, 3, upserts=[c], revoke=[{"pass": "00" * 10}]))
+        req = central.wait(lambda m: [json.loads(p) for t, p, _ in m if t.endswith("/resync")], what="a resync")
+        assert req[0] == {"have_version": 1}
+        assert local_version(g) == 1  # the gap was not papered over
+        upserts = [a, b, c]
+        for i, part in enumerate((upserts[:2], upserts[2:])):
+            central.publish("acs/test/gate-1/allowlist/snapshot", {
+                "version": 3, "chunk": i, "chunks": 2, "upserts": part,
+                "revoke": [{"pass": "00" * 10}] if i == 0 else [], "blocklist": [], "keys": []})
+        wait_until(lambda: local_version(g) == 3, what="the snapshot swapped in")
+        conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+        have = {r[0] for r in conn.execute("SELECT credential FROM credentials")}
+        revoked = {r[0] for r in conn.execute("SELECT ref FROM revocations")}
+        conn.close()
+        assert have == {a["credential"], b["credential"], c["credential"]}
+        assert revoked == {"pass:" + "00" * 10}
+        _, etype, data = g.scan("main-in", OTHER)  # known only through the snapshot
+        assert (etype, data["holder"]) == ("access.granted", "h-2")
+    finally:
+        central.close()
+
+
+@pytest.mark.parametrize("topic", ["acs/test/allowlist/changes", "acs/test/gate-1/allowlist/snapshot"])
+def test_garbage_oversized_and_out_of_schema_sync_messages_change_nothing(tmp_path, procs, broker, topic):
+    g = start_gate(tmp_path, procs, broker)
+    central = Peer(broker.port, "acs/none")
+    watch = JournalWatch(g.site.db)
+    try:
+        bad = [b"\x00\xffnot json", b"x" * (10 * 1024 * 1024), json.dumps({"from_version": "zero"}).encode(),
+               json.dumps(batch(0, 1, upserts=[{"credential": "badge:XYZ", "holder": "h"}])).encode(),
+               json.dumps({"version": 1, "chunk": 3, "chunks": 2}).encode()]
+        for payload in bad:
+            central.publish(topic, payload)
+        # one alarm a minute per topic (the rest are counted in the next one), naming the topic
+        _, _, alarm = watch.next("alarm.raised", timeout=20)
+        assert alarm["alarm"] == "bad_message" and topic.endswith(alarm["topic"]) and alarm["error"]
+        central.publish("acs/test/allowlist/changes", batch(0, 1, upserts=[record(f"badge:{OTHER}", "h-2")]))
+        wait_until(lambda: local_version(g) == 1, what="a good batch after the bad ones")
+        _, etype, _ = g.scan("main-in", STAFF)  # still deciding, old entries intact
+        assert etype == "access.granted"
+    finally:
+        central.close()
+
+
+def test_no_retained_or_replayed_message_ever_unlocks_a_door(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker, daemon=False)
+    central = Peer(broker.port, "acs/none")
+    try:
+        for topic, body in [
+            ("acs/test/allowlist/changes", batch(0, 1, upserts=[record(f"badge:{OTHER}", "h-2")])),
+            ("acs/test/gate-1/allowlist/snapshot", {"version": 5, "chunk": 0, "chunks": 1, "upserts": [],
+                                                    "revoke": [], "blocklist": [], "keys": []}),
+            ("acs/test/visits/signoff", {"visit": "v-1", "host": "h-1", "time": rfc3339_now()}),
+            ("acs/test/mode", {"mode": "lockdown", "by": "central", "reason": "drill", "time": rfc3339_now()}),
+            ("acs/test/central/heartbeat", {"time": rfc3339_now()}),
+            ("acs/test/gate-1/muster/request", {}),
+            ("acs/test/gate-9/events/access.granted", {
+                "specversion": "1.0", "id": "x", "source": "acs/test/gate-9", "type": "access.granted",
+                "time": rfc3339_now(), "epoch": "e", "seq": 1, "datacontenttype": "application/json",
+                "data": {"door": "main", "direction": "in", "credential_ref": f"badge:{STAFF}", "to_area": "site/lobby",
+                         "holder": "h-1", "category": "staff", "party": 1}}),
+            ("acs/test/gate-1/events/access.granted", {"seq": 1}),
+        ]:
+            central.publish(topic, body, retain=True)
+        before = (g.unlocks(0), g.unlocks(1))
+        g.start_daemon()
+        watch = JournalWatch(g.site.db)
+        _, _, mode = watch.next("mode.changed")  # the retained lockdown was read...
+        assert mode["mode"] == "lockdown"
+        wait_until(lambda: local_version(g) == 5, what="the retained snapshot applied")
+        time_limit = time.monotonic() + 1.0  # ...and nothing moved: read the module for a second
+        while time.monotonic() < time_limit:
+            assert (g.unlocks(0), g.unlocks(1)) == before
+            assert g.locked(0) and g.locked(1)
+    finally:
+        for topic in ("acs/test/allowlist/changes", "acs/test/gate-1/allowlist/snapshot", "acs/test/visits/signoff",
+                      "acs/test/mode", "acs/test/central/heartbeat", "acs/test/gate-1/muster/request",
+                      "acs/test/gate-9/events/access.granted", "acs/test/gate-1/events/access.granted"):
+            central.publish(topic, b"", retain=True)
+        central.close()
+
+
+def test_p9_signoff_from_central_lets_the_next_exit_through_and_opens_nothing(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker)
+    central = Peer(broker.port, "acs/none")
+    try:
+        now = time.time()
+        text = g.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                            valid_until=now + 3600, host="h-1", visit="v-77")
+        g.scan("main-in", text)
+        _, etype, _ = g.scan("main-out", text)
+        assert etype == "exit.held"
+        g.settle()
+        before = g.unlocks(0)
+        central.publish("acs/test/visits/signoff", {"visit": "v-77", "host": "h-1", "time": rfc3339_now()})
+        g.journal.next("visit.signed_off", visit="v-77")
+        assert g.unlocks(0) == before and g.locked(0)  # the sign-off itself opens nothing
+        _, etype, data = g.scan("main-out", text)
+        assert (etype, data["reason"]) == ("access.granted", "ok")
+        g.journal.next("visit.checked_out", visit="v-77")
+    finally:
+        central.close()
+
+
+def test_p7_p8_presence_and_consumption_hold_across_the_gates_of_a_site(tmp_path, procs, broker):
+    g1 = start_gate(tmp_path, procs, broker, "gate-1")
+    g2 = start_gate(tmp_path, procs, broker, "gate-2", private_key=g1.site.private_key)
+    central = Peer(broker.port, "acs/none")
+    try:
+        now = time.time()
+        text = g1.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                             valid_until=now + 3600, host="h-1", visit="v-88")
+        _, etype, _ = g1.scan("main-in", text)
+        assert etype == "access.granted"
+        wait_until(lambda: _presence(g2, "h-9") == "site/lobby", what="gate-2 hearing of the entry at gate-1")
+        _, etype, data = g2.scan("main-in", text)
+        assert (etype, data["reason"]) == ("access.denied", "antipassback")  # global anti-passback
+        central.publish("acs/test/visits/signoff", {"visit": "v-88", "host": "h-1", "time": rfc3339_now()})
+        g1.journal.next("visit.signed_off")
+        _, etype, _ = g1.scan("main-out", text)
+        assert etype == "access.granted"
+        wait_until(lambda: _consumed(g2, "v-88"), what="gate-2 hearing the pass was consumed")
+        _, etype, data = g2.scan("main-in", text)
+        assert (etype, data["reason"]) == ("access.denied", "pass_consumed")
+    finally:
+        central.close()
+
+
+def _presence(g: Gate, holder: str):
+    conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT area FROM presence WHERE holder=?", (holder,)).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def _consumed(g: Gate, visit: str) -> bool:
+    conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT 1 FROM consumed WHERE visit=?", (visit,)).fetchone() is not None
+    finally:
+        conn.close()
+
+
+def test_p16_muster_is_published_on_request_and_retained(tmp_path, procs, broker):
+    g = start_gate(tmp_path, procs, broker)
+    watcher = Peer(broker.port, "acs/test/gate-1/muster")
+    try:
+        g.scan("main-in", STAFF)
+        watcher.publish("acs/test/gate-1/muster/request", {})
+        body = watcher.wait(lambda m: [json.loads(p) for _, p, _ in m if p], what="the muster list")[-1]
+        assert [(p["holder"], p["area"]) for p in body["people"]] == [("h-1", "site/lobby")]
+    finally:
+        watcher.close()
