@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -148,4 +149,8 @@ def _log_outcome(out: Outcome) -> None:
 
 
 def run(cfg: GateConfig, base: Path) -> int:
+    # The loop gives up the interpreter lock on every SQLite step and socket call; the reader threads and
+    # paho's network thread then keep it for up to the switch interval (5 ms by default), which would
+    # show in every decision's latency and throttle the outbox. 0.5 ms keeps the loop responsive.
+    sys.setswitchinterval(0.0005)
     return asyncio.run(Daemon(cfg, base).run())

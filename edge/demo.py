@@ -25,10 +25,23 @@ BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0F
 def run_demo(state: str, *, story_only: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # the story is the output; the daemon logs to its own stream
     state_dir = Path(state).resolve()
-    site, db, passes = prepare(state_dir)
+    broker = None
+    if shutil.which("mosquitto"):  # the central link joins the demo when a local broker can run
+        from simulators.mosquitto import Broker
+        broker = Broker(state_dir / "broker", persistence=False)
+    site, db, passes = prepare(state_dir, broker.port if broker else None)
     children: list[Child] = []
     try:
+        if broker:
+            broker.start()
+            central = Child("central", python_module(
+                "simulators.central", "--broker", broker.url, "--site", "demo", "--client-id", "demo-central",
+                "--heartbeat", "60"), stdin=True)
+            children.append(central)
+            central.wait_for("central ready", 30)
         readers = start_simulators(site, children)
+        if broker:
+            readers["central"] = central
         daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)))
         children.append(daemon)
         daemon.wait_for("gatekeeper ready", 30)
@@ -43,9 +56,11 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+        if broker:
+            broker.stop()
 
 
-def prepare(state_dir: Path) -> tuple[Path, Path, dict[str, str]]:
+def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path, dict[str, str]]:
     """A fresh demo site: keys, config with free ports, allow-list, passes."""
     from edge.passes.keys import generate_keypair
     from edge.passes import issue_pass
@@ -61,6 +76,8 @@ def prepare(state_dir: Path) -> tuple[Path, Path, dict[str, str]]:
     text = re.sub(r"port = 15020", f"port = {free_port()}", text)
     for n in (17001, 17002, 17003):
         text = text.replace(f"127.0.0.1:{n}", f"127.0.0.1:{free_port()}")
+    if broker_port:
+        text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nclient_id = "demo-gate-1"\n'
     site = state_dir / "site.toml"
     site.write_text(text)
 
@@ -82,7 +99,7 @@ def prepare(state_dir: Path) -> tuple[Path, Path, dict[str, str]]:
         "vip": issue_pass(private, KID, holder="h-2001", category="vip", tier="special", areas=["site"],
                           valid_from=now - 300, valid_until=now + 8 * 3600, party=3, host="h-1001"),
         "visitor": issue_pass(private, KID, holder="h-2002", category="visitor", areas=["site/lobby"],
-                              valid_from=now - 300, valid_until=now + 4 * 3600, host="h-1002"),
+                              valid_from=now - 300, valid_until=now + 4 * 3600, host="h-1002", visit="v-zhang"),
     }
     for name, text_ in passes.items():
         (state_dir / f"{name}.pass").write_text(text_ + "\n")
@@ -111,6 +128,11 @@ def start_simulators(site: Path, children: list[Child]) -> dict[str, Child]:
 
 class JournalTail:
     """Reads the daemon's journal (read-only) and waits for new entries."""
+
+    def last_seq(self) -> int:
+        if self.conn is None:
+            return 0
+        return self.conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
 
     def __init__(self, db: Path):
         self.db = db
@@ -167,6 +189,15 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
     scan("main-in", passes["visitor"], "Zhang Lei enters through the main gate")
     scan("main-in", passes["visitor"], "...and someone tries Zhang's pass again right behind him")
     scan("main-out", passes["visitor"], "Zhang Lei wants to leave, but his host has not signed off the visit")
+    central = readers.get("central")
+    if central:
+        print("- Wang Fang, his host, signs the visit off in the central system (it opens nothing by itself)", flush=True)
+        central.send("signoff v-zhang h-1002")
+        if tail.next(("visit.signed_off",)):
+            print("  -> visit.signed_off received over MQTT", flush=True)
+        scan("main-out", passes["visitor"], "Zhang Lei scans his pass at the exit again")
+        if tail.next(("visit.checked_out",), timeout=2):
+            print("  -> the pass is consumed: it will not open any gate of the site again", flush=True)
     print("- The guard turns the lockdown key switch", flush=True)
     readers["io"].send("input 101 on")
     if tail.next(("mode.changed",)):
@@ -177,6 +208,28 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
     if tail.next(("mode.changed",)):
         print("- The key switch returns: mode -> normal", flush=True)
     print("\nEvery decision above is in the journal: gatekeeper events --config", site, flush=True)
+    if central:
+        central.send("wait-published")
+        central.wait_for("central published")
+        report = _central_report(central, tail)
+        if report:
+            print(f"The central system received {report['received']} events from gate-1 over MQTT: "
+                  f"{report['gaps']} missing, {report['out_of_order']} out of order.", flush=True)
+
+
+def _central_report(central: Child, tail: "JournalTail") -> dict | None:
+    """What the central simulator has from gate-1, once it has everything journaled so far."""
+    last = tail.last_seq()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        central.send("report")
+        line = central.wait_for("central report", 5)
+        gates = json.loads(line.split(" ", 2)[2]).get("gates", {})
+        g = gates.get("gate-1")
+        if g and g.get("max_seq", 0) >= last:
+            return g
+        time.sleep(0.2)
+    return None
 
 
 def interactive(readers: dict[str, Child], tail: JournalTail) -> None:

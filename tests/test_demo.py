@@ -23,6 +23,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         ("Zhang Lei", "GRANTED", "reason=ok"),
         ("Zhang Lei", "DENIED", "reason=antipassback"),
         ("Zhang Lei", "HELD", "reason=host_signoff_missing"),
+        ("Zhang Lei", "GRANTED", "reason=ok"),  # after the host's sign-off from the central system
         ("Wang Fang", "DENIED", "reason=lockdown"),
         ("Zhao Min", "GRANTED", "reason=ok"),
     ]
@@ -32,6 +33,8 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         assert who in line and verdict in line and reason in line, line
     assert any("PRIORITY: special tier" in l for l in lines)  # P12 for the special-tier VIP
     assert any("mode -> lockdown" in l for l in lines)
+    assert any("visit.signed_off received over MQTT" in l for l in lines)
+    assert any("0 missing, 0 out of order" in l for l in lines)  # the central simulator got every event
     events = gatekeeper("events", "--config", str(tmp_path / "demo" / "site.toml"), "--verify")
     assert events.returncode == 0, events.stdout
     assert not processes_mentioning(str(tmp_path / "demo")), "the demo left a simulator or daemon running"

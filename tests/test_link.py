@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from broker import Broker
+from simulators.mosquitto import Broker
 from mqttkit import Peer, batch, record, rfc3339_now
 from sitekit import JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
@@ -71,8 +71,8 @@ def assert_complete_in_order(events: list[dict], last_seq: int) -> None:
 
 
 def test_p19_broker_gone_while_scans_go_on_every_event_arrives_in_order(tmp_path, procs, broker):
-    g = start_gate(tmp_path, procs, broker)
     central = Peer(broker.port, "acs/test/+/events/#", client_id="central-1", persistent=True)
+    g = start_gate(tmp_path, procs, broker)
     try:
         g.scan("main-in", STAFF)
         central.wait(lambda m: any(e["type"] == "access.granted" for e in central.events()))
@@ -86,8 +86,8 @@ def test_p19_broker_gone_while_scans_go_on_every_event_arrives_in_order(tmp_path
 
 
 def test_p19_kill_9_mid_burst_then_restart_leaves_no_gap(tmp_path, procs, broker):
-    g = start_gate(tmp_path, procs, broker)
     central = Peer(broker.port, "acs/test/+/events/#", client_id="central-2", persistent=True)
+    g = start_gate(tmp_path, procs, broker)
     try:
         for i in range(300):
             g.readers["main-in"].send(f"{i:08X}")
@@ -279,3 +279,21 @@ def test_p16_muster_is_published_on_request_and_retained(tmp_path, procs, broker
         assert [(p["holder"], p["area"]) for p in body["people"]] == [("h-1", "site/lobby")]
     finally:
         watcher.close()
+
+
+def test_mqtt_3_1_1_works_too(tmp_path, procs, broker):
+    site = make_site(tmp_path / "site", broker_port=broker.port, mqtt_extra='protocol = "3.1.1"')
+    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
+                               "areas": ["site"]}]).returncode == 0
+    central = Peer(broker.port, "acs/test/+/events/#")  # listening before the gate publishes anything
+    g = Gate(site, procs)
+    g.start_hardware()
+    g.start_daemon()
+    try:
+        central.publish("acs/test/allowlist/changes", batch(0, 1, upserts=[record(f"badge:{OTHER}", "h-2")]))
+        wait_until(lambda: local_version(g) == 1, what="the batch applied over 3.1.1")
+        _, etype, _ = g.scan("main-in", OTHER)
+        assert etype == "access.granted"
+        central_has_everything(central, g)
+    finally:
+        central.close()

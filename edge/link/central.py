@@ -62,6 +62,7 @@ class CentralLink:
         self._alarms: dict[str, tuple[float, int]] = {}
         self._last_status: str | None = None
         self._mode_seen = gate.mode
+        self.stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -73,13 +74,14 @@ class CentralLink:
                                  self._on_published, self._on_state)
         self.outbox = Outbox(self.store, self.client.publish, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
-        self.sync = AllowlistSync(self.store, self.gate.record, self._send_resync, self.reload_keys, self._alarm,
+        self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,
                                   self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot))
         self.sync.start()
         self.board.register("broker", "mqtt")
         self.client.start()
 
     def stop(self) -> None:
+        self.stopping = True  # the disconnect below is ours: no device.fault for it
         if self.outbox:
             self.outbox.persist(force=True)
         if self.client:
@@ -117,10 +119,14 @@ class CentralLink:
     def _event_topic(self, etype: str) -> str:
         return f"{self.source}/events/{etype}"
 
-    def _on_published(self, mid: int) -> None:
-        self.outbox.on_ack(mid)
+    def _on_published(self, mids: list[int]) -> None:
+        self.outbox.on_acks(mids)
+        if len(self.outbox.inflight) < self.m.max_inflight // 2:
+            self.kick.set()  # room in the window: refill now rather than at the next tick
 
     def _on_state(self, up: bool, why: str) -> None:
+        if self.stopping:
+            return
         self.connected = up
         if up:
             log.info("broker %s:%d %s", self.m.host, self.m.port, why)
@@ -157,6 +163,13 @@ class CentralLink:
         body = {"time": rfc3339(time.time()), "mode": self.gate.mode.value, "count": sum(p["party"] for p in people),
                 "people": people}
         self.client.publish(self.t_muster, json.dumps(body, ensure_ascii=False), qos=1, retain=True)
+
+    def _applied(self, keys_changed: bool) -> None:
+        """The worker committed a batch or a snapshot: mirror it now rather than at the next scan."""
+        self.store.refresh(force=True)
+        if keys_changed:
+            self.reload_keys()
+        self.kick.set()
 
     def _send_resync(self, have: int) -> None:
         log.warning("asking the central system for an allow-list snapshot (have version %d)", have)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSection
 
@@ -35,7 +37,7 @@ class Incoming:
 class MqttClient:
     def __init__(self, cfg: MqttSection, base: Path, client_id: str, will_topic: str, loop: asyncio.AbstractEventLoop,
                  subscriptions: list[tuple[str, int]], on_message: Callable[[Incoming], None],
-                 on_published: Callable[[int], None], on_state: Callable[[bool, str], None]):
+                 on_published: Callable[[list[int]], None], on_state: Callable[[bool, str], None]):
         self.cfg = cfg
         self.loop = loop
         self.subscriptions = subscriptions
@@ -43,6 +45,9 @@ class MqttClient:
         self._on_published = on_published
         self._on_state = on_state
         self.connected = False
+        self._acks: list[int] = []
+        self._acks_lock = threading.Lock()
+        self._acks_scheduled = False
         v5 = cfg.protocol == "5"
         self.v5 = v5
         self.client = mqtt.Client(
@@ -108,7 +113,11 @@ class MqttClient:
             self.loop.call_soon_threadsafe(self._on_state, False, f"refused: {reason}")
             return
         for topic, qos in self.subscriptions:  # in on_connect, so they come back after every reconnect
-            client.subscribe(topic, qos)
+            if self.v5:
+                # no_local: our own events would come straight back on the peers' wildcard
+                client.subscribe(topic, options=SubscribeOptions(qos=qos, noLocal=True))
+            else:
+                client.subscribe(topic, qos)
         self.connected = True
         self.loop.call_soon_threadsafe(self._on_state, True, "connected")
 
@@ -121,7 +130,19 @@ class MqttClient:
             message.topic, message.payload, bool(message.retain), message.mid, message.qos))
 
     def _cb_publish(self, client, userdata, mid, reason, properties) -> None:
-        self.loop.call_soon_threadsafe(self._on_published, mid)
+        # Acks come by the thousand during a backlog: hand them over in batches, one wake-up each.
+        with self._acks_lock:
+            self._acks.append(mid)
+            if self._acks_scheduled:
+                return
+            self._acks_scheduled = True
+        self.loop.call_soon_threadsafe(self._deliver_acks)
+
+    def _deliver_acks(self) -> None:
+        with self._acks_lock:
+            mids, self._acks = self._acks, []
+            self._acks_scheduled = False
+        self._on_published(mids)
 
 
 def _resolve(base: Path, p: str) -> Path:

@@ -1,10 +1,9 @@
 """What the central system and peer gates send (SPEC §2), validated before anything is applied."""
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
 
@@ -42,6 +41,12 @@ class SnapshotChunk(_Msg):
     blocklist: list[BlockEntry] = Field(default_factory=list)
     keys: list[TrustedKey] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _index(self) -> "SnapshotChunk":
+        if self.chunk >= self.chunks:
+            raise ValueError(f"chunk {self.chunk} of {self.chunks}: index beyond chunks")
+        return self
+
 
 class Signoff(_Msg):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -70,18 +75,15 @@ class PeerEvent(_Msg):
 
 
 def parse(model: type[_Msg], payload: bytes) -> Any:
+    """Size first, then JSON and schema in one pass (pydantic's own parser: a 1 MiB snapshot chunk of
+    thousands of records validates in milliseconds)."""
     if len(payload) > MAX_MESSAGE:
         raise BadMessage(f"{len(payload)} bytes, over {MAX_MESSAGE}")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadMessage(f"not JSON: {e}") from None
-    if model is SnapshotChunk and isinstance(obj, dict) and isinstance(obj.get("chunk"), int) \
-            and isinstance(obj.get("chunks"), int) and obj["chunk"] >= obj["chunks"]:
-        raise BadMessage("chunk index beyond chunks")
-    try:
-        return model.model_validate(obj)
+        return model.model_validate_json(payload)
     except ValidationError as e:
         first = e.errors()[0]
+        if first["type"] == "json_invalid":
+            raise BadMessage(f"not JSON: {first['msg']}") from None
         where = ".".join(str(x) for x in first["loc"]) or "(message)"
         raise BadMessage(f"{where}: {first['msg']} ({e.error_count()} problems)") from None

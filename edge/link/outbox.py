@@ -8,7 +8,6 @@ so nothing is handed twice; `max_inflight` bounds what it holds in memory.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -50,20 +49,18 @@ class Outbox:
             if not entries:
                 break
             for e in entries:
-                payload = json.dumps(e.envelope(self.source, self.store.epoch), ensure_ascii=False,
-                                     separators=(",", ":"))
-                mid = self.publish(self.topic_for(e.type), payload)
+                mid = self.publish(self.topic_for(e.type), e.envelope_json(self.source, self.store.epoch))
                 self.inflight[mid] = e.seq
                 self.handed = e.seq
                 n += 1
         return n
 
-    def on_ack(self, mid: int) -> bool:
-        """The broker has one more; returns True when the watermark moved."""
-        seq = self.inflight.pop(mid, None)
-        if seq is None:
-            return False
-        self.done.add(seq)
+    def on_acks(self, mids: list[int]) -> bool:
+        """The broker has these; returns True when the watermark moved."""
+        for mid in mids:
+            seq = self.inflight.pop(mid, None)
+            if seq is not None:
+                self.done.add(seq)
         moved = False
         while self.acked + 1 in self.done:
             self.acked += 1

@@ -36,6 +36,14 @@ class Entry:
     data: str  # JSON text exactly as hashed
     hash: str
 
+    def envelope_json(self, source: str, epoch: str) -> str:
+        """The envelope as compact JSON, built around the stored data text (no re-encoding on the
+        outbox's hot path)."""
+        head = json.dumps({"specversion": "1.0", "id": self.id, "source": source, "type": self.type,
+                           "time": self.time, "datacontenttype": "application/json", "epoch": epoch,
+                           "seq": self.seq}, separators=(",", ":"))
+        return head[:-1] + ',"data":' + self.data + "}"
+
     def envelope(self, source: str, epoch: str) -> dict:
         """The SPEC §2 CloudEvents envelope of this entry."""
         return {
@@ -67,7 +75,9 @@ class Journal:
         if limit is not None:
             q += " LIMIT ?"
             args += (limit,)
-        for r in self.store.conn.execute(q, args):
+        # fetchall: the rows in one go, rather than a lock hand-over per row with other threads about
+        rows = self.store.conn.execute(q, args).fetchall() if limit is not None else self.store.conn.execute(q, args)
+        for r in rows:
             yield Entry(*r)
 
     def last_seq(self) -> int:

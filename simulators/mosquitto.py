@@ -1,4 +1,5 @@
-"""A real mosquitto for the tests: started on a free port with its own config, stopped and restarted at will."""
+"""A local mosquitto for the demo, the tests and the benchmarks: its own config on a free port, started,
+stopped and restarted at will. Debian's package is installed by scripts/setup.sh; no service is used."""
 from __future__ import annotations
 
 import os
@@ -9,13 +10,20 @@ import subprocess
 import time
 from pathlib import Path
 
-from edge.procs import free_port
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class Broker:
-    def __init__(self, workdir: Path, port: int | None = None):
+    """One mosquitto process; `persistence` keeps sessions and queued messages across restarts."""
+
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True, listener_extra: str = "",
+                 anonymous: bool = True):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -23,8 +31,9 @@ class Broker:
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            f"{listener_extra}"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
+            f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {self.dir}/\n"
             "autosave_interval 1\n"
             # a slow subscriber must not lose QoS 1 messages in the tests: mosquitto's default is 1000

@@ -1,0 +1,686 @@
+"""The central system's side of the MQTT contract (SPEC §2), for tests, the demo and benchmarks.
+
+    python -m simulators.central --broker 127.0.0.1:1883 --site s1 --generate 20000
+    python -m simulators.central --broker 127.0.0.1:1883 --site s1 --data people.jsonl --events-out ev.jsonl
+
+Holds an allow-list (records, revocations, blocklist, trusted keys, one version), answers every gate's
+`resync` with a chunked snapshot, sends change batches, sign-offs, modes and heartbeats, and checks the
+events the gates send (duplicates, gaps, order) against the envelope rules. It imports nothing from `edge`:
+it is an independent peer, so it checks the gate against the spec, not against shared code.
+
+Prints `central ready` once connected and subscribed. Stdin commands, one a line, each answered by one
+line starting `central ` (`central error: ...` for bad input); a publishing command answers only once the
+broker acknowledged (PUBACK), so whoever waits for the line knows the broker has the message:
+
+    upsert {record} | delete CREDENTIAL | revoke {ref} | block {entry} | unblock {entry} | key {key} | unkey KID
+        -> one change batch each on {root}/{site}/allowlist/changes: `central batch V->V+1`
+    batch FILE.jsonl      one batch of every line (a record, {"delete"|"revoke"|"blocklist"|"unblock"|"key"|"unkey": x})
+    drop-next             the next batch changes the state and uses its version but is never sent (a lost message)
+    signoff VISIT HOST    mode lockdown|normal REASON...    heartbeat    snapshot GATE    muster GATE
+    raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
+    report                `central report {json}`: version, per-gate event counters, latest status and muster
+    wait-events GATE N    answers once GATE sent N event messages in all
+    wait-published        answers once every QoS 1 publish so far is acknowledged
+    help
+
+Stdin closing does not stop it (tests may close it); SIGTERM or SIGINT does, after a clean disconnect.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+MIB = 1024 * 1024  # SPEC §2: no snapshot chunk larger than this
+RECORD_DEFAULTS = {"tier": None, "roles": [], "valid_from": None, "valid_until": None, "schedule": None,
+                   "party": 1, "host": None, "escort": False, "id_hash": None}
+# what a batch line or a stdin command names -> the change-batch list it lands in (SPEC §2)
+BATCH_LISTS = {"upsert": "upserts", "delete": "deletes", "revoke": "revoke", "block": "blocklist_add",
+               "unblock": "blocklist_remove", "key": "keys_add", "unkey": "keys_remove"}
+# the key of a one-key line in a JSONL file -> the kind above (a record line has "credential" instead)
+LINE_KINDS = {"delete": "delete", "revoke": "revoke", "blocklist": "block", "unblock": "unblock",
+              "key": "key", "unkey": "unkey"}
+
+_print_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    """One output line; the network thread and the command thread both print, lines must not interleave."""
+    with _print_lock:
+        try:
+            print(f"central {text}", flush=True)
+        except (BrokenPipeError, ValueError):
+            pass  # whoever read our output is gone; keep serving the broker
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def compact(obj) -> str:
+    # ASCII-only, so len() of the text is its size in bytes on the wire
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class BadInput(Exception):
+    """A command, a file line or a message that does not fit; reported, never fatal."""
+
+
+# ---------------------------------------------------------------- the allow-list
+
+def generated_record(i: int) -> dict:
+    # multiplying by an odd constant is a bijection mod 2**40: distinct, spread-out, reproducible UIDs
+    uid = (i * 2654435761) % 2**40
+    return {"credential": "badge:%010X" % uid, "holder": "h-%d" % i, "category": "staff", "areas": ["site"],
+            **{k: (list(v) if isinstance(v, list) else v) for k, v in RECORD_DEFAULTS.items()}}
+
+
+def parse_item(obj, allowed: set[str]) -> tuple[str, object]:
+    """One JSONL line as (kind, value): a record is an upsert, else a one-key object such as {"revoke": ref}."""
+    if not isinstance(obj, dict):
+        raise BadInput(f"not a JSON object: {compact(obj)[:80]}")
+    if "credential" in obj:
+        kind, value = "upsert", obj
+    elif len(obj) == 1 and next(iter(obj)) in LINE_KINDS:
+        key = next(iter(obj))
+        kind, value = LINE_KINDS[key], obj[key]
+    else:
+        raise BadInput(f"neither a record nor one of {sorted(LINE_KINDS)}: {compact(obj)[:80]}")
+    if kind not in allowed:
+        raise BadInput(f"{kind!r} lines are not allowed here")
+    check_value(kind, value)
+    return kind, value
+
+
+def check_value(kind: str, value) -> None:
+    """Only what the central state needs to key things; anything else passes so tests can send odd data."""
+    if kind == "upsert" and not (isinstance(value, dict) and isinstance(value.get("credential"), str)):
+        raise BadInput("a record needs a text \"credential\"")
+    if kind in ("delete", "unkey") and not isinstance(value, str):
+        raise BadInput(f"{kind} takes a text")
+    if kind in ("revoke", "block", "unblock") and not isinstance(value, dict):
+        raise BadInput(f"{kind} takes a JSON object")
+    if kind == "key" and not (isinstance(value, dict) and isinstance(value.get("kid"), str)):
+        raise BadInput("a key needs a text \"kid\"")
+
+
+def read_jsonl(path: str, allowed: set[str]) -> list[tuple[str, object]]:
+    items = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    items.append(parse_item(json.loads(raw), allowed))
+                except (ValueError, BadInput) as e:
+                    raise BadInput(f"{path} line {n}: {e}") from None
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}") from None
+    return items
+
+
+class AllowList:
+    """The central copy: what a snapshot carries, and what every batch moves forward by one version."""
+
+    def __init__(self, version: int = 0):
+        self.version = version
+        self.records: dict[str, dict] = {}
+        self._encoded: dict[str, str] = {}  # credential -> its JSON, so a snapshot of 1M records is quick
+        self.revoked: dict[str, dict] = {}  # canonical JSON -> ref
+        self.blocked: dict[str, dict] = {}  # identity (the entry without "reason") -> entry
+        self.keys: dict[str, dict] = {}  # kid -> key
+
+    @staticmethod
+    def _canon(obj: dict) -> str:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+    def _block_id(self, entry: dict) -> str:
+        # unblock {"holder": "h-1"} must find the entry whatever reason it was blocked with
+        return self._canon({k: v for k, v in entry.items() if k != "reason"})
+
+    def apply(self, kind: str, value) -> None:
+        if kind == "upsert":
+            self.records[value["credential"]] = value
+            self._encoded.pop(value["credential"], None)
+        elif kind == "delete":
+            self.records.pop(value, None)
+            self._encoded.pop(value, None)
+        elif kind == "revoke":
+            self.revoked[self._canon(value)] = value
+        elif kind == "block":
+            self.blocked[self._block_id(value)] = value
+        elif kind == "unblock":
+            self.blocked.pop(self._block_id(value), None)
+        elif kind == "key":
+            self.keys[value["kid"]] = value
+        elif kind == "unkey":
+            self.keys.pop(value, None)
+
+    def batch(self, items: list[tuple[str, object]]) -> dict:
+        """A change batch from the current version to the next; the state moves with it."""
+        b = {"from_version": self.version, "to_version": self.version + 1,
+             **{name: [] for name in BATCH_LISTS.values()}}
+        for kind, value in items:
+            b[BATCH_LISTS[kind]].append(value)
+            self.apply(kind, value)
+        self.version += 1
+        return b
+
+    def snapshot_chunks(self, limit: int) -> list[str]:
+        """The whole state as snapshot payloads, each at most `limit` bytes (SPEC §2: ≤ 1 MiB)."""
+        items: list[tuple[str, str]] = []
+        # the small lists first, so they normally travel in chunk 0 with the first records
+        items += [("revoke", compact(r)) for r in self.revoked.values()]
+        items += [("blocklist", compact(b)) for b in self.blocked.values()]
+        items += [("keys", compact(k)) for k in self.keys.values()]
+        for cred, rec in self.records.items():
+            enc = self._encoded.get(cred)
+            if enc is None:
+                enc = self._encoded[cred] = compact(rec)
+            items.append(("upserts", enc))
+        # the envelope with the widest chunk numbers this snapshot can need: packing stays a safe estimate
+        wide = 10 ** len(str(len(items) + 1)) - 1
+        overhead = len(self._payload(wide, wide, {}))
+        groups: list[dict[str, list[str]]] = [{}]
+        size = overhead
+        for name, enc in items:
+            cost = len(enc) + 1  # the comma before it, at most
+            if overhead + cost > limit:
+                raise BadInput(f"one {name} entry is {len(enc)} bytes: it cannot fit a {limit}-byte chunk")
+            if size + cost > limit:
+                groups.append({})
+                size = overhead
+            groups[-1].setdefault(name, []).append(enc)
+            size += cost
+        payloads = [self._payload(i, len(groups), g) for i, g in enumerate(groups)]
+        if any(len(p) > limit for p in payloads):  # the estimate above is meant to make this impossible
+            raise BadInput(f"a snapshot chunk came out over {limit} bytes: not sent")
+        return payloads
+
+    def _payload(self, i: int, k: int, lists: dict[str, list[str]]) -> str:
+        body = ",".join(f'"{name}":[{",".join(lists.get(name, []))}]'
+                        for name in ("upserts", "revoke", "blocklist", "keys"))
+        return f'{{"version":{self.version},"chunk":{i},"chunks":{k},{body}}}'
+
+
+# ---------------------------------------------------------------- what the gates send
+
+class EpochSeen:
+    def __init__(self) -> None:
+        self.ids: dict[int, str] = {}  # seq -> event id, to tell a re-send (same id) from a reused seq
+        self.max_seq = 0
+
+
+class GateEvents:
+    """SPEC §2 envelope rules as counters: seq rises by exactly 1 within an epoch, a re-send keeps its id."""
+
+    def __init__(self) -> None:
+        self.received = self.duplicates = self.conflicts = self.out_of_order = self.malformed = 0
+        self.epochs: dict[str, EpochSeen] = {}
+        self.epoch: str | None = None  # the newest epoch seen: a recreated journal starts a new count
+
+    def add(self, payload: bytes) -> dict | None:
+        self.received += 1
+        try:
+            ev = json.loads(payload)
+            ok = (isinstance(ev, dict) and isinstance(ev.get("id"), str) and isinstance(ev.get("epoch"), str)
+                  and ev["epoch"] and type(ev.get("seq")) is int and ev["seq"] >= 1)
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            self.malformed += 1
+            return None
+        seen = self.epochs.get(ev["epoch"])
+        if seen is None:
+            seen = self.epochs[ev["epoch"]] = EpochSeen()
+            self.epoch = ev["epoch"]
+        seq, eid = ev["seq"], ev["id"]
+        if seq in seen.ids:
+            if seen.ids[seq] == eid:
+                self.duplicates += 1  # at-least-once delivery: allowed, and must carry the same id
+            else:
+                self.conflicts += 1  # a seq reused within an epoch: SPEC §2 forbids it
+            return ev
+        if seq < seen.max_seq:
+            self.out_of_order += 1
+        seen.ids[seq] = eid
+        seen.max_seq = max(seen.max_seq, seq)
+        return ev
+
+    def report(self) -> dict:
+        cur = self.epochs.get(self.epoch) if self.epoch is not None else None
+        max_seq = cur.max_seq if cur else 0
+        return {"received": self.received, "duplicates": self.duplicates, "conflicts": self.conflicts,
+                "gaps": max_seq - len(cur.ids) if cur else 0, "max_seq": max_seq, "epoch": self.epoch,
+                "out_of_order": self.out_of_order, "malformed": self.malformed, "epochs": len(self.epochs)}
+
+
+# ---------------------------------------------------------------- broker acknowledgements
+
+class Acks:
+    """Which publishes the broker has acknowledged, and what to do once a set of them is.
+
+    paho calls on_publish holding its own lock, which publish() also takes: never call paho while holding
+    ours. A PUBACK can therefore arrive before we learned the mid: such early acks wait in `early`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.early: set[int] = set()
+        self.outstanding: set[int] = set()
+        self.waiters: list[tuple[set[int], Callable[[], None]]] = []
+
+    def track(self, mids: list[int], then: Callable[[], None] | None = None) -> None:
+        with self.lock:
+            left = set()
+            for m in mids:
+                if m in self.early:
+                    self.early.discard(m)
+                else:
+                    left.add(m)
+                    self.outstanding.add(m)
+            if left and then:
+                self.waiters.append((left, then))
+        if not left and then:
+            then()
+
+    def when_all_acked(self, then: Callable[[], None]) -> None:
+        with self.lock:
+            left = set(self.outstanding)
+            if left:
+                self.waiters.append((left, then))
+        if not left:
+            then()
+
+    def acked(self, mid: int) -> None:
+        done = []
+        with self.lock:
+            if mid not in self.outstanding:
+                self.early.add(mid)
+                return
+            self.outstanding.discard(mid)
+            keep = []
+            for left, then in self.waiters:
+                left.discard(mid)
+                (keep if left else done).append((left, then))
+            self.waiters = keep
+        for _, then in done:
+            then()
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.outstanding)
+
+
+# ---------------------------------------------------------------- the simulator
+
+class Central:
+    def __init__(self, args: argparse.Namespace, state: AllowList):
+        self.args = args
+        self.state = state  # touched only by the command thread (main), so batches and snapshots never mix
+        self.base = f"{args.root}/{args.site}"
+        self.acks = Acks()
+        self.jobs: queue.Queue[tuple] = queue.Queue()
+        self.stats_lock = threading.Lock()  # the network thread counts, the command thread reports
+        self.gates: dict[str, GateEvents] = {}
+        self.status: dict[str, object] = {}
+        self.muster: dict[str, object] = {}
+        self.event_waiters: list[tuple[str, int]] = []
+        self.drop_next = False
+        self.connected = False
+        self.ready = False
+        self.sub_mid: int | None = None
+        self.stopping = False
+        self.events_out = open(args.events_out, "a", encoding="utf-8") if args.events_out else None
+
+        host, _, port = args.broker.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id,
+                        protocol=mqtt.MQTTv311, clean_session=False)  # events queued while we were away arrive
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_publish = lambda client, userdata, mid, rc, props: self.acks.acked(mid)
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.2, 5)
+        c.max_inflight_messages_set(100)  # a 1M-record snapshot is many chunks; 20 in flight is slow
+        if args.username:
+            c.username_pw_set(args.username, args.password)
+        if args.cafile or args.certfile:
+            c.tls_set(ca_certs=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
+        self.client = c
+
+    # -- network thread (paho's loop): never block here, never let an exception out (it ends the loop)
+
+    def _on_connect(self, client, userdata, flags, reason, props) -> None:
+        if reason.is_failure:
+            say(f"error: broker refused the connection: {reason}")
+            return
+        self.connected = True
+        qos = 1
+        _, self.sub_mid = client.subscribe([(f"{self.base}/+/events/#", qos), (f"{self.base}/+/allowlist/resync", qos),
+                                            (f"{self.base}/+/status", qos), (f"{self.base}/+/muster", qos)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props) -> None:
+        if mid != self.sub_mid:
+            return
+        refused = [str(r) for r in reason_codes if r.is_failure]
+        if refused:
+            say(f"error: subscriptions refused: {', '.join(refused)}")
+            return
+        if not self.ready:
+            self.ready = True
+            say("ready")
+        else:
+            say("reconnected")
+
+    def _on_disconnect(self, client, userdata, flags, reason, props) -> None:
+        self.connected = False
+        if not self.stopping:
+            say(f"disconnected ({reason}); reconnecting")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            self._dispatch(msg.topic, msg.payload)
+        except Exception as e:  # a message we did not foresee must not end paho's loop
+            say(f"error: message on {msg.topic!r}: {type(e).__name__}: {e}")
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        if not topic.startswith(self.base + "/"):
+            return
+        parts = topic[len(self.base) + 1:].split("/")
+        gate, rest = parts[0], parts[1:]
+        if rest[:1] == ["events"]:
+            self._event(gate, payload)
+        elif rest == ["allowlist", "resync"]:
+            self.jobs.put(("resync", gate, payload))  # a snapshot is built on the command thread
+        elif rest in (["status"], ["muster"]):
+            table = self.status if rest == ["status"] else self.muster
+            try:
+                value = json.loads(payload) if payload else None
+            except (ValueError, UnicodeDecodeError):
+                value = payload.decode("utf-8", "replace")  # kept as text: the report shows what came
+            with self.stats_lock:
+                if value is None:
+                    table.pop(gate, None)  # an empty retained message clears it
+                else:
+                    table[gate] = value
+            if rest == ["status"]:
+                state = value.get("state") if isinstance(value, dict) else "malformed"
+                say(f"status {gate} {state}")
+
+    def _event(self, gate: str, payload: bytes) -> None:
+        with self.stats_lock:
+            g = self.gates.setdefault(gate, GateEvents())
+            ev = g.add(payload)
+            if ev is not None and self.events_out:
+                self.events_out.write(compact(ev) + "\n")
+                self.events_out.flush()  # tests read the file while we run
+            due = [w for w in self.event_waiters if w[0] == gate and g.received >= w[1]]
+            self.event_waiters = [w for w in self.event_waiters if w not in due]
+        for gate_, n in due:
+            say(f"events {gate_} {n}")
+
+    # -- command thread
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False,
+                then: Callable[[], None] | None = None) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # paho drops QoS 0 while offline and never calls on_publish for it
+            raise BadInput(f"not connected: the QoS 0 message on {topic} was dropped")
+        # QoS 1 while offline is queued in paho's memory and sent on reconnect: it still gets its PUBACK
+        self.acks.track([info.mid], then)
+
+    def send_batch(self, items: list[tuple[str, object]]) -> None:
+        b = self.state.batch(items)
+        span = f"{b['from_version']}->{b['to_version']}"
+        if self.drop_next:
+            self.drop_next = False
+            say(f"dropped batch {span}")
+            return
+        self.publish(f"{self.base}/allowlist/changes", compact(b), then=lambda: say(f"batch {span}"))
+
+    def send_snapshot(self, gate: str) -> None:
+        chunks = self.state.snapshot_chunks(self.args.chunk_bytes)
+        topic = f"{self.base}/{gate}/allowlist/snapshot"
+        mids = [self.client.publish(topic, p, qos=1).mid for p in chunks]
+        line = f"snapshot {gate} version {self.state.version} chunks {len(chunks)}"
+        self.acks.track(mids, lambda: say(line))
+
+    def heartbeat(self, then: Callable[[], None] | None = None) -> None:
+        self.publish(f"{self.base}/central/heartbeat", compact({"time": now()}), qos=0, then=then)
+
+    def resync(self, gate: str, payload: bytes) -> None:
+        try:
+            req = json.loads(payload)
+            have = req.get("have_version") if isinstance(req, dict) else None
+            if type(have) is not int or have < 0:
+                raise ValueError("no whole-number have_version")
+        except (ValueError, UnicodeDecodeError) as e:
+            # the contract is {"have_version": N}: a gate that sends anything else is wrong, and should see it
+            raise BadInput(f"malformed resync from {gate}: {e}: {payload[:80]!r}") from None
+        say(f"resync {gate} have_version {have}")
+        self.send_snapshot(gate)
+
+    def report(self) -> dict:
+        with self.stats_lock:
+            return {"version": self.state.version, "gates": {g: s.report() for g, s in self.gates.items()},
+                    "status": dict(self.status), "muster": dict(self.muster)}
+
+    def command(self, line: str) -> None:
+        cmd, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        if cmd in ("upsert", "revoke", "block", "unblock", "key"):
+            try:
+                value = json.loads(rest)
+            except ValueError as e:
+                raise BadInput(f"{cmd} takes JSON: {e}") from None
+            check_value(cmd, value)
+            self.send_batch([(cmd, value)])
+        elif cmd in ("delete", "unkey"):
+            if not rest or " " in rest:
+                raise BadInput(f"usage: {cmd} {'CREDENTIAL' if cmd == 'delete' else 'KID'}")
+            self.send_batch([(cmd, rest)])
+        elif cmd == "batch":
+            if not rest:
+                raise BadInput("usage: batch FILE.jsonl")
+            self.send_batch(read_jsonl(rest, set(BATCH_LISTS)))
+        elif cmd == "drop-next":
+            self.drop_next = True
+            say("will drop the next batch")
+        elif cmd == "signoff":
+            args = rest.split()
+            if len(args) != 2:
+                raise BadInput("usage: signoff VISIT HOST")
+            visit, host = args
+            self.publish(f"{self.base}/visits/signoff", compact({"visit": visit, "host": host, "time": now()}),
+                         then=lambda: say(f"signoff {visit} {host}"))
+        elif cmd == "mode":
+            mode, _, reason = rest.partition(" ")
+            if mode not in ("lockdown", "normal"):
+                raise BadInput("usage: mode lockdown|normal REASON...")  # never fire: SPEC §2, P16
+            body = {"mode": mode, "by": "central", "reason": reason.strip() or "set by central", "time": now()}
+            self.publish(f"{self.base}/mode", compact(body), retain=True, then=lambda: say(f"mode {mode}"))
+        elif cmd == "heartbeat":
+            self.heartbeat(then=lambda: say("heartbeat"))
+        elif cmd == "snapshot":
+            if not rest or " " in rest:
+                raise BadInput("usage: snapshot GATE")
+            self.send_snapshot(rest)
+        elif cmd == "muster":
+            if not rest or " " in rest:
+                raise BadInput("usage: muster GATE")
+            self.publish(f"{self.base}/{rest}/muster/request", "{}", then=lambda: say(f"muster request {rest}"))
+        elif cmd in ("raw", "raw-retained"):
+            topic, _, text = rest.partition(" ")
+            if not topic:
+                raise BadInput(f"usage: {cmd} TOPIC PAYLOAD...")
+            data = text.encode("utf-8")  # an empty payload on raw-retained clears a retained message
+            self.publish(topic, data, retain=cmd == "raw-retained",
+                         then=lambda: say(f"{cmd} {topic} {len(data)} bytes"))
+        elif cmd == "big":
+            args = rest.split()
+            if len(args) != 2 or not args[1].isdigit():
+                raise BadInput("usage: big TOPIC NBYTES")
+            topic, n = args[0], int(args[1])
+            self.publish(topic, b"x" * n, then=lambda: say(f"big {topic} {n} bytes"))
+        elif cmd == "report":
+            say("report " + compact(self.report()))
+        elif cmd == "wait-events":
+            args = rest.split()
+            if len(args) != 2 or not args[1].isdigit():
+                raise BadInput("usage: wait-events GATE N")
+            gate, n = args[0], int(args[1])
+            with self.stats_lock:
+                g = self.gates.get(gate)
+                reached = g is not None and g.received >= n
+                if not reached:
+                    self.event_waiters.append((gate, n))
+            if reached:
+                say(f"events {gate} {n}")
+        elif cmd == "wait-published":
+            self.acks.when_all_acked(lambda: say("published"))
+        elif cmd == "help":
+            say("commands: upsert delete revoke block unblock key unkey batch drop-next signoff mode heartbeat "
+                "snapshot muster raw raw-retained big report wait-events wait-published")
+        else:
+            raise BadInput(f"unknown command {cmd!r} (try help)")
+
+    def read_stdin(self) -> None:
+        if sys.stdin is None:
+            return
+        for raw in sys.stdin:
+            if raw.strip():
+                self.jobs.put(("line", raw.strip()))
+        # EOF: tests may close stdin; the central keeps serving the gates until SIGTERM
+
+    def run(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=15)
+        self.client.loop_start()  # retries the first connection too, so we may start before the broker
+        threading.Thread(target=self.read_stdin, daemon=True, name="stdin").start()
+        hb = self.args.heartbeat
+        next_hb = time.monotonic()  # the first as soon as we are subscribed: P23 counts any word from central
+        while not self.stopping:
+            wait = 0.2
+            if hb > 0:
+                wait = max(0.0, min(wait, next_hb - time.monotonic()))
+            try:
+                job = self.jobs.get(timeout=wait)
+            except queue.Empty:
+                job = None
+            if hb > 0 and self.ready and time.monotonic() >= next_hb:
+                next_hb = time.monotonic() + hb
+                if self.connected:
+                    try:
+                        self.heartbeat()
+                    except BadInput:
+                        pass  # lost the connection meanwhile; QoS 0 is best effort by contract
+            if job is None:
+                continue
+            try:
+                if job[0] == "line":
+                    self.command(job[1])
+                else:
+                    self.resync(job[1], job[2])
+            except BadInput as e:
+                say(f"error: {e}")
+            except Exception as e:  # paho refuses a bad topic or an oversized payload with ValueError
+                say(f"error: {type(e).__name__}: {e}")
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        # what the broker has not acknowledged lives only in paho's memory: give it a moment, then go
+        if self.connected:
+            deadline = time.monotonic() + 2.0
+            while self.acks.pending() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.events_out:
+            self.events_out.close()
+        say("stopped")
+
+
+def load_state(args: argparse.Namespace) -> AllowList:
+    items: list[tuple[str, object]] = []
+    if args.data:
+        items += read_jsonl(args.data, {"upsert", "revoke", "block", "key"})
+    items += [("upsert", generated_record(i)) for i in range(1, args.generate + 1)]
+    version = args.version if args.version is not None else (1 if args.data or args.generate else 0)
+    state = AllowList(version)
+    for kind, value in items:
+        state.apply(kind, value)
+    return state
+
+
+def chunk_bytes(text: str) -> int:
+    n = int(text)
+    if not 1024 <= n <= MIB:
+        raise argparse.ArgumentTypeError(f"{n} is not between 1024 and {MIB} (SPEC §2: chunks ≤ 1 MiB)")
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m simulators.central", description=__doc__.split("\n\n")[0])
+    p.add_argument("--broker", required=True, metavar="HOST:PORT")
+    p.add_argument("--site", required=True)
+    p.add_argument("--root", default="acs", help="topic root (SPEC §2)")
+    p.add_argument("--client-id", default="central-sim", help="fixed, with a persistent session")
+    p.add_argument("--data", metavar="FILE.jsonl", help="records, {\"revoke\"}, {\"blocklist\"}, {\"key\"} lines")
+    p.add_argument("--generate", type=int, default=0, metavar="N", help="N generated staff records as well")
+    p.add_argument("--version", type=int, default=None,
+                   help="the allow-list version of the loaded state (default 1 with data, else 0)")
+    p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS", help="0 = never")
+    p.add_argument("--chunk-bytes", type=chunk_bytes, default=900_000, help="largest snapshot chunk payload")
+    p.add_argument("--events-out", metavar="FILE", help="append every well-formed event received, one a line")
+    p.add_argument("--username")
+    p.add_argument("--password-file")
+    p.add_argument("--cafile")
+    p.add_argument("--certfile")
+    p.add_argument("--keyfile")
+    args = p.parse_args(argv)
+    if args.generate < 0:
+        p.error("--generate must be 0 or more")
+    if args.password_file and not args.username:
+        p.error("--password-file needs --username")
+    if bool(args.certfile) != bool(args.keyfile):
+        p.error("--certfile and --keyfile go together")
+    args.password = None
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                args.password = f.read().rstrip("\r\n")
+        except OSError as e:
+            p.error(f"cannot read {args.password_file}: {e.strerror}")
+    try:
+        int(args.broker.rpartition(":")[2])
+    except ValueError:
+        p.error(f"--broker {args.broker!r} is not HOST:PORT")
+    try:
+        state = load_state(args)
+    except BadInput as e:
+        raise SystemExit(f"central: {e}") from None
+    say(f"loaded {len(state.records)} records, {len(state.revoked)} revocations, {len(state.blocked)} blocked, "
+        f"{len(state.keys)} keys at version {state.version}")
+
+    sim = Central(args, state)
+
+    def stop(signum, frame) -> None:
+        sim.stopping = True  # the command loop notices within 0.2 s and disconnects cleanly
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sim.run()
+
+
+if __name__ == "__main__":
+    main()
