@@ -45,7 +45,8 @@ class Daemon:
             self.link = CentralLink(self.cfg, self.base, self.gate, self.board, self._reload_keys)
             self.link.start(loop)
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
-        self.outputs = Outputs(self.cfg, self.board, self._on_inputs)
+        self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
+                               lambda: self.gate.mode is Mode.FIRE)
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         # 4. readers, each on its own thread, feeding one queue
         readers = []
@@ -115,7 +116,13 @@ class Daemon:
         self.gate.keyring = build_keyring(self.cfg, self.base, self.store)
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
-        """P15: the lockdown key switch locks the gate down and, returning, ends it."""
+        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
+        P15: the lockdown key switch locks the gate down and, returning, ends it."""
+        self.fire_input = values.get("fire")
+        if self.fire_input and self.gate.mode is not Mode.FIRE:
+            self.gate.set_mode(Mode.FIRE, "fire_input", "fire alarm from the fire panel")
+            if self.link:
+                self.link.kick.set()
         lock = values.get("lockdown")
         if lock is True and self.gate.mode is Mode.NORMAL:
             self.gate.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on")

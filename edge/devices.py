@@ -34,13 +34,14 @@ class DeviceBoard:
             log.warning("device %s recovered", name)
             self._record("device.recovered", {"device": name, "kind": self._kind.get(name)})
 
-    def down(self, name: str, error: str) -> None:
+    def down(self, name: str, error: str, extra: dict | None = None) -> None:
         self.health[name] = Health.DOWN
         if name in self._faulted:
             return
         self._faulted.add(name)
         log.error("device %s fault: %s", name, error)
-        self._record("device.fault", {"device": name, "kind": self._kind.get(name), "error": error[:200]})
+        self._record("device.fault", {"device": name, "kind": self._kind.get(name), "error": error[:200],
+                                      **(extra or {})})
 
     @property
     def degraded(self) -> bool:

@@ -5,14 +5,18 @@ import asyncio
 import logging
 from typing import Callable
 
+import time
+
 from drivers.errors import DriverError
 from drivers.modbus_io import ModbusTcpIO
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.devices import DeviceBoard
+from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
 
 log = logging.getLogger(__name__)
 
-SUPERVISE_S = 1.0  # a module without site inputs is still read this often, to notice it is gone
+SUPERVISE_S = 1.0  # a module without inputs to watch is still read this often, to notice it is gone
+DOOR_POLL_S = 0.1  # door contacts and request-to-exit buttons, when no site_inputs section sets poll_ms
 MAX_BACKOFF_S = 10.0
 
 
@@ -20,13 +24,18 @@ class IoModule:
     """One Modbus I/O module: keeps a connection, drives its doors' locks, reads the site inputs."""
 
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
-                 inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None]):
+                 inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
+                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False):
         self.cfg = cfg
         self.doors = doors
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown)
-        self.poll_s = poll_s if inputs else SUPERVISE_S
+        supervised = any(d.contact_input is not None or d.rex_input is not None for d in doors)
+        self.poll_s = poll_s if (inputs or supervised) else SUPERVISE_S
         self.on_inputs = on_inputs
+        self.record = record or (lambda etype, data: None)
+        self.fire = fire
+        self.states = {d.name: DoorState(d) for d in doors}
         self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
         self.ready = asyncio.Event()
         self._relock: dict[int, asyncio.TimerHandle] = {}
@@ -39,13 +48,19 @@ class IoModule:
                 if not self.io.connected:
                     await self.io.connect()
                     await self._lock_all()  # P18: locked first, never a pulse, on every (re)connect
+                    for st in self.states.values():
+                        st.freed = False  # fire mode frees them again on the next poll if it is still on
                     self.board.up(self.cfg.name)
+                    await self._poll()  # the doors' state is known before anyone is told the module is ready
                     self.ready.set()
+                    log.info("io module %s ready: %d doors locked, inputs read", self.cfg.name, len(self.doors))
                     backoff = 0.2
+                    await _wait(stop, self.poll_s)
                 await self._poll()
             except DriverError as e:
                 self.ready.clear()
-                self.board.down(self.cfg.name, str(e))
+                # P18: the hardware now does what each door declares; say which
+                self.board.down(self.cfg.name, str(e), {"doors": {d.name: d.fail_mode for d in self.doors}})
                 await self.io.close()
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -58,16 +73,51 @@ class IoModule:
             await self.io.write_coil(d.lock_coil, False)
 
     async def _poll(self) -> None:
-        if self.inputs:
-            values = {}
-            for name, addr in self.inputs.items():
-                values[name] = (await self.io.read_discrete_inputs(addr, count=1))[0]
-            self.on_inputs(values)
-        else:
+        addrs = set(self.inputs.values())
+        for d in self.doors:
+            addrs.update(a for a in (d.contact_input, d.rex_input) if a is not None)
+        if not addrs:
             await self.io.read_coils(self.doors[0].lock_coil if self.doors else 0, count=1)
+            return
+        bits = await self._read_inputs(sorted(addrs))
+        if self.inputs:
+            self.on_inputs({name: bits[a] for name, a in self.inputs.items()})
+        now, fire = time.monotonic(), self.fire()
+        for d in self.doors:
+            step = supervise(self.states[d.name], bits.get(d.contact_input), bits.get(d.rex_input), now, fire)
+            for etype, data in step.events:
+                self.record(etype, data)
+            for action in step.actions:
+                await self._act(d, action)
+
+    async def _read_inputs(self, addrs: list[int]) -> dict[int, bool]:
+        """One request for all of them when they sit close together (they usually do)."""
+        lo, hi = addrs[0], addrs[-1]
+        if hi - lo < 2000:
+            bits = await self.io.read_discrete_inputs(lo, count=hi - lo + 1)
+            return {a: bool(bits[a - lo]) for a in addrs}
+        return {a: (await self.io.read_discrete_inputs(a, count=1))[0] for a in addrs}
+
+    async def _act(self, door: DoorSection, action: str) -> None:
+        if action == RELOCK:
+            old = self._relock.pop(door.lock_coil, None)
+            if old:
+                old.cancel()
+                await self.io.write_coil(door.lock_coil, False)
+        elif action == UNLOCK_REX:
+            await self.pulse(door)
+        elif action == FREE:
+            old = self._relock.pop(door.lock_coil, None)
+            if old:
+                old.cancel()
+            await self.io.write_coil(door.lock_coil, True)  # held, no relock timer: the evacuation route
 
     async def pulse(self, door: DoorSection) -> bool:
         """Unlock for the door's pulse time; a new grant during a pulse extends it."""
+        st = self.states[door.name]
+        st.authorize(time.monotonic())  # the opening that follows is not a forced door (P17)
+        if st.freed:
+            return True  # already free (fire mode)
         try:
             await self.io.write_coil(door.lock_coil, True)
         except DriverError as e:
@@ -94,7 +144,8 @@ class IoModule:
 class Outputs:
     """All I/O modules of the site, by name, and which module drives which door."""
 
-    def __init__(self, cfg: GateConfig, board: DeviceBoard, on_inputs: Callable[[dict[str, bool]], None]):
+    def __init__(self, cfg: GateConfig, board: DeviceBoard, on_inputs: Callable[[dict[str, bool]], None],
+                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False):
         self.doors = {d.name: d for d in cfg.doors}
         si = cfg.site_inputs
         self.modules: dict[str, IoModule] = {}
@@ -106,7 +157,7 @@ class Outputs:
                 if si.lockdown_input is not None:
                     inputs["lockdown"] = si.lockdown_input
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
-                                            (si.poll_ms / 1000) if si else SUPERVISE_S, on_inputs)
+                                            (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire)
 
     async def pulse(self, door_name: str) -> bool:
         door = self.doors[door_name]

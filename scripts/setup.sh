@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # mosquitto: the MQTT broker the tests and the demo start themselves (no service is enabled)
-APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients)
+# libzbar0: QR decoding from camera frames (pyzbar)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -45,7 +45,12 @@ class Proc:
             self.output.append(line)
             self.lines.put(line)
 
-    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+    def wait_for(self, needle: str, timeout: float = 20.0, already: bool = False) -> str:
+        """The next output line containing `needle`; with `already`, an earlier line counts too."""
+        if already:
+            for line in list(self.output):
+                if needle in line:
+                    return line
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:

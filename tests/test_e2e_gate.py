@@ -66,6 +66,16 @@ class Gate:
         return not self.io.read_coils(coil, count=1, device_id=1).bits[0]
 
 
+def staffed_gate(site, procs) -> Gate:
+    """A site whose allow-list holds one staff badge, its hardware simulators and its daemon, running."""
+    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
+                               "areas": ["site"]}]).returncode == 0
+    g = Gate(site, procs)
+    g.start_hardware()
+    g.start_daemon()
+    return g
+
+
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory, module_procs):
     site = make_site(tmp_path_factory.mktemp("site"))
@@ -236,11 +246,7 @@ def test_p5_visitor_outside_visiting_hours_is_refused(tmp_path, procs):
     start, end = _hours_excluding_now()
     text = site.config.read_text().replace('start = "00:00"\nend = "24:00"', f'start = "{start}"\nend = "{end}"')
     site.config.write_text(text)
-    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
-                               "areas": ["site"]}]).returncode == 0
-    g = Gate(site, procs)
-    g.start_hardware()
-    g.start_daemon()
+    g = staffed_gate(site, procs)
     try:
         now = time.time()
         visitor = site.issue(holder="h-6", category="visitor", areas=["site/lobby"], valid_from=now - 60,

@@ -1,0 +1,70 @@
+"""Door supervision (P16–P18) as a pure state machine: inputs and time in, events and lock actions out.
+
+The I/O module polls the contact and request-to-exit inputs and feeds each door's snapshot here; the
+daemon journals the events and drives the lock. Pure so that every edge (forced, held open, relock on
+close, fire) is tested without hardware, and the same rules run against the simulator end to end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.config import DoorSection
+
+RELOCK, UNLOCK_REX, FREE = "relock", "unlock_rex", "free"
+
+
+@dataclass
+class DoorState:
+    cfg: DoorSection
+    open: bool | None = None  # unknown until the first read
+    opened_at: float = 0.0
+    held_reported: bool = False
+    rex: bool = False
+    authorized_until: float = 0.0  # a grant, an override or a request to exit lets the door open until then
+    freed: bool = False  # fire mode holds a fail-safe door unlocked
+
+    def authorize(self, now: float, seconds: float | None = None) -> None:
+        self.authorized_until = max(self.authorized_until, now + (seconds or self.cfg.pulse_s))
+
+
+@dataclass
+class Step:
+    events: list[tuple[str, dict]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+
+def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, fire: bool) -> Step:
+    """One poll of one door."""
+    out = Step()
+    name = d.cfg.name
+    if fire and d.cfg.fail_mode == "fail_safe" and not d.freed:
+        d.freed = True  # P16: a fail-safe door is freed for the evacuation and stays so
+        out.actions.append(FREE)
+    if rex and not d.rex:
+        d.authorize(now)  # P17: leaving by the request-to-exit button is not a forced door
+        if not d.freed:
+            out.actions.append(UNLOCK_REX)
+    if rex is not None:
+        d.rex = rex
+    if contact is None:
+        return out
+    if d.open is None:  # first read: learn the state, raise nothing
+        d.open = contact
+        d.opened_at = now
+        return out
+    if contact and not d.open:
+        d.open, d.opened_at, d.held_reported = True, now, False
+        if now <= d.authorized_until or d.freed or fire:
+            out.events.append(("door.opened", {"door": name}))
+        else:
+            out.events.append(("door.forced", {"door": name}))
+    elif not contact and d.open:
+        d.open = False
+        out.events.append(("door.closed", {"door": name, "open_s": round(now - d.opened_at, 1)}))
+        if not d.freed:
+            d.authorized_until = 0.0
+            out.actions.append(RELOCK)  # locked as soon as the door shuts, not at the end of the pulse
+    elif contact and d.open and not d.held_reported and now - d.opened_at > d.cfg.held_open_s and not fire:
+        d.held_reported = True
+        out.events.append(("door.held_open", {"door": name, "limit_s": d.cfg.held_open_s}))
+    return out
