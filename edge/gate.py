@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from edge.areas import parent_of
@@ -78,6 +78,7 @@ class Gate:
         self.root = cfg.root_area()
         self.mode = Mode(store.meta("mode", Mode.NORMAL.value))
         self.escorts: dict[str, list[EscortScan]] = {}
+        self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.max_sync_age = cfg.policy.max_sync_age_s
         self.clock_alarm = False
 
@@ -166,9 +167,34 @@ class Gate:
                         "visit": cred.visit_key, "credential_ref": cred.ref, "holder": cred.holder,
                         "door": door.name, "party": cred.party,
                     }, now))
-        if d.granted and isinstance(cred, Credential):
-            self._note_escort(cred, door, d, now)
+            if d.granted and isinstance(cred, Credential):
+                self._note_escort(cred, door, d, now)
+                if cred.category == "staff" and door.direction is Direction.IN:
+                    entries.extend(self._escorted_after(door, now))
+            elif d.reason == "escort_required" and isinstance(cred, Credential):
+                # P10: escorted first; granted on its own if the staff scan follows within the window
+                self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
         return tuple(entries)
+
+    def _escorted_after(self, door: DoorView, now: float) -> list[Entry]:
+        """P10: the people refused for want of an escort a moment ago go through with this staff grant.
+        The door the staff member just opened admits them; no second pulse is needed."""
+        entries: list[Entry] = []
+        still = []
+        for reader, cred, at in self.waiting.get(door.name, []):
+            if now - at > self.settings.escort_window_s:
+                continue
+            dec = decide(cred, door, now, self.facts(cred, door, now), self.settings)
+            if not (dec.granted and dec.escort_by):
+                still.append((reader, cred, at))
+                continue
+            dec = replace(dec, flags=dec.flags + ("escorted_after",))
+            out = Outcome(reader, door, cred, dec, 0)
+            entries.append(self.journal.append("access.granted", self._access_data(out), now))
+            self._move(cred, door, now)
+            self._note_escort(cred, door, dec, now)
+        self.waiting[door.name] = still
+        return entries
 
     def _access_data(self, out: Outcome) -> dict:
         cred, door, d = out.cred, out.door, out.decision
