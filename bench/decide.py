@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 from edge.config import load_config  # noqa: E402
 from edge.gate import Gate  # noqa: E402
@@ -30,33 +28,9 @@ from edge.passes.keys import generate_keypair  # noqa: E402
 from edge.store import Store  # noqa: E402
 from edge.store.allowlist import _UPSERT  # noqa: E402
 
-SITE = """
-[site]
-id = "bench"
-gate = "gate-1"
-timezone = "Asia/Shanghai"
-[areas]
-tree = ["site", "site/lobby", "site/office"]
-[schedules.visiting_hours]
-start = "00:00"
-end = "24:00"
-[storage]
-path = "gatekeeper.db"
-[[io_modules]]
-name = "io1"
-port = {io_port}
-[[doors]]
-name = "main"
-area = "site/lobby"
-perimeter = true
-io = "io1"
-lock_coil = 0
-antipassback = "off"
-[[readers]]
-name = "main-in"
-url = "socket://127.0.0.1:{reader_port}"
-door = "main"
-direction = "in"
+
+
+KEY = """
 [[keys]]
 kid = "bench-1"
 public_key_file = "bench-1.pub"
@@ -86,17 +60,13 @@ def build(store: Store, size: int) -> float:
     return time.perf_counter() - t0
 
 
-def pct(values: list[int], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))] / 1000  # ns -> µs
-
-
-def timed(fn, items) -> list[int]:
+def timed(fn, items) -> list[float]:
+    """Microseconds per call."""
     out = []
     for it in items:
         t0 = time.perf_counter_ns()
         fn(it)
-        out.append(time.perf_counter_ns() - t0)
+        out.append((time.perf_counter_ns() - t0) / 1000)
     return out
 
 
@@ -148,7 +118,7 @@ def main() -> None:
         d = Path(tmp)
         private = generate_keypair("bench-1", d)
         from edge.procs import free_port
-        (d / "site.toml").write_text(SITE.format(io_port=free_port(), reader_port=free_port()))
+        (d / "site.toml").write_text(site_toml(free_port(), free_port(), extra=KEY))
         cfg, base = load_config(d / "site.toml")
         store = Store(d / "gatekeeper.db")
         build_s = build(store, args.size)
@@ -192,13 +162,7 @@ def main() -> None:
             ("gatekeeper run: start to ready", "with this cache", f"{ready_s:.2f} s", "≤ 1 s"),
             ("gatekeeper run: RSS when ready", "with this cache", f"{daemon_rss:.0f} MB", "≤ 150 MB"),
         ]
-    w = [max(len(r[i]) for r in results) for i in range(4)]
-    head = ("measure", "", "result", "target")
-    print(" | ".join(h.ljust(w[i]) for i, h in enumerate(head)))
-    print("-+-".join("-" * x for x in w))
-    for r in results:
-        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
-
+    print_table(results)
 
 if __name__ == "__main__":
     main()

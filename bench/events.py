@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
@@ -29,36 +28,11 @@ from edge.store import Store  # noqa: E402
 from edge.store.journal import Journal  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
 
-SITE = """
-[site]
-id = "bench"
-gate = "gate-1"
-timezone = "Asia/Shanghai"
-[areas]
-tree = ["site", "site/lobby"]
-[schedules.visiting_hours]
-start = "00:00"
-end = "24:00"
-[storage]
-path = "gatekeeper.db"
-[[io_modules]]
-name = "io1"
-port = {io_port}
-[[doors]]
-name = "main"
-area = "site/lobby"
-perimeter = true
-io = "io1"
-lock_coil = 0
-antipassback = "off"
-[[readers]]
-name = "main-in"
-url = "socket://127.0.0.1:{reader_port}"
-door = "main"
-direction = "in"
+MQTT = """
 [mqtt]
 port = {broker_port}
 """
+
 
 
 def compact(i: int) -> dict:
@@ -165,11 +139,6 @@ def wait_version(db: Path, v: int, timeout: float = 600) -> float:
     return time.perf_counter() - t0
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backlog", type=int, default=1_000_000, help="events journaled while the broker is away")
@@ -182,8 +151,7 @@ def main() -> None:
         d = Path(tmp)
         broker = Broker(d / "broker", persistence=False).start()
         reader_port = free_port()
-        (d / "site.toml").write_text(SITE.format(io_port=free_port(), reader_port=reader_port,
-                                                 broker_port=broker.port))
+        (d / "site.toml").write_text(site_toml(free_port(), reader_port, extra=MQTT.format(broker_port=broker.port)))
         db = d / "gatekeeper.db"
         # 1. an outage's backlog: events journaled while no broker was reachable
         store = Store(db, durable=False)
@@ -310,12 +278,7 @@ def main() -> None:
             central.c.loop_stop()
             consumer.stop()
             broker.stop()
-    w = [max(len(r[i]) for r in rows + [("measure", "", "result", "target")]) for i in range(4)]
-    print(" | ".join(h.ljust(w[i]) for i, h in enumerate(("measure", "", "result", "target"))))
-    print("-+-".join("-" * x for x in w))
-    for r in rows:
-        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
-
+    print_table(rows)
 
 if __name__ == "__main__":
     main()

@@ -122,13 +122,37 @@ class DoorSection(Model):
     area: AreaPath = Field(description="the area on the door's inner side, entered by an `in` reader")
     perimeter: bool = Field(False, description="on the site boundary (P8, P9, P12)")
     io: Name = Field(description="io_module driving the lock")
-    lock_coil: int = Field(ge=0, le=65535, description="coil: 1 = unlocked")
+    kind: Literal["door", "turnstile"] = Field("door", description="a door with a lock, or a turnstile lane")
+    lock_coil: int | None = Field(None, ge=0, le=65535, description="door: coil, 1 = unlocked")
     contact_input: int | None = Field(None, ge=0, le=65535, description="discrete input: 1 = open")
     rex_input: int | None = Field(None, ge=0, le=65535, description="discrete input: request to exit")
     pulse_s: float = Field(3.0, gt=0, le=60, description="unlock time after a grant, seconds")
     held_open_s: float = Field(30.0, gt=0, le=3600, description="P17 limit, seconds")
     fail_mode: Literal["fail_secure", "fail_safe"] = Field("fail_secure", description="what the hardware does on power or link loss (P18)")
     antipassback: Literal["auto", "hard", "soft", "off"] = Field("auto", description="P7; auto = soft for staff, hard for others")
+    # turnstile lanes (SPEC §5): pass pulses out, one passage pulse in per person, free-wheel for fire mode
+    pass_in_coil: int | None = Field(None, ge=0, le=65535)
+    pass_out_coil: int | None = Field(None, ge=0, le=65535)
+    passage_in_input: int | None = Field(None, ge=0, le=65535)
+    passage_out_input: int | None = Field(None, ge=0, le=65535)
+    free_coil: int | None = Field(None, ge=0, le=65535)
+    passage_timeout_s: float = Field(10.0, gt=0, le=120, description="a grant nobody walks through is undone after this")
+
+    @model_validator(mode="after")
+    def _outputs(self) -> "DoorSection":
+        if self.kind == "door" and self.lock_coil is None:
+            raise ValueError("a door needs lock_coil")
+        if self.kind == "turnstile":
+            missing = [k for k in ("pass_in_coil", "pass_out_coil", "passage_in_input", "passage_out_input")
+                       if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"a turnstile lane needs {', '.join(missing)}")
+        return self
+
+    @property
+    def passages(self) -> bool:
+        """Presence follows counted passages here, not grants (P7, P11)."""
+        return self.kind == "turnstile"
 
 
 class ReaderSection(Model):

@@ -14,7 +14,7 @@ from edge.config import GateConfig, resolve
 from edge.devices import DeviceBoard
 from edge.gate import Gate, Outcome
 from edge.keyring import build_keyring
-from edge.model import Mode
+from edge.model import Direction, Mode
 from edge.outputs import Outputs
 from edge.sdnotify import notify, watchdog_interval
 from edge.store import Store
@@ -46,7 +46,7 @@ class Daemon:
             self.link.start(loop)
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
-                               lambda: self.gate.mode is Mode.FIRE)
+                               lambda: self.gate.mode is Mode.FIRE, self._on_passage)
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         # 4. readers, each on its own thread, feeding one queue
         readers = []
@@ -60,6 +60,8 @@ class Daemon:
             rd.start()
         tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
         tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        if any(d.kind == "turnstile" for d in self.cfg.doors):
+            tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
         wd = watchdog_interval()
         if wd:
             tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
@@ -109,7 +111,15 @@ class Daemon:
             if self.link:
                 self.link.kick.set()
             if out.opens:
-                await self.outputs.pulse(out.door.name)
+                await self.outputs.pulse(out.door.name, out.door.direction.value)
+
+    async def _on_passage(self, lane: str, direction: str) -> None:
+        """P11: a person through a turnstile lane; the lane is released again while the grant admits more."""
+        _entries, more = self.gate.passage(lane, Direction(direction))
+        if self.link:
+            self.link.kick.set()
+        if more:
+            await self.outputs.pulse(lane, direction)
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
@@ -138,6 +148,12 @@ class Daemon:
             if n:
                 log.info("pruned %d journal entries older than %d days", n, self.cfg.storage.retention_days)
             await asyncio.sleep(3600)
+
+    async def _expire_passages(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.gate.expire_passages() and self.link:
+                self.link.kick.set()
 
     async def _watchdog(self, every: float) -> None:
         # Fed from the loop itself: if the loop stalls, systemd restarts us.

@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 MAX_ESCORT_SCANS = 32  # recent staff scans remembered per door for P10
 
 
+@dataclass(slots=True)
+class Pending:
+    """A grant at a turnstile lane, waiting for its passages."""
+    cred: Credential
+    door: DoorView
+    admits: int
+    deadline: float
+    walked: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     reader: str
@@ -73,12 +83,14 @@ class Gate:
             d = doors[r.door]
             self.readers[r.name] = DoorView(
                 name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,
-                antipassback=d.antipassback, escort_required=cfg.escort_required(d.area),
+                antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
             )
         self.root = cfg.root_area()
         self.mode = Mode(store.meta("mode", Mode.NORMAL.value))
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
+        self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
+        self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
         self.clock_alarm = False
 
@@ -154,7 +166,11 @@ class Gate:
             else:
                 entries.append(self.journal.append("access.granted", data, now))
                 assert isinstance(cred, Credential)
-                self._move(cred, door, now)
+                if door.passages:  # P11: one grant, up to `party` passages, each counted by the lane
+                    self.pending.setdefault((door.name, door.direction), []).append(
+                        Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
+                else:
+                    self._move(cred, door, now)
                 if d.arrival:  # P12: the host is told at once; special tier first
                     entries.append(self.journal.append("visitor.arrived", {
                         "door": door.name, "holder": cred.holder, "tier": cred.tier, "host": cred.host,
@@ -205,7 +221,7 @@ class Gate:
         if isinstance(cred, Credential):
             base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
                         category=cred.category, tier=cred.tier, party=cred.party)
-            if d.granted:  # where presence goes, so peer gates can follow it (P7, global anti-passback)
+            if d.granted and not door.passages:  # where presence goes, so peers can follow it (P7)
                 base["to_area"] = self.destination(door)
             if d.escort_by:
                 base["escort_by"] = d.escort_by
@@ -265,6 +281,44 @@ class Gate:
             return False
         heard = self.store.meta("central_heard_at") or self.store.meta("created_at")
         return now - float(heard) > self.max_sync_age
+
+    # -- turnstile lanes (P7, P11) ---------------------------------------------------------------------
+    def passage(self, door_name: str, direction: Direction, now: float | None = None) -> tuple[list[Entry], bool]:
+        """One person through the lane: it counts for the oldest grant waiting there. Returns the
+        entries and whether that grant admits more (the lane is released again for them)."""
+        now = self.clock() if now is None else now
+        queue = self.pending.get((door_name, direction), [])
+        with self.store.tx():
+            if not queue:  # nobody was granted: jumped or pushed through
+                return [self.journal.append("door.forced", {"door": door_name, "direction": direction.value,
+                                                            "passage": True}, now)], False
+            p = queue[0]
+            p.walked += 1
+            cred = p.cred
+            to = self.destination(p.door)
+            entry = self.journal.append("access.passage", {
+                "door": door_name, "direction": direction.value, "credential_ref": cred.ref, "holder": cred.holder,
+                "category": cred.category, "area": p.door.area, "to_area": to, "count": p.walked,
+                "party": cred.party}, now)
+            if p.walked == 1:
+                self.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
+            more = p.walked < p.admits
+            if not more:
+                queue.pop(0)
+        return [entry], more
+
+    def expire_passages(self, now: float | None = None) -> list[Entry]:
+        """Grants nobody walked through are undone (P7: presence never moved for them)."""
+        now = self.clock() if now is None else now
+        entries = []
+        for (door_name, direction), queue in self.pending.items():
+            while queue and queue[0].deadline <= now:
+                p = queue.pop(0)
+                if p.walked == 0:
+                    entries.append(self.journal.append("access.undone", {
+                        "door": door_name, "direction": direction.value, "credential_ref": p.cred.ref,
+                        "holder": p.cred.holder, "area": p.door.area}, now))
+        return entries
 
     # -- modes ------------------------------------------------------------------------------------
     def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate") -> Entry | None:

@@ -73,6 +73,7 @@ class DoorView:
     perimeter: bool = False
     antipassback: str = "auto"  # auto | hard | soft | off
     escort_required: bool = False
+    passages: bool = False  # a turnstile lane: presence follows counted passages, not grants
 
 
 @dataclass(frozen=True, slots=True)

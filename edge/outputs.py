@@ -25,17 +25,21 @@ class IoModule:
 
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
                  inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
-                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False):
+                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
+                 on_passage=None):
         self.cfg = cfg
         self.doors = doors
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown)
-        supervised = any(d.contact_input is not None or d.rex_input is not None for d in doors)
+        supervised = any(d.contact_input is not None or d.rex_input is not None or d.kind == "turnstile"
+                         for d in doors)
         self.poll_s = poll_s if (inputs or supervised) else SUPERVISE_S
         self.on_inputs = on_inputs
         self.record = record or (lambda etype, data: None)
         self.fire = fire
         self.states = {d.name: DoorState(d) for d in doors}
+        self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
+        self.on_passage = on_passage
         self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
         self.ready = asyncio.Event()
         self._relock: dict[int, asyncio.TimerHandle] = {}
@@ -70,25 +74,42 @@ class IoModule:
 
     async def _lock_all(self) -> None:
         for d in self.doors:
-            await self.io.write_coil(d.lock_coil, False)
+            for coil in _outputs(d):
+                await self.io.write_coil(coil, False)
 
     async def _poll(self) -> None:
         addrs = set(self.inputs.values())
         for d in self.doors:
-            addrs.update(a for a in (d.contact_input, d.rex_input) if a is not None)
+            addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input)
+                          if a is not None)
         if not addrs:
-            await self.io.read_coils(self.doors[0].lock_coil if self.doors else 0, count=1)
+            await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
             return
         bits = await self._read_inputs(sorted(addrs))
         if self.inputs:
             self.on_inputs({name: bits[a] for name, a in self.inputs.items()})
         now, fire = time.monotonic(), self.fire()
         for d in self.doors:
+            if d.kind == "turnstile":
+                await self._lane(d, bits, fire)
+                continue
             step = supervise(self.states[d.name], bits.get(d.contact_input), bits.get(d.rex_input), now, fire)
             for etype, data in step.events:
                 self.record(etype, data)
             for action in step.actions:
                 await self._act(d, action)
+
+    async def _lane(self, d: DoorSection, bits: dict[int, bool], fire: bool) -> None:
+        """A turnstile lane: one passage pulse per person; fire mode lets it wheel freely (P16)."""
+        st = self.states[d.name]
+        if fire and not st.freed and d.free_coil is not None:
+            st.freed = True
+            await self.io.write_coil(d.free_coil, True)
+        for addr, direction in ((d.passage_in_input, "in"), (d.passage_out_input, "out")):
+            now_on, was_on = bits.get(addr, False), self._seen.get(addr, False)
+            self._seen[addr] = now_on
+            if now_on and not was_on:
+                await self.on_passage(d.name, direction)
 
     async def _read_inputs(self, addrs: list[int]) -> dict[int, bool]:
         """One request for all of them when they sit close together (they usually do)."""
@@ -112,29 +133,33 @@ class IoModule:
                 old.cancel()
             await self.io.write_coil(door.lock_coil, True)  # held, no relock timer: the evacuation route
 
-    async def pulse(self, door: DoorSection) -> bool:
-        """Unlock for the door's pulse time; a new grant during a pulse extends it."""
+    async def pulse(self, door: DoorSection, direction: str = "in") -> bool:
+        """Unlock (or, at a lane, release one way) for the pulse time; a new grant during a pulse extends it."""
         st = self.states[door.name]
         st.authorize(time.monotonic())  # the opening that follows is not a forced door (P17)
         if st.freed:
             return True  # already free (fire mode)
+        if door.kind == "turnstile":
+            coil = door.pass_in_coil if direction == "in" else door.pass_out_coil
+        else:
+            coil = door.lock_coil
         try:
-            await self.io.write_coil(door.lock_coil, True)
+            await self.io.write_coil(coil, True)
         except DriverError as e:
             self.board.down(self.cfg.name, str(e))
             await self.io.close()
             return False
-        old = self._relock.pop(door.lock_coil, None)
+        old = self._relock.pop(coil, None)
         if old:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._relock[door.lock_coil] = loop.call_later(door.pulse_s, lambda: asyncio.ensure_future(self._lock(door)))
+        self._relock[coil] = loop.call_later(door.pulse_s, lambda: asyncio.ensure_future(self._lock(coil)))
         return True
 
-    async def _lock(self, door: DoorSection) -> None:
-        self._relock.pop(door.lock_coil, None)
+    async def _lock(self, coil: int) -> None:
+        self._relock.pop(coil, None)
         try:
-            await self.io.write_coil(door.lock_coil, False)
+            await self.io.write_coil(coil, False)
         except DriverError as e:
             # The reconnect loop relocks everything when the module is back.
             self.board.down(self.cfg.name, str(e))
@@ -145,7 +170,8 @@ class Outputs:
     """All I/O modules of the site, by name, and which module drives which door."""
 
     def __init__(self, cfg: GateConfig, board: DeviceBoard, on_inputs: Callable[[dict[str, bool]], None],
-                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False):
+                 record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
+                 on_passage=None):
         self.doors = {d.name: d for d in cfg.doors}
         si = cfg.site_inputs
         self.modules: dict[str, IoModule] = {}
@@ -157,15 +183,23 @@ class Outputs:
                 if si.lockdown_input is not None:
                     inputs["lockdown"] = si.lockdown_input
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
-                                            (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire)
+                                            (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
+                                            on_passage)
 
-    async def pulse(self, door_name: str) -> bool:
+    async def pulse(self, door_name: str, direction: str = "in") -> bool:
         door = self.doors[door_name]
         mod = self.modules[door.io]
         if not mod.io.connected:
             log.error("door %s not opened: module %s is down", door_name, mod.cfg.name)
             return False
-        return await mod.pulse(door)
+        return await mod.pulse(door, direction)
+
+
+def _outputs(d: DoorSection) -> list[int]:
+    """Every coil a door or lane drives, all of them off (locked, no pass) at start."""
+    if d.kind == "turnstile":
+        return [c for c in (d.pass_in_coil, d.pass_out_coil, d.free_coil) if c is not None]
+    return [d.lock_coil]
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -8,7 +8,10 @@ stdin), and closes after. For tests that only speak Modbus, each lock coil has a
 same address counting its unlocks (so a 3 s pulse can be seen after it ended), and writing coil
 1000+N sets discrete input N (a contact, a button, the fire panel).
 
-Stdin commands: `input N on|off`, `walk DOOR`, `down` (drop every connection and stop answering),
+Turnstile lanes (from `--site`) pulse their passage input once per person: with `--walk-through` after
+every pass pulse, or on `pass LANE in|out`.
+
+Stdin commands: `input N on|off`, `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering),
 `up`, `status`. Prints `door_io listening on HOST:PORT` when serving.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 
@@ -40,11 +44,23 @@ class Door:
     rex: int | None = None
 
 
+@dataclass
+class Lane:
+    """A turnstile lane: pass coils out, one passage pulse in per person."""
+    name: str
+    pass_in: int
+    pass_out: int
+    passage_in: int
+    passage_out: int
+    free: int | None = None
+
+
 class Module:
     """The module's state; the pymodbus datastore is only a view refreshed from it on every read."""
 
-    def __init__(self, doors: list[Door], walk_through: bool, open_s: float):
+    def __init__(self, doors: list[Door], walk_through: bool, open_s: float, lanes: list[Lane] | None = None):
         self.doors = doors
+        self.lanes = lanes or []
         self.walk_through = walk_through
         self.open_s = open_s
         self.coils: dict[int, bool] = {}
@@ -59,8 +75,13 @@ class Module:
         self.coils[addr] = value
         if value and not was:
             self.unlocks[addr] = (self.unlocks.get(addr, 0) + 1) & 0xFFFF
+            lane = next((ln for ln in self.lanes if addr in (ln.pass_in, ln.pass_out)), None)
+            if lane and self.walk_through:
+                asyncio.get_running_loop().create_task(self.pass_through(lane, "in" if addr == lane.pass_in else "out"))
             door = next((d for d in self.doors if d.lock == addr), None)
-            print(f"door_io coil {addr} unlocked" + (f" ({door.name})" if door else ""), flush=True)
+            # at= is CLOCK_MONOTONIC, shared by every process on the machine: latency benchmarks use it
+            print(f"door_io coil {addr} unlocked" + (f" ({door.name})" if door else "") +
+                  f" at={time.monotonic_ns()}", flush=True)
             if door and self.walk_through:
                 asyncio.get_running_loop().create_task(self.walk(door))
         elif was and not value:
@@ -79,6 +100,14 @@ class Module:
         self.set_input(door.contact, True)
         await asyncio.sleep(self.open_s)
         self.set_input(door.contact, False)
+
+    async def pass_through(self, lane: Lane, direction: str) -> None:
+        """One person through the lane: the passage input pulses once (long enough for any poll)."""
+        await asyncio.sleep(0.2)
+        addr = lane.passage_in if direction == "in" else lane.passage_out
+        self.set_input(addr, True)
+        await asyncio.sleep(0.3)
+        self.set_input(addr, False)
 
     def fill_bits(self, table: dict[int, bool], regs: list[int]) -> None:
         # Bit tables are packed 16 to a register in pymodbus' simulator.
@@ -108,6 +137,14 @@ def device(module: Module, unit: int) -> SimDevice:
     return SimDevice(unit, (bits(), bits(), regs(), regs()), action=module.action)
 
 
+def lanes_from_site(path: str, module_name: str) -> list[Lane]:
+    with open(path, "rb") as f:
+        site = tomllib.load(f)
+    return [Lane(d["name"], d["pass_in_coil"], d["pass_out_coil"], d["passage_in_input"], d["passage_out_input"],
+                 d.get("free_coil"))
+            for d in site.get("doors", []) if d.get("io") == module_name and d.get("kind") == "turnstile"]
+
+
 def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int], str, int, int]:
     """The doors and site inputs a gate config wires to one module, and where it listens."""
     with open(path, "rb") as f:
@@ -116,7 +153,7 @@ def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int],
     if mod is None:
         raise SystemExit(f"door_io: {path}: no io_modules entry named {module_name!r}")
     doors = [Door(d["name"], d["lock_coil"], d.get("contact_input"), d.get("rex_input"))
-             for d in site.get("doors", []) if d.get("io") == module_name]
+             for d in site.get("doors", []) if d.get("io") == module_name and d.get("kind", "door") == "door"]
     si = site.get("site_inputs") or {}
     inputs = [si[k] for k in ("fire_input", "lockdown_input") if si.get("io") == module_name and k in si]
     return doors, inputs, mod.get("host", "127.0.0.1"), int(mod.get("port", 502)), int(mod.get("unit", 1))
@@ -168,10 +205,12 @@ async def serve(args: argparse.Namespace) -> None:
     doors: list[Door] = list(args.door)
     inputs: list[int] = []
     host, port, unit = args.host, args.port, args.unit
+    lanes: list[Lane] = []
     if args.site:
         doors, inputs, host, site_port, unit = doors_from_site(args.site, args.module)
+        lanes = lanes_from_site(args.site, args.module)
         port = site_port if args.port is None else args.port
-    module = Module(doors, args.walk_through, args.open_s)
+    module = Module(doors, args.walk_through, args.open_s, lanes)
     for n in inputs + [i for i in (args.fire_input, args.lockdown_input) if i is not None]:
         module.inputs.setdefault(n, False)
     server = Server(module, host, port or 0, unit)
@@ -200,6 +239,9 @@ async def run_command(cmd: str, module: Module, server: Server) -> None:
     try:
         if words[:1] == ["input"] and len(words) == 3 and words[2] in ("on", "off"):
             module.set_input(int(words[1]), words[2] == "on")
+        elif words[:1] == ["pass"] and len(words) == 3 and words[2] in ("in", "out"):
+            lane = next(ln for ln in module.lanes if ln.name == words[1])
+            await module.pass_through(lane, words[2])
         elif words[:1] == ["walk"] and len(words) == 2:
             door = next(d for d in module.doors if d.name == words[1])
             await module.walk(door)
@@ -213,7 +255,8 @@ async def run_command(cmd: str, module: Module, server: Server) -> None:
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, down, up, status)", flush=True)
+            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, pass LANE in|out, down, up, status)",
+                  flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)
 

@@ -1,8 +1,6 @@
 """Faults end to end: a crash mid-burst, readers and I/O modules that vanish, a restart with a lock open."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from sitekit import JournalWatch, gatekeeper, make_site, wait_until

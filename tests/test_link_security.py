@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mqttkit import Peer
 from simulators.mosquitto import Broker
 from sitekit import JournalWatch, make_site
 from test_e2e_gate import STAFF, Gate

@@ -263,7 +263,8 @@ class CentralLink:
             d = e.data
             ref = d.get("credential_ref")
             now = _epoch(e.time) or time.time()
-            if e.type == "access.granted" and isinstance(ref, str) and "to_area" in d:
+            first_passage = e.type == "access.passage" and d.get("count") == 1
+            if (e.type == "access.granted" or first_passage) and isinstance(ref, str) and "to_area" in d:
                 to = d["to_area"] if isinstance(d["to_area"], str) else None
                 party = d.get("party") if isinstance(d.get("party"), int) else 1
                 self.gate.move_presence(ref, d.get("holder"), d.get("category"), to, party, now)

@@ -1,0 +1,58 @@
+"""What the benchmarks share: a one-door site, percentiles and the printed table."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SITE = """
+[site]
+id = "bench"
+gate = "gate-1"
+timezone = "Asia/Shanghai"
+[areas]
+tree = ["site", "site/lobby", "site/office"]
+[schedules.visiting_hours]
+start = "00:00"
+end = "24:00"
+[storage]
+path = "gatekeeper.db"
+[[io_modules]]
+name = "io1"
+port = {io_port}
+[[doors]]
+name = "main"
+area = "site/lobby"
+perimeter = true
+io = "io1"
+lock_coil = 0
+pulse_s = {pulse_s}
+antipassback = "off"
+[[readers]]
+name = "main-in"
+url = "socket://127.0.0.1:{reader_port}"
+door = "main"
+direction = "in"
+"""
+
+
+def site_toml(io_port: int, reader_port: int, *, pulse_s: float = 3, extra: str = "") -> str:
+    """The benchmark site: one perimeter door with one reader, anti-passback off so a badge repeats."""
+    return SITE.format(io_port=io_port, reader_port=reader_port, pulse_s=pulse_s) + extra
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    head = ("measure", "", "result", "target")
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    print(" | ".join(h.ljust(w[i]) for i, h in enumerate(head)))
+    print("-+-".join("-" * x for x in w))
+    for r in rows:
+        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))

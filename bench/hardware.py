@@ -1,0 +1,107 @@
+"""Hardware paths end to end (issue: inputs and outputs).
+
+    .venv/bin/python bench/hardware.py            # 300 scans, 200 frames per size
+    .venv/bin/python bench/hardware.py --scans 50 --frames 20
+
+Prints one table: QR decode time per frame (640x480 and 1280x720, clean and noisy), and serial badge line
+to lock coil latency over Modbus TCP, from the line's terminator to the coil write arriving at the I/O
+module, journal commit included. The daemon, the reader and the I/O module are separate processes;
+times come from CLOCK_MONOTONIC, which all processes on the machine share.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
+
+from edge.procs import free_port  # noqa: E402
+from edge.store import Store  # noqa: E402
+from edge.store.allowlist import _UPSERT  # noqa: E402
+
+
+
+def serial_to_coil(scans: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
+        d = Path(tmp)
+        io_port, reader_port = free_port(), free_port()
+        (d / "site.toml").write_text(site_toml(io_port, reader_port, pulse_s=0.05))
+        store = Store(d / "gatekeeper.db")
+        with store.tx():
+            store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1,
+                                         None, 0, None))
+        store.close()
+        # the bench is the serial reader: it owns the socket, so it knows when the terminator left
+        srv = socket.create_server(("127.0.0.1", reader_port))
+        io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", "--port", str(io_port), "--door",
+                               "main:lock=0"], cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
+                                   str(d / "site.toml")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        lat = []
+        try:
+            io.stdout.readline()  # listening
+            conn, _ = srv.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            time.sleep(1.0)  # the daemon finishes opening the line and drives the locks to locked
+            for _ in range(scans):
+                conn.sendall(b"04A1B2C3")
+                t0 = time.monotonic_ns()
+                conn.sendall(b"\r\n")
+                while True:
+                    line = io.stdout.readline()
+                    if "unlocked" in line:
+                        lat.append((int(line.rsplit("at=", 1)[1]) - t0) / 1e6)
+                        break
+                while "locked" not in (line := io.stdout.readline()) or "unlocked" in line:
+                    pass  # the 50 ms pulse ends: the next scan starts from a locked door
+        finally:
+            daemon.terminate()
+            io.terminate()
+            daemon.wait(10)
+            io.wait(10)
+            srv.close()
+        return lat
+
+
+def qr_decode(frames: int) -> list[tuple[str, str, float, float]]:
+    try:
+        from drivers.camera import decode_frame
+        from simulators.camera import render
+    except ImportError:
+        return []
+    rows = []
+    text = "GK1:" + "6BFOXN*TS0BI$ZDYSHV3" * 20
+    for size in ((640, 480), (1280, 720)):
+        for label, effects in (("clean", {}), ("noisy", {"noise": 12.0, "blur": 3})):
+            frame = render(text, size=size, **effects)
+            times = []
+            for _ in range(frames):
+                t0 = time.perf_counter()
+                assert decode_frame(frame) == [text]
+                times.append((time.perf_counter() - t0) * 1000)
+            rows.append((f"{size[0]}x{size[1]}", label, pct(times, .5), pct(times, .99)))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scans", type=int, default=300)
+    ap.add_argument("--frames", type=int, default=200)
+    args = ap.parse_args()
+    rows = []
+    for size, label, p50, p99 in qr_decode(args.frames):
+        rows.append((f"QR decode {size}", label, f"{p50:.1f} / {p99:.1f} ms",
+                     "p99 ≤ 20 ms" if size == "640x480" else "-"))
+    lat = serial_to_coil(args.scans)
+    rows.append(("serial badge to coil, Modbus TCP", f"p50 / p99 of {len(lat)}",
+                 f"{pct(lat, .5):.2f} / {pct(lat, .99):.2f} ms", "p99 ≤ 10 ms"))
+    print_table(rows)
+
+if __name__ == "__main__":
+    main()
