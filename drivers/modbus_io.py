@@ -1,4 +1,4 @@
-"""A Modbus TCP I/O module: lock coils out, door and site inputs in (SPEC §5 register map).
+"""A Modbus I/O module over TCP or RTU: lock coils out, door and site inputs in (SPEC §5 register map).
 
 Reconnection is the caller's business (it knows the backoff and what to do after a reconnect: drive
 every lock to locked), so pymodbus' own reconnect and retries are switched off and every failure is
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from drivers.errors import ModbusUnavailable
@@ -24,8 +24,13 @@ class ModbusTcpIO:
         self.port = port
         self.unit = unit
         self.timeout_s = timeout_s
-        self._client: AsyncModbusTcpClient | None = None
+        self._client = None
+        self.where = f"{host}:{port}"
         self._lock = asyncio.Lock()  # one request at a time: the relock timer and the poller share a socket
+
+    def _make_client(self):
+        return AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                                    reconnect_delay=0, name=self.name)
 
     @property
     def connected(self) -> bool:
@@ -33,16 +38,15 @@ class ModbusTcpIO:
 
     async def connect(self) -> None:
         await self.close()
-        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
-                                      reconnect_delay=0, name=self.name)
+        client = self._make_client()
         try:
             ok = await asyncio.wait_for(client.connect(), self.timeout_s + 0.5)
         except (asyncio.TimeoutError, OSError, ModbusException) as e:
             client.close()
-            raise ModbusUnavailable(self.name, f"cannot connect to {self.host}:{self.port}: {e or 'timeout'}") from None
+            raise ModbusUnavailable(self.name, f"cannot connect to {self.where}: {e or 'timeout'}") from None
         if not ok:
             client.close()
-            raise ModbusUnavailable(self.name, f"cannot connect to {self.host}:{self.port}")
+            raise ModbusUnavailable(self.name, f"cannot connect to {self.where}")
         self._client = client
 
     async def close(self) -> None:
@@ -79,3 +83,18 @@ class ModbusTcpIO:
         if r.isError():
             raise ModbusUnavailable(self.name, f"{what} {address}: device answered {r}")
         return r
+
+
+class ModbusRtuIO(ModbusTcpIO):
+    """The same module on a serial line (RS-485), RTU framing. One master per line: this gate."""
+
+    def __init__(self, name: str, device: str, *, baudrate: int = 9600, parity: str = "N", stopbits: int = 1,
+                 unit: int = 1, timeout_s: float = 1.0):
+        super().__init__(name, device, 0, unit=unit, timeout_s=timeout_s)
+        self.device, self.baudrate, self.parity, self.stopbits = device, baudrate, parity, stopbits
+        self.where = f"{device} at {baudrate} baud"
+
+    def _make_client(self):
+        return AsyncModbusSerialClient(self.device, baudrate=self.baudrate, parity=self.parity,
+                                       stopbits=self.stopbits, timeout=self.timeout_s, retries=0,
+                                       reconnect_delay=0, name=self.name)

@@ -103,11 +103,21 @@ class StorageSection(Model):
 
 class IoModuleSection(Model):
     name: Name
-    type: Literal["modbus_tcp"] = "modbus_tcp"
-    host: str = "127.0.0.1"
-    port: int = Field(502, ge=1, le=65535)
+    type: Literal["modbus_tcp", "modbus_rtu"] = "modbus_tcp"
+    host: str = Field("127.0.0.1", description="modbus_tcp")
+    port: int = Field(502, ge=1, le=65535, description="modbus_tcp")
+    device: str | None = Field(None, description="modbus_rtu: the serial device, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(9600, ge=300, le=921600, description="modbus_rtu")
+    parity: Literal["N", "E", "O"] = Field("N", description="modbus_rtu")
+    stopbits: Literal[1, 2] = Field(1, description="modbus_rtu")
     unit: int = Field(1, ge=0, le=247)
     timeout_s: float = Field(1.0, gt=0, le=30, description="per request, seconds")
+
+    @model_validator(mode="after")
+    def _line(self) -> "IoModuleSection":
+        if self.type == "modbus_rtu" and not self.device:
+            raise ValueError("a modbus_rtu module needs device")
+        return self
 
 
 class SiteInputsSection(Model):

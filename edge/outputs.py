@@ -8,7 +8,7 @@ from typing import Callable
 import time
 
 from drivers.errors import DriverError
-from drivers.modbus_io import ModbusTcpIO
+from drivers.modbus_io import ModbusRtuIO, ModbusTcpIO
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.devices import DeviceBoard
 from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
@@ -40,7 +40,11 @@ class IoModule:
         self.states = {d.name: DoorState(d) for d in doors}
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
-        self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
+        if cfg.type == "modbus_rtu":
+            self.io = ModbusRtuIO(cfg.name, cfg.device, baudrate=cfg.baudrate, parity=cfg.parity,
+                                  stopbits=cfg.stopbits, unit=cfg.unit, timeout_s=cfg.timeout_s)
+        else:
+            self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
         self.ready = asyncio.Event()
         self._relock: dict[int, asyncio.TimerHandle] = {}
         board.register(cfg.name, "io_module")
@@ -61,7 +65,9 @@ class IoModule:
                     backoff = 0.2
                     await _wait(stop, self.poll_s)
                 await self._poll()
-            except DriverError as e:
+            except (DriverError, Exception) as e:  # anything else is a bug: logged, and the module retried
+                if not isinstance(e, DriverError):
+                    log.exception("io module %s: unexpected failure", self.cfg.name)
                 self.ready.clear()
                 # P18: the hardware now does what each door declares; say which
                 self.board.down(self.cfg.name, str(e), {"doors": {d.name: d.fail_mode for d in self.doors}})

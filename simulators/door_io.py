@@ -25,7 +25,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 log = logging.getLogger("door_io")
@@ -176,13 +176,22 @@ def _opt_int(v: str | None) -> int | None:
 class Server:
     """The pymodbus server, which can be taken down and brought back on the same port (`down`/`up`)."""
 
-    def __init__(self, module: Module, host: str, port: int, unit: int):
+    def __init__(self, module: Module, host: str, port: int, unit: int, rtu: str | None = None, baudrate: int = 9600):
         self.module, self.host, self.port, self.unit = module, host, port, unit
+        self.rtu, self.baudrate = rtu, baudrate
         self.server: ModbusTcpServer | None = None
         self.task: asyncio.Task | None = None
 
     async def up(self) -> None:
         if self.server is not None:
+            return
+        if self.rtu:
+            self.server = ModbusSerialServer(device(self.module, self.unit), port=self.rtu, baudrate=self.baudrate)
+            self.task = asyncio.create_task(self.server.serve_forever())
+            while self.server.transport is None:
+                if self.task.done():
+                    self.task.result()
+                await asyncio.sleep(0.01)
             return
         self.server = ModbusTcpServer(device(self.module, self.unit), address=(self.host, self.port))
         self.task = asyncio.create_task(self.server.serve_forever())
@@ -213,9 +222,9 @@ async def serve(args: argparse.Namespace) -> None:
     module = Module(doors, args.walk_through, args.open_s, lanes)
     for n in inputs + [i for i in (args.fire_input, args.lockdown_input) if i is not None]:
         module.inputs.setdefault(n, False)
-    server = Server(module, host, port or 0, unit)
+    server = Server(module, host, port or 0, unit, args.rtu, args.baudrate)
     await server.up()
-    print(f"door_io listening on {host}:{server.port}", flush=True)
+    print(f"door_io listening on {args.rtu if args.rtu else f'{host}:{server.port}'}", flush=True)
 
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str | None] = asyncio.Queue()
@@ -266,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="TCP port (0: any free port; default 502 or the site's)")
     p.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    p.add_argument("--rtu", metavar="DEVICE", help="serve Modbus RTU on this serial device instead of TCP")
+    p.add_argument("--baudrate", type=int, default=9600, help="with --rtu")
     p.add_argument("--door", type=parse_door, action="append", default=[], help="NAME:lock=N[,contact=N][,rex=N]")
     p.add_argument("--fire-input", type=int)
     p.add_argument("--lockdown-input", type=int)
@@ -277,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="door_io %(levelname)s %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # a client hanging up is not news here
-    if args.port is None and not args.site:
+    if args.port is None and not args.site and not args.rtu:
         args.port = 502
     try:
         asyncio.run(serve(args))
