@@ -103,11 +103,11 @@ class StorageSection(Model):
 
 class IoModuleSection(Model):
     name: Name
-    type: Literal["modbus_tcp", "modbus_rtu"] = "modbus_tcp"
+    type: Literal["modbus_tcp", "modbus_rtu", "relay_serial"] = "modbus_tcp"
     host: str = Field("127.0.0.1", description="modbus_tcp")
     port: int = Field(502, ge=1, le=65535, description="modbus_tcp")
-    device: str | None = Field(None, description="modbus_rtu: the serial device, e.g. /dev/ttyUSB0")
-    baudrate: int = Field(9600, ge=300, le=921600, description="modbus_rtu")
+    device: str | None = Field(None, description="modbus_rtu, relay_serial: the serial device or pyserial URL")
+    baudrate: int = Field(9600, ge=300, le=921600, description="modbus_rtu, relay_serial")
     parity: Literal["N", "E", "O"] = Field("N", description="modbus_rtu")
     stopbits: Literal[1, 2] = Field(1, description="modbus_rtu")
     unit: int = Field(1, ge=0, le=247)
@@ -115,8 +115,8 @@ class IoModuleSection(Model):
 
     @model_validator(mode="after")
     def _line(self) -> "IoModuleSection":
-        if self.type == "modbus_rtu" and not self.device:
-            raise ValueError("a modbus_rtu module needs device")
+        if self.type in ("modbus_rtu", "relay_serial") and not self.device:
+            raise ValueError(f"a {self.type} module needs device")
         return self
 
 
@@ -233,6 +233,7 @@ class GateConfig(Model):
     def _references(self) -> "GateConfig":
         areas = set(self.areas.tree)
         modules = _unique("io_modules", [m.name for m in self.io_modules])
+        relay_boards = {m.name for m in self.io_modules if m.type == "relay_serial"}
         doors = _unique("doors", [d.name for d in self.doors])
         _unique("readers", [r.name for r in self.readers])
         _unique("keys", [k.kid for k in self.keys])
@@ -241,11 +242,17 @@ class GateConfig(Model):
                 raise ValueError(f"doors[{i}] ({d.name}): area {d.area!r} is not in areas.tree")
             if d.io not in modules:
                 raise ValueError(f"doors[{i}] ({d.name}): io {d.io!r} is not an io_modules name")
+            if d.io in relay_boards and (d.contact_input is not None or d.rex_input is not None or d.kind != "door"
+                                         or not d.lock_coil):
+                raise ValueError(f"doors[{i}] ({d.name}): a relay board only switches outputs: a door with "
+                                 "lock_coil = its channel (1 or more), no inputs")
         for i, r in enumerate(self.readers):
             if r.door not in doors:
                 raise ValueError(f"readers[{i}] ({r.name}): door {r.door!r} is not a doors name")
         if self.site_inputs and self.site_inputs.io not in modules:
             raise ValueError(f"site_inputs: io {self.site_inputs.io!r} is not an io_modules name")
+        if self.site_inputs and self.site_inputs.io in relay_boards:
+            raise ValueError(f"site_inputs: {self.site_inputs.io!r} is a relay board, which has no inputs")
         for key in ("lobby", "guard_room"):
             a = getattr(self.policy, key)
             if a is not None and a not in areas:

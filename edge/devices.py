@@ -34,6 +34,10 @@ class DeviceBoard:
             log.warning("device %s recovered", name)
             self._record("device.recovered", {"device": name, "kind": self._kind.get(name)})
 
+    def unsupervised(self, name: str) -> None:
+        """A device that never answers (a serial relay board): its liveness is unknown, say so."""
+        self.health[name] = Health.UNSUPERVISED
+
     def down(self, name: str, error: str, extra: dict | None = None) -> None:
         self.health[name] = Health.DOWN
         if name in self._faulted:

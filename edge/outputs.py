@@ -9,6 +9,7 @@ import time
 
 from drivers.errors import DriverError
 from drivers.modbus_io import ModbusRtuIO, ModbusTcpIO
+from drivers.relay_board import RelayBoardIO
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.devices import DeviceBoard
 from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
@@ -40,7 +41,9 @@ class IoModule:
         self.states = {d.name: DoorState(d) for d in doors}
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
-        if cfg.type == "modbus_rtu":
+        if cfg.type == "relay_serial":
+            self.io = RelayBoardIO(cfg.name, cfg.device, baudrate=cfg.baudrate, timeout_s=cfg.timeout_s)
+        elif cfg.type == "modbus_rtu":
             self.io = ModbusRtuIO(cfg.name, cfg.device, baudrate=cfg.baudrate, parity=cfg.parity,
                                   stopbits=cfg.stopbits, unit=cfg.unit, timeout_s=cfg.timeout_s)
         else:
@@ -59,6 +62,8 @@ class IoModule:
                     for st in self.states.values():
                         st.freed = False  # fire mode frees them again on the next poll if it is still on
                     self.board.up(self.cfg.name)
+                    if not getattr(self.io, "supervised", True):
+                        self.board.unsupervised(self.cfg.name)
                     await self._poll()  # the doors' state is known before anyone is told the module is ready
                     self.ready.set()
                     log.info("io module %s ready: %d doors locked, inputs read", self.cfg.name, len(self.doors))
@@ -89,7 +94,8 @@ class IoModule:
             addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input)
                           if a is not None)
         if not addrs:
-            await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
+            if getattr(self.io, "supervised", True):  # a relay board cannot be asked anything
+                await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
             return
         bits = await self._read_inputs(sorted(addrs))
         if self.inputs:
