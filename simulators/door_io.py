@@ -12,7 +12,8 @@ Turnstile lanes (from `--site`) pulse their passage input once per person: with 
 every pass pulse, or on `pass LANE in|out`.
 
 Stdin commands: `input N on|off`, `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering),
-`up`, `status`. Prints `door_io listening on HOST:PORT` when serving.
+`up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies at all),
+`flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT` when serving.
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ class Module:
         self.coils: dict[int, bool] = {}
         self.inputs: dict[int, bool] = {}
         self.unlocks: dict[int, int] = {}
+        self.delay_s = 0.0  # faults on demand: every reply this late (`slow MS`), or never (`mute`)
+        self.flapping: dict[int, asyncio.Task] = {}
 
     def write_coil(self, addr: int, value: bool) -> None:
         if addr >= INPUT_COIL_BASE:
@@ -101,6 +104,12 @@ class Module:
         await asyncio.sleep(self.open_s)
         self.set_input(door.contact, False)
 
+    async def flap(self, n: int, period_s: float) -> None:
+        """A loose contact: the input toggles until told to stop."""
+        while True:
+            self.set_input(n, not self.inputs.get(n, False))
+            await asyncio.sleep(period_s)
+
     async def pass_through(self, lane: Lane, direction: str) -> None:
         """One person through the lane: the passage input pulses once (long enough for any poll)."""
         await asyncio.sleep(0.2)
@@ -118,6 +127,8 @@ class Module:
                 regs[addr // 16] |= 1 << (addr % 16)
 
     async def action(self, fc: int, start: int, address: int, count: int, regs: list[int], values) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if fc in (FC_WRITE_COIL, FC_WRITE_COILS) and values is not None:
             for i, v in enumerate(values):
                 self.write_coil(address + i, bool(v))
@@ -260,12 +271,29 @@ async def run_command(cmd: str, module: Module, server: Server) -> None:
         elif words == ["up"]:
             await server.up()
             print(f"door_io listening on {server.host}:{server.port}", flush=True)
+        elif words[:1] == ["slow"] and len(words) == 2:
+            module.delay_s = int(words[1]) / 1000
+            print(f"door_io replies {words[1]} ms late", flush=True)
+        elif words == ["mute"]:
+            module.delay_s = 3600.0
+            print("door_io muted: requests get no reply", flush=True)
+        elif words == ["unmute"]:
+            module.delay_s = 0.0
+            print("door_io answering again", flush=True)
+        elif words[:1] == ["flap"] and len(words) == 3:
+            n = int(words[1])
+            old = module.flapping.pop(n, None)
+            if old:
+                old.cancel()
+            if words[2] != "off":
+                module.flapping[n] = asyncio.get_running_loop().create_task(module.flap(n, int(words[2]) / 1000))
+            print(f"door_io input {n} flapping {words[2]}", flush=True)
         elif words == ["status"]:
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, pass LANE in|out, down, up, status)",
-                  flush=True)
+            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, pass LANE in|out, down, up, status, "
+                  "slow MS, mute, unmute, flap N MS|off)", flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)
 

@@ -108,3 +108,29 @@ def test_systemd_hears_ready_only_once_serving_and_the_watchdog_is_fed(gate, pro
         assert any("STOPPING=1" in sock.recv(4096).decode() for _ in range(10))
     finally:
         sock.close()
+
+
+def test_p18_an_io_module_that_stops_answering_is_one_fault_and_one_recovery(gate):
+    gate.start_daemon()
+    watch = JournalWatch(gate.site.db)
+    gate.door_io.send("mute")  # connected, but no replies: every request times out
+    _, _, fault = watch.next("device.fault", device="io1")
+    assert "doors" in fault and fault["doors"]["main"] == "fail_secure"  # what the hardware does now (P18)
+    _, etype, _ = gate.scan("main-in", STAFF)  # still deciding and journaling
+    assert etype == "access.granted"
+    gate.door_io.send("unmute")
+    watch.next("device.recovered", device="io1", timeout=20)
+    faults = [d for _, t, d in watch.rows() if t == "device.fault" and d["device"] == "io1"]
+    assert len(faults) == 1
+
+
+def test_a_flapping_door_contact_is_reported_and_decisions_go_on(gate):
+    gate.start_daemon()
+    gate.daemon.wait_for("io module io1 ready", already=True)
+    watch = JournalWatch(gate.site.db)
+    gate.door_io.send("flap 2 150")  # the office door's contact, loose
+    watch.next("door.forced", door="office")
+    watch.next("door.closed", door="office")
+    _, etype, _ = gate.scan("main-in", STAFF)
+    assert etype == "access.granted"
+    gate.door_io.send("flap 2 off")
