@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from edge.config import ConfigError, load_config, resolve
+from edge.config import ConfigError, check_files, load_config, resolve
 from edge.errors import GatekeeperError
 
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     cfg, base = load_config(args.config)
+    check_files(cfg, base, args.config)
     if args.check:
         from edge.keyring import build_keyring
         build_keyring(cfg, base)  # key files must load too

@@ -167,11 +167,25 @@ class DoorSection(Model):
 
 class ReaderSection(Model):
     name: Name
-    type: Literal["serial"] = "serial"
-    url: str = Field(description="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://...")
-    baudrate: int = Field(9600, gt=0)
+    type: Literal["serial", "camera", "osdp"] = "serial"
+    url: str | None = Field(None, description="serial, osdp: pyserial URL (/dev/ttyUSB0, socket://host:port, ...)")
+    baudrate: int | None = Field(None, gt=0, description="serial: 9600 by default; osdp: 115200")
+    source: str | None = Field(None, description="camera: device index, video file, or RTSP/HTTP URL")
+    dedup_s: float = Field(3.0, gt=0, le=60, description="camera: one credential acted on once per this window")
+    address: int = Field(101, ge=0, le=126, description="osdp: the reader's address")
+    scbk_file: str | None = Field(None, description="osdp: file holding the 16-byte secure channel key as hex")
     door: Name
     direction: Literal["in", "out"]
+
+    @model_validator(mode="after")
+    def _kind(self) -> "ReaderSection":
+        if self.type in ("serial", "osdp") and not self.url:
+            raise ValueError(f"a {self.type} reader needs url")
+        if self.type == "camera" and self.source is None:
+            raise ValueError("a camera reader needs source")
+        if self.type == "osdp" and not self.scbk_file:
+            raise ValueError("an osdp reader needs scbk_file: the secure channel is always on")
+        return self
 
 
 class KeySection(Model):
@@ -344,3 +358,20 @@ def resolve(base: Path, p: str) -> Path:
     """A path from the config, relative to the config file's folder."""
     q = Path(p)
     return q if q.is_absolute() else base / q
+
+
+def check_files(cfg: GateConfig, base: Path, source: str = "config") -> None:
+    """Files the config names (secrets, devices' keys) exist and hold what they should. ConfigError else."""
+    problems = []
+    for i, r in enumerate(cfg.readers):
+        if r.type == "osdp":
+            try:
+                key = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip())
+                if len(key) != 16:
+                    problems.append(f"{source}: readers[{i}] ({r.name}): scbk_file holds {len(key)} bytes, not 16")
+            except OSError as e:
+                problems.append(f"{source}: readers[{i}] ({r.name}): cannot read scbk_file: {e.strerror}")
+            except ValueError:
+                problems.append(f"{source}: readers[{i}] ({r.name}): scbk_file is not hex")
+    if problems:
+        raise ConfigError(problems)

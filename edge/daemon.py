@@ -50,12 +50,16 @@ class Daemon:
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         # 4. readers, each on its own thread, feeding one queue
         readers = []
+        self.feedback = {}  # readers that show the decision (OSDP: LED and buzzer)
         for r in self.cfg.readers:
-            self.board.register(r.name, "reader")
-            readers.append(SerialLineReader(
-                r.name, r.url, baudrate=r.baudrate,
-                on_line=lambda name, line, t: loop.call_soon_threadsafe(self._enqueue, name, line, t),
-                on_state=lambda name, state, err: loop.call_soon_threadsafe(self._reader_state, name, state, err)))
+            self.board.register(r.name, r.type if r.type != "serial" else "reader")
+            rd = make_reader(r, self.base,
+                             on_line=lambda name, line, t: loop.call_soon_threadsafe(self._enqueue, name, line, t),
+                             on_state=lambda name, state, err: loop.call_soon_threadsafe(self._reader_state, name,
+                                                                                          state, err))
+            if hasattr(rd, "feedback"):
+                self.feedback[r.name] = rd
+            readers.append(rd)
         for rd in readers:
             rd.start()
         tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
@@ -108,6 +112,8 @@ class Daemon:
                 log.exception("reader %s: scan could not be decided", reader)
                 continue
             _log_outcome(out)
+            if reader in self.feedback:
+                self.feedback[reader].feedback(out.opens)
             if self.link:
                 self.link.kick.set()
             if out.opens:
@@ -160,6 +166,19 @@ class Daemon:
         while True:
             notify("WATCHDOG=1")
             await asyncio.sleep(every)
+
+
+def make_reader(r, base: Path, on_line, on_state):
+    """The driver for one configured reader; each runs on its own thread and calls back with lines."""
+    if r.type == "camera":
+        from drivers.camera import CameraReader
+        return CameraReader(r.name, r.source, on_line=on_line, on_state=on_state, dedup_s=r.dedup_s)
+    if r.type == "osdp":
+        from drivers.osdp_reader import OsdpReader
+        scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip())
+        return OsdpReader(r.name, r.url, address=r.address, scbk=scbk, baudrate=r.baudrate or 115200,
+                          on_line=on_line, on_state=on_state)
+    return SerialLineReader(r.name, r.url, baudrate=r.baudrate or 9600, on_line=on_line, on_state=on_state)
 
 
 def _log_outcome(out: Outcome) -> None:
