@@ -47,3 +47,23 @@ def test_a_missing_key_file_is_refused(tmp_path):
 def test_a_missing_config_file_is_named(tmp_path):
     r = gatekeeper("run", "--config", str(Path(tmp_path) / "nope.toml"), "--check")
     assert r.returncode == 2 and "nope.toml" in r.stderr
+
+
+def test_an_osdp_reader_without_its_secure_channel_key_is_refused(tmp_path):
+    site = make_site(tmp_path / "site")
+    site.config.write_text(site.config.read_text() + '''
+[[readers]]
+name = "side-in"
+type = "osdp"
+url = "/dev/ttyUSB3"
+scbk_file = "keys/side-in.scbk"
+door = "main"
+direction = "in"
+''')
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2 and "side-in" in r.stderr and "cannot read scbk_file" in r.stderr
+    (site.dir / "keys" / "side-in.scbk").write_text("00112233")
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2 and "4 bytes, not 16" in r.stderr
+    (site.dir / "keys" / "side-in.scbk").write_text("00112233445566778899aabbccddeeff\n")
+    assert gatekeeper("run", "--config", str(site.config), "--check").returncode == 0
