@@ -64,6 +64,7 @@ class Daemon:
             rd.start()
         tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
         tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        tasks.append(asyncio.create_task(self._flush_held(), name="holdback"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
         wd = watchdog_interval()
@@ -144,6 +145,14 @@ class Daemon:
             self.gate.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on")
         elif lock is False and self.gate.mode is Mode.LOCKDOWN and self.store.meta("mode_by") in (None, "lockdown_input"):
             self.gate.set_mode(Mode.NORMAL, "lockdown_input", "key switch off")
+
+    async def _flush_held(self) -> None:
+        """SPEC §6: writes held while the database could not take them go in as soon as it can."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.gate.holdback.held or self.gate.holdback.since_error:
+                if self.gate.holdback.flush() and self.link:
+                    self.link.kick.set()
 
     async def _maintenance(self) -> None:
         while True:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from edge.areas import parent_of
 from edge.config import GateConfig
+from edge.holdback import Holdback
 from edge.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
 )
@@ -93,6 +94,7 @@ class Gate:
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
         self.clock_alarm = False
+        self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()))
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -135,10 +137,11 @@ class Gate:
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)
 
     def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
-        """Decide and commit the decision and its consequences in one durable transaction."""
+        """Decide and commit the decision and its consequences in one durable transaction. If the
+        database cannot take it, the decision still stands and its writes are held (SPEC §6)."""
         now = self.clock() if now is None else now
         out = self.evaluate(reader, kind, value, now)
-        entries = self.commit(out, now)
+        entries = self.holdback.run(self.commit, out, now) or ()
         return Outcome(out.reader, out.door, out.cred, out.decision, out.decision_us, entries)
 
     # -- consequences ---------------------------------------------------------------------------
@@ -326,16 +329,18 @@ class Gate:
         if mode is self.mode:
             return None
         now = self.clock() if now is None else now
-        with self.store.tx():
-            self.store.set_meta("mode", mode.value)
-            self.store.set_meta("mode_by", by)
-            self.store.set_meta("mode_at", repr(now))
-            e = self.journal.append("mode.changed", {"mode": mode.value, "previous": self.mode.value, "by": by,
-                                                     "reason": reason, "scope": scope}, now)
-        self.mode = mode
-        log.warning("mode %s by %s: %s", mode.value, by, reason)
-        return e
+        previous, self.mode = self.mode, mode  # the mode holds at once, written or not
 
-    def record(self, etype: str, data: dict, now: float | None = None) -> Entry:
+        def write():
+            with self.store.tx():
+                self.store.set_meta("mode", mode.value)
+                self.store.set_meta("mode_by", by)
+                self.store.set_meta("mode_at", repr(now))
+                return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
+                                                            "by": by, "reason": reason, "scope": scope}, now)
+        log.warning("mode %s by %s: %s", mode.value, by, reason)
+        return self.holdback.run(write)
+
+    def record(self, etype: str, data: dict, now: float | None = None) -> Entry | None:
         """Journal an action or alarm that is not a decision (device faults, door events)."""
-        return self.journal.append(etype, data, self.clock() if now is None else now)
+        return self.holdback.run(self.journal.append, etype, data, self.clock() if now is None else now)

@@ -224,3 +224,32 @@ def test_p10_escorted_first_expires_after_the_window(site):
         assert [e.type for e in staff.entries] == ["access.granted"]
     finally:
         store.close()
+
+
+def test_spec6_decisions_go_on_while_the_database_takes_no_writes_and_nothing_is_lost(site, gate):
+    now = time.time()
+    last = Journal(gate.store).last_seq()
+    gate.store.conn.execute("PRAGMA query_only = ON")  # any write now fails, as on a read-only or full disk
+    outs = [gate.present("main-in", "badge", STAFF, now + i) for i in range(3)]
+    assert all(o.opens for o in outs) and all(o.entries == () for o in outs)  # doors still open
+    assert gate.set_mode(Mode.LOCKDOWN, "h-guard", "drill") is None  # held, but in force at once
+    assert gate.evaluate("main-in", "badge", STAFF).decision.reason == "lockdown"
+    assert not gate.holdback.flush()  # still not writable: everything stays held
+    gate.store.conn.execute("PRAGMA query_only = OFF")
+    assert gate.holdback.flush()
+    rows = list(Journal(gate.store).entries(last))
+    assert [e.type for e in rows] == ["access.granted"] * 3 + ["mode.changed", "alarm.raised"]
+    assert [e.seq for e in rows] == list(range(last + 1, last + 6))  # in order, no gap
+    assert json.loads(rows[-1].data)["lost_events"] == 0
+    assert Journal(gate.store).verify()[0]
+
+
+def test_spec6_an_overflowing_hold_is_counted_as_lost_events(site, gate):
+    gate.holdback.max_held = 2
+    gate.store.conn.execute("PRAGMA query_only = ON")
+    for i in range(5):
+        assert gate.present("main-in", "badge", STAFF).opens
+    gate.store.conn.execute("PRAGMA query_only = OFF")
+    assert gate.holdback.flush()
+    last = list(Journal(gate.store).entries(0))[-1]
+    assert last.type == "alarm.raised" and json.loads(last.data)["lost_events"] == 3

@@ -9,6 +9,7 @@ so nothing is handed twice; `max_inflight` bounds what it holds in memory.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from edge.store import Store
@@ -73,8 +74,11 @@ class Outbox:
     def persist(self, force: bool = False) -> None:
         now = time.monotonic()
         if self.acked != self._persisted and (force or now - self._persist_at >= PERSIST_EVERY_S):
-            with self.store.tx():
-                self.store.set_meta("outbox_acked", str(self.acked))
+            try:
+                with self.store.tx():
+                    self.store.set_meta("outbox_acked", str(self.acked))
+            except sqlite3.OperationalError:
+                return  # the database takes no writes now (SPEC §6); the watermark is only a restart hint
             self._persisted = self.acked
             self._persist_at = now
 
