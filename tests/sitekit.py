@@ -268,3 +268,25 @@ def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
             return v
         time.sleep(0.02)
     raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+class Collector:
+    """A reader driver's callbacks, recorded, with a way to wait on them."""
+
+    def __init__(self):
+        self.lines, self.states = [], []
+        self.cond = threading.Condition()
+
+    def on_line(self, name, line, t):
+        with self.cond:
+            self.lines.append(line)
+            self.cond.notify_all()
+
+    def on_state(self, name, state, err):
+        with self.cond:
+            self.states.append(state)
+            self.cond.notify_all()
+
+    def wait(self, pred, timeout=15):
+        with self.cond:
+            assert self.cond.wait_for(pred, timeout), (self.lines, self.states)

@@ -3,7 +3,6 @@ TCP against the door I/O simulator in its own process."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from hypothesis import given, strategies as st
@@ -13,6 +12,7 @@ from drivers.line_protocol import MAX_LINE, LineBuffer, classify
 from drivers.modbus_io import ModbusTcpIO
 from drivers.serial_reader import SerialLineReader
 from edge.procs import free_port
+from sitekit import Collector
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -47,26 +47,6 @@ def test_line_buffer_drops_an_overlong_line_whole_and_recovers():
 def test_line_buffer_never_fails_on_garbage(data):
     for line in LineBuffer().feed(data):
         assert classify(line)[0] in ("badge", "pass", "malformed")
-
-
-class Collector:
-    def __init__(self):
-        self.lines, self.states = [], []
-        self.cond = threading.Condition()
-
-    def on_line(self, name, line, t):
-        with self.cond:
-            self.lines.append(line)
-            self.cond.notify_all()
-
-    def on_state(self, name, state, err):
-        with self.cond:
-            self.states.append(state)
-            self.cond.notify_all()
-
-    def wait(self, pred, timeout=10):
-        with self.cond:
-            assert self.cond.wait_for(pred, timeout), (self.lines, self.states)
 
 
 def test_serial_reader_reads_lines_from_a_pty(procs):
