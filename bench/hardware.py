@@ -27,6 +27,30 @@ from edge.store.allowlist import _UPSERT  # noqa: E402
 
 
 
+def add_staff_badge(db: Path) -> None:
+    store = Store(db)
+    with store.tx():
+        store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
+                                     None))
+    store.close()
+
+
+def start_gate(d: Path, io_args: list[str]) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The door I/O simulator (its stdout carries the unlock times) and `gatekeeper run`."""
+    io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", *io_args, "--door", "main:lock=0"],
+                          cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
+                               str(d / "site.toml")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    io.stdout.readline()  # listening
+    return io, daemon
+
+
+def unlock_at(io: subprocess.Popen) -> int:
+    while "unlocked" not in (line := io.stdout.readline()):
+        pass
+    return int(line.rsplit("at=", 1)[1])
+
+
 RTU = """
 [[io_modules]]
 name = "io1"
@@ -50,21 +74,12 @@ def serial_to_coil(scans: int, rtu: bool = False) -> list[float]:
             text = text.replace(f'[[io_modules]]\nname = "io1"\nport = {io_port}\n', RTU.format(device=gate_end))
             io_args = ["--rtu", module_end]
         (d / "site.toml").write_text(text)
-        store = Store(d / "gatekeeper.db")
-        with store.tx():
-            store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1,
-                                         None, 0, None))
-        store.close()
+        add_staff_badge(d / "gatekeeper.db")
         # the bench is the serial reader: it owns the socket, so it knows when the terminator left
         srv = socket.create_server(("127.0.0.1", reader_port))
-        io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", *io_args, "--door", "main:lock=0"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-        daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
-                                   str(d / "site.toml")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        io, daemon = start_gate(d, io_args)
         lat = []
         try:
-            io.stdout.readline()  # listening
             conn, _ = srv.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             time.sleep(1.0)  # the daemon finishes opening the line and drives the locks to locked
@@ -72,11 +87,7 @@ def serial_to_coil(scans: int, rtu: bool = False) -> list[float]:
                 conn.sendall(b"04A1B2C3")
                 t0 = time.monotonic_ns()
                 conn.sendall(b"\r\n")
-                while True:
-                    line = io.stdout.readline()
-                    if "unlocked" in line:
-                        lat.append((int(line.rsplit("at=", 1)[1]) - t0) / 1e6)
-                        break
+                lat.append((unlock_at(io) - t0) / 1e6)
                 while "locked" not in (line := io.stdout.readline()) or "unlocked" in line:
                     pass  # the 50 ms pulse ends: the next scan starts from a locked door
         finally:
@@ -106,14 +117,9 @@ def camera_to_coil(shows: int) -> list[float]:
         extra = (f'[[readers]]\nname = "cam"\ntype = "camera"\nsource = "{url}"\ndoor = "main"\ndirection = "in"\n'
                  '[[keys]]\nkid = "bench-1"\npublic_key_file = "bench-1.pub"\n')
         (d / "site.toml").write_text(site_toml(io_port, free_port(), pulse_s=0.05, extra=extra))
-        io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", "--port", str(io_port), "--door",
-                               "main:lock=0"], cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-        daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
-                                   str(d / "site.toml")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        io, daemon = start_gate(d, ["--port", str(io_port)])
         lat = []
         try:
-            io.stdout.readline()
             time.sleep(2.0)  # the daemon opens the stream and drives the locks to locked
             now = time.time()
             for i in range(shows):
@@ -124,12 +130,47 @@ def camera_to_coil(shows: int) -> list[float]:
                 while "showing" not in (line := cam.stdout.readline()):
                     pass
                 shown = int(line.rsplit("at=", 1)[1])
-                while "unlocked" not in (line := io.stdout.readline()):
-                    pass
-                lat.append((int(line.rsplit("at=", 1)[1]) - shown) / 1e6)
+                lat.append((unlock_at(io) - shown) / 1e6)
                 time.sleep(0.5)  # the next pass comes after this one left the picture
         finally:
             for p in (daemon, io, cam):
+                p.terminate()
+                p.wait(10)
+        return lat
+
+
+def osdp_to_coil(cards: int) -> list[float]:
+    """A card at an OSDP reader (libosdp peripheral simulator, secure channel on) to the unlock."""
+    key = "00112233445566778899aabbccddeeff"
+    with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
+        d = Path(tmp)
+        bridge = subprocess.Popen([sys.executable, "-m", "simulators.ptybridge"], cwd=ROOT, stdout=subprocess.PIPE,
+                                  text=True)
+        pd_end, cp_end = bridge.stdout.readline().split()[1:3]
+        sim = subprocess.Popen([sys.executable, "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", key],
+                               cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+        (d / "osdp.scbk").write_text(key)
+        io_port = free_port()
+        extra = (f'[[readers]]\nname = "osdp"\ntype = "osdp"\nurl = "{cp_end}"\nscbk_file = "osdp.scbk"\n'
+                 'door = "main"\ndirection = "in"\n')
+        (d / "site.toml").write_text(site_toml(io_port, free_port(), pulse_s=0.05, extra=extra))
+        add_staff_badge(d / "gatekeeper.db")
+        io, daemon = start_gate(d, ["--port", str(io_port)])
+        lat = []
+        try:
+            while "online" not in sim.stdout.readline():
+                pass
+            for _ in range(cards):
+                sim.stdin.write("card 04A1B2C3\n")
+                sim.stdin.flush()
+                while "sent at=" not in (line := sim.stdout.readline()):
+                    pass
+                sent = int(line.rsplit("at=", 1)[1])
+                lat.append((unlock_at(io) - sent) / 1e6)
+                time.sleep(0.3)
+        finally:
+            for p in (daemon, io, sim, bridge):
                 p.terminate()
                 p.wait(10)
         return lat
@@ -160,6 +201,7 @@ def main() -> None:
     ap.add_argument("--scans", type=int, default=300)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--shows", type=int, default=50, help="passes shown to the camera")
+    ap.add_argument("--cards", type=int, default=50, help="cards presented at the OSDP reader")
     args = ap.parse_args()
     rows = []
     for size, label, p50, p99 in qr_decode(args.frames):
@@ -168,6 +210,9 @@ def main() -> None:
     lat = camera_to_coil(args.shows)
     rows.append(("camera frame to coil, Modbus TCP", f"p50 / p99 of {len(lat)}",
                  f"{pct(lat, .5):.1f} / {pct(lat, .99):.1f} ms", "p99 ≤ 50 ms"))
+    lat = osdp_to_coil(args.cards)
+    rows.append(("OSDP card to decision and coil", f"p50 / p99 of {len(lat)}",
+                 f"{pct(lat, .5):.1f} / {pct(lat, .99):.1f} ms", "-"))
     lat = serial_to_coil(args.scans)
     rows.append(("serial badge to coil, Modbus TCP", f"p50 / p99 of {len(lat)}",
                  f"{pct(lat, .5):.2f} / {pct(lat, .99):.2f} ms", "p99 ≤ 10 ms"))

@@ -14,3 +14,21 @@ def test_decide_benchmark_prints_its_table():
     for row in ("badge decision", "pass decision", "decision + durable journal", "decisions + journal / s",
                 "start to ready", "RSS when ready"):
         assert row in r.stdout
+
+
+def test_events_benchmark_prints_its_table():
+    r = subprocess.run([sys.executable, "bench/events.py", "--backlog", "500", "--snapshot", "500", "--batch", "50",
+                        "--changes", "3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for row in ("sustained publish rate", "drained", "0 missing at the consumer", "central change to enforced",
+                "snapshot of 500 records", "decision while the snapshot applies"):
+        assert row in r.stdout
+
+
+def test_hardware_benchmark_prints_its_table():
+    r = subprocess.run([sys.executable, "bench/hardware.py", "--scans", "3", "--frames", "2", "--shows", "2",
+                        "--cards", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for row in ("QR decode 640x480", "camera frame to coil", "OSDP card to decision", "serial badge to coil, Modbus TCP",
+                "RTU 9600 baud"):
+        assert row in r.stdout

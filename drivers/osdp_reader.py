@@ -1,0 +1,145 @@
+"""An OSDP reader (IEC 60839-11-5) through libosdp, this gate as the control panel, secure channel on.
+
+A card read's bytes become the same text a serial reader sends (upper-case hex), so the core classifies
+them as `badge:<HEX>` exactly alike. The reader's LED and buzzer show each decision (`feedback`). A reader
+without the site's secure channel key never comes online: nothing it sends is acted on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import serial
+from osdp import Channel, Command, CommandLEDColor, ControlPanel, Event, LibFlag, LogLevel, PDInfo
+
+log = logging.getLogger(__name__)
+
+MIN_BACKOFF_S = 0.2
+ONLINE_WITHIN_S = 3.0  # secure channel set-up takes 1-2 s over a serial line
+LED_TENTHS = 15  # how long the decision colour shows, in 100 ms units
+
+
+class SerialChannel(Channel):
+    """libosdp reads and writes without blocking; a line that breaks reads as empty and is reported."""
+
+    def __init__(self, port: serial.SerialBase):
+        super().__init__()
+        self.port = port
+        self.error: str | None = None
+
+    def read(self, max_bytes: int) -> bytes:
+        try:
+            return self.port.read(max_bytes)
+        except (serial.SerialException, OSError) as e:
+            self.error = str(e)
+            return b""
+
+    def write(self, buf: bytes) -> int:
+        try:
+            return self.port.write(buf)
+        except (serial.SerialException, OSError) as e:
+            self.error = str(e)
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.port.reset_input_buffer()
+        except (serial.SerialException, OSError):
+            pass
+
+
+class OsdpReader:
+    """Same shape as the serial reader, plus `feedback(granted)`."""
+
+    def __init__(self, name: str, device: str, *, address: int = 101, scbk: bytes, baudrate: int = 115200,
+                 on_line: Callable, on_state: Callable, max_backoff_s: float = 5.0):
+        self.name = name
+        self.device = device
+        self.address = address
+        self.scbk = scbk
+        self.baudrate = baudrate
+        self.on_line = on_line
+        self.on_state = on_state
+        self.max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"osdp:{name}", daemon=True)
+        self._cp: ControlPanel | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def feedback(self, granted: bool) -> None:
+        """Green and one beep for a grant; red and two beeps for a refusal."""
+        cp = self._cp
+        if cp is None:
+            return
+        colour = CommandLEDColor.Green if granted else CommandLEDColor.Red
+        try:
+            cp.submit_command(self.address, {
+                "command": Command.LED, "reader": 0, "led_number": 0, "control_code": 1, "on_count": LED_TENTHS,
+                "off_count": 0, "on_color": colour, "off_color": CommandLEDColor.Black, "timer_count": LED_TENTHS,
+                "temporary": True})
+            cp.submit_command(self.address, {
+                "command": Command.Buzzer, "reader": 0, "control_code": 2, "on_count": 1, "off_count": 1,
+                "rep_count": 1 if granted else 2})
+        except Exception as e:  # the reader went away between the decision and its feedback
+            log.warning("reader %s: feedback not sent: %s", self.name, e)
+
+    def _event(self, pd: int, event: dict) -> int:
+        if event.get("event") == Event.CardRead and isinstance(event.get("data"), (bytes, bytearray)):
+            self.on_line(self.name, bytes(event["data"]).hex().upper(), time.monotonic_ns())
+        return 0
+
+    def _run(self) -> None:
+        backoff = MIN_BACKOFF_S
+        down_said = False
+        while not self._stop.is_set():
+            try:
+                port = serial.serial_for_url(self.device, baudrate=self.baudrate, timeout=0)
+            except (serial.SerialException, OSError, ValueError) as e:
+                if not down_said:
+                    self.on_state(self.name, "down", f"cannot open {self.device}: {e}")
+                    down_said = True
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            channel = SerialChannel(port)
+            cp = ControlPanel([PDInfo(self.address, channel, scbk=self.scbk, flags=[LibFlag.EnforceSecure])],
+                              log_level=LogLevel.Error, event_handler=self._event)
+            cp.start()
+            self._cp = cp
+            up = False
+            # libosdp waits minutes before trying an offline reader again; a reader that is not up within
+            # the backoff (or drops) gets a fresh control panel instead, with our capped backoff
+            give_up_at = time.monotonic() + max(backoff, ONLINE_WITHIN_S)
+            while not self._stop.is_set() and channel.error is None:
+                now_up = cp.is_online(self.address) and cp.is_sc_active(self.address)
+                if now_up and not up:
+                    up = True
+                    backoff = MIN_BACKOFF_S
+                    self.on_state(self.name, "up", None)
+                    down_said = False
+                elif up and not now_up:
+                    self.on_state(self.name, "down", "reader offline or secure channel lost")
+                    down_said = True
+                    break
+                elif not up and time.monotonic() > give_up_at:
+                    if not down_said:
+                        self.on_state(self.name, "down", "reader does not answer or lacks the secure channel key")
+                        down_said = True
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    break
+                self._stop.wait(0.1)
+            self._cp = None
+            cp.stop()
+            port.close()
+            if channel.error is not None and not down_said:
+                self.on_state(self.name, "down", channel.error)
+                down_said = True
+            self._stop.wait(MIN_BACKOFF_S)
