@@ -60,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.set_defaults(func=cmd_allowlist_import)
 
+    tk = sub.add_parser("tokens", help="API tokens (printed once, stored hashed)").add_subparsers(metavar="ACTION")
+    t_add = tk.add_parser("add", help="a new token for a person and a role; printed once")
+    t_add.add_argument("--config", required=True)
+    t_add.add_argument("--person", required=True)
+    t_add.add_argument("--role", required=True, choices=["guard", "supervisor", "central"])
+    t_add.set_defaults(func=cmd_tokens_add)
+    t_rev = tk.add_parser("revoke", help="revoke a token by its id")
+    t_rev.add_argument("--config", required=True)
+    t_rev.add_argument("id")
+    t_rev.set_defaults(func=cmd_tokens_revoke)
+    t_list = tk.add_parser("list", help="the tokens: id, person, role, made, revoked (never the tokens)")
+    t_list.add_argument("--config", required=True)
+    t_list.set_defaults(func=cmd_tokens_list)
+
     ev = sub.add_parser("events", help="print the journal as SPEC §2 event envelopes, one a line")
     ev.add_argument("--config", required=True)
     ev.add_argument("--after-seq", type=int, default=0)
@@ -116,6 +130,39 @@ def cmd_allowlist_import(args) -> int:
         Journal(store).append("allowlist.applied", {"source": "import", **{k + "s": v for k, v in counts.items()}}, now)
     print(f"imported {counts['record']} records, {counts['revoke']} revocations, "
           f"{counts['blocklist']} blocklist entries, {counts['key']} keys")
+    return 0
+
+
+def cmd_tokens_add(args) -> int:
+    from edge.api import tokens
+    _, store = _open_store(args.config)
+    try:
+        tid, token = tokens.add(store, args.person, args.role)
+    except ValueError as e:
+        print(f"gatekeeper: {e}", file=sys.stderr)
+        return 2
+    print(f"token {tid} for {args.person} ({args.role}); shown once, keep it safe:", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_tokens_revoke(args) -> int:
+    from edge.api import tokens
+    _, store = _open_store(args.config)
+    if not tokens.revoke(store, args.id):
+        print(f"gatekeeper: no live token {args.id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
+    return 0
+
+
+def cmd_tokens_list(args) -> int:
+    from edge.api import tokens
+    from edge.store.journal import rfc3339
+    _, store = _open_store(args.config)
+    for tid, person, role, created, revoked in tokens.listing(store):
+        print(f"{tid}  {person:<20} {role:<10} made {rfc3339(created)}"
+              + (f"  revoked {rfc3339(revoked)}" if revoked else ""))
     return 0
 
 

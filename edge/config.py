@@ -230,6 +230,22 @@ class MqttSection(Model):
         return self
 
 
+class ApiSection(Model):
+    """The local API and console (SPEC §4). Loopback by default; any other address needs TLS."""
+    bind: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> "ApiSection":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.bind not in ("127.0.0.1", "::1", "localhost") and not self.tls_cert_file:
+            raise ValueError(f"bind {self.bind!r} is beyond loopback: set tls_cert_file and tls_key_file")
+        return self
+
+
 class GateConfig(Model):
     site: SiteSection
     policy: PolicySection = PolicySection()
@@ -242,6 +258,7 @@ class GateConfig(Model):
     readers: list[ReaderSection] = Field(default_factory=list)
     keys: list[KeySection] = Field(default_factory=list)
     mqtt: MqttSection | None = None
+    api: ApiSection | None = None
 
     @model_validator(mode="after")
     def _references(self) -> "GateConfig":

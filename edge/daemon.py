@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -29,6 +30,8 @@ class Daemon:
         self.base = base
         self.stop = asyncio.Event()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.fire_input = False
+        self.link = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -72,6 +75,10 @@ class Daemon:
             tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
         if self.link:
             tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
+        api = None
+        if self.cfg.api is not None:
+            api = self._api_server()
+            tasks.append(asyncio.create_task(api.serve(), name="api"))
         # 5. ready: deciding is possible from here on, whatever hardware is still connecting
         notify("READY=1\nSTATUS=serving")
         log.info("gatekeeper %s/%s ready: %d doors, %d readers, mode %s", self.cfg.site.id, self.cfg.site.gate,
@@ -79,6 +86,8 @@ class Daemon:
         print(f"gatekeeper ready: site {self.cfg.site.id} gate {self.cfg.site.gate}", flush=True)
         await self.stop.wait()
         notify("STOPPING=1")
+        if api is not None:
+            api.should_exit = True
         for rd in readers:
             rd.stop()
         for t in tasks:
@@ -119,6 +128,19 @@ class Daemon:
                 self.link.kick.set()
             if out.opens:
                 await self.outputs.pulse(out.door.name, out.door.direction.value)
+
+    def _api_server(self):
+        import uvicorn
+        from edge.api.app import create_app
+        a = self.cfg.api
+        config = uvicorn.Config(
+            create_app(self), host=a.bind, port=a.port, log_level="warning", access_log=False, lifespan="off",
+            ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
+            ssl_keyfile=str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None)
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM and SIGINT
+        log.info("local API on %s://%s:%d", "https" if a.tls_cert_file else "http", a.bind, a.port)
+        return server
 
     async def _on_passage(self, lane: str, direction: str) -> None:
         """P11: a person through a turnstile lane; the lane is released again while the grant admits more."""

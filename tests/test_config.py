@@ -67,3 +67,10 @@ direction = "in"
     assert r.returncode == 2 and "4 bytes, not 16" in r.stderr
     (site.dir / "keys" / "side-in.scbk").write_text("00112233445566778899aabbccddeeff\n")
     assert gatekeeper("run", "--config", str(site.config), "--check").returncode == 0
+
+
+def test_an_api_beyond_loopback_without_tls_is_refused(tmp_path):
+    site = make_site(tmp_path / "site")
+    site.config.write_text(site.config.read_text() + '\n[api]\nbind = "0.0.0.0"\nport = 8443\n')
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2 and "api" in r.stderr and "tls_cert_file" in r.stderr

@@ -156,6 +156,12 @@ class CentralLink:
         body["time"] = rfc3339(time.time())
         self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
 
+    def publish_site_mode(self, mode: str, by: str, reason: str) -> None:
+        """P15: a site lockdown (or its end) from this gate reaches every gate of the site; retained so a
+        gate that was away learns it when it comes back."""
+        body = {"mode": mode, "by": by, "reason": reason, "time": rfc3339(time.time())}
+        self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
+
     def publish_muster(self) -> None:
         rows = self.store.conn.execute(
             "SELECT holder, category, area, since, party FROM presence ORDER BY area, since").fetchall()

@@ -29,4 +29,9 @@ MIGRATIONS: list[str] = [
     CREATE TABLE peers(source TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
                        PRIMARY KEY(source, epoch)) WITHOUT ROWID;
     """,
+    # 3: API tokens, stored as hashes only (a token is shown once, when it is made).
+    """
+    CREATE TABLE tokens(id TEXT PRIMARY KEY, person TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                        created REAL NOT NULL, revoked REAL) WITHOUT ROWID;
+    """,
 ]
