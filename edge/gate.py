@@ -90,6 +90,7 @@ class Gate:
         self.mode = Mode(store.meta("mode", Mode.NORMAL.value))
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
+        self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
         self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
@@ -160,6 +161,8 @@ class Gate:
                 self.clock_alarm = False
             if d.held:
                 entries.append(self.journal.append("exit.held", data, now))
+                assert isinstance(cred, Credential)
+                self.held_exits[cred.visit_key] = (out.reader, cred, door)  # for a guard's release (P9)
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
@@ -284,6 +287,44 @@ class Gate:
             return False
         heard = self.store.meta("central_heard_at") or self.store.meta("created_at")
         return now - float(heard) > self.max_sync_age
+
+    # -- P9: sign-off and release ----------------------------------------------------------------------
+    def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None) -> Entry | None:
+        """The host signed the visit off: the visitor's next exit scan goes through. Opens nothing."""
+        now = self.clock() if now is None else now
+
+        def write():
+            with self.store.tx() as c:
+                if not c.execute("INSERT OR IGNORE INTO signoffs(visit, host, at) VALUES(?,?,?)",
+                                 (visit, host, now)).rowcount:
+                    return None
+                self.store.signoffs.add(visit)
+                return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "by": by}, now)
+        return self.holdback.run(write)
+
+    def release(self, visit: str, person: str, reason: str, now: float | None = None) -> DoorView | None:
+        """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
+        counts as the final one: the pass is consumed (P8). None if no exit of that visit is held."""
+        held = self.held_exits.pop(visit, None)
+        if held is None:
+            return None
+        reader, cred, door = held
+        now = self.clock() if now is None else now
+
+        def write():
+            with self.store.tx() as c:
+                self.journal.append("exit.released", {
+                    "visit": visit, "door": door.name, "credential_ref": cred.ref, "holder": cred.holder,
+                    "person": person, "reason": reason}, now)
+                self._move(cred, door, now)
+                if door.perimeter:
+                    c.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (visit, now))
+                    self.store.consumed.add(visit)
+                    self.journal.append("visit.checked_out", {
+                        "visit": visit, "credential_ref": cred.ref, "holder": cred.holder, "door": door.name,
+                        "party": cred.party, "released_by": person}, now)
+        self.holdback.run(write)
+        return door
 
     # -- turnstile lanes (P7, P11) ---------------------------------------------------------------------
     def passage(self, door_name: str, direction: Direction, now: float | None = None) -> tuple[list[Entry], bool]:

@@ -116,6 +116,13 @@ class Site:
         from edge.passes import issue_pass
         return issue_pass(self.private_key, KID, **kw)
 
+    def visitor_pass(self, holder: str, **kw) -> str:
+        """A general visitor's pass for the lobby, valid for the next hour, hosted by h-1."""
+        now = time.time()
+        args = dict(holder=holder, category="visitor", areas=["site/lobby"], valid_from=now - 60,
+                    valid_until=now + 3600, host="h-1")
+        return self.issue(**{**args, **kw})
+
     def import_lines(self, items: list[dict]) -> subprocess.CompletedProcess:
         f = self.dir / f"import-{time.monotonic_ns()}.jsonl"
         f.write_text("".join(json.dumps(i) + "\n" for i in items))

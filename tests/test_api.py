@@ -137,3 +137,34 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(api):
     assert call(client, "GET", "/status", token=temp).status_code == 200
     assert gatekeeper("tokens", "revoke", "--config", str(g.site.config), tid).returncode == 0
     assert call(client, "GET", "/status", token=temp).status_code == 401
+
+
+def test_p9_a_guard_releases_a_held_exit_once_after_phoning_the_host(api):
+    g, client, tokens = api
+    text = g.site.visitor_pass("h-30", visit="v-30")
+    g.scan("main-in", text)
+    _, etype, _ = g.scan("main-out", text)
+    assert etype == "exit.held"
+    body = {"reason": "host confirmed by phone", "host_confirmed": True}
+    assert call(client, "POST", "/visits/v-30/release", {"reason": "x" * 5}, tokens["guard"]).status_code == 422
+    g.settle()
+    before = g.unlocks(0)
+    r = call(client, "POST", "/visits/v-30/release", body, tokens["guard"])
+    assert r.json() == {"visit": "v-30", "door": "main", "opened": True}
+    _, _, rel = g.journal.next("exit.released", visit="v-30")
+    assert (rel["person"], rel["reason"]) == ("p-guard", "host confirmed by phone")
+    g.journal.next("visit.checked_out", visit="v-30")
+    wait_until(lambda: g.unlocks(0) == before + 1, what="the released exit opens once")
+    assert call(client, "POST", "/visits/v-30/release", body, tokens["guard"]).status_code == 404  # once
+    _, etype, data = g.scan("main-in", text)
+    assert data["reason"] == "pass_consumed"
+
+
+def test_p9_a_supervisors_signoff_lets_the_next_exit_through(api):
+    g, client, tokens = api
+    text = g.site.visitor_pass("h-31", visit="v-31")
+    g.scan("main-in", text)
+    assert call(client, "POST", "/visits/v-31/signoff", token=tokens["guard"]).status_code == 403
+    assert call(client, "POST", "/visits/v-31/signoff", token=tokens["central"]).status_code == 200
+    _, etype, data = g.scan("main-out", text)
+    assert (etype, data["reason"]) == ("access.granted", "ok")

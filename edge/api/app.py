@@ -11,7 +11,7 @@ import time
 from collections import defaultdict, deque
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,11 @@ class Strict(BaseModel):
 
 class OpenBody(Strict):
     reason: Annotated[str, Field(min_length=3, max_length=200)]
+
+
+class ReleaseBody(Strict):
+    reason: Annotated[str, Field(min_length=3, max_length=200)]
+    host_confirmed: Literal[True] = Field(description="the guard phoned the host, who confirmed")
 
 
 class ModeBody(Strict):
@@ -108,6 +113,25 @@ def create_app(d) -> FastAPI:
         if d.link:
             d.link.kick.set()
         return {"door": door, "opened": opened}
+
+    @app.post("/visits/{visit}/signoff")
+    def signoff(visit: Annotated[str, Path(max_length=64)], who: Caller = Depends(caller)):
+        if who.role not in ("supervisor", "central"):
+            raise HTTPException(403, "a sign-off comes from a supervisor or the central system")
+        entry = d.gate.sign_off(visit, None, who.person)
+        if d.link:
+            d.link.kick.set()
+        return {"visit": visit, "signed_off": True, "new": entry is not None}
+
+    @app.post("/visits/{visit}/release")
+    async def release(visit: Annotated[str, Path(max_length=64)], body: ReleaseBody, who: Caller = Depends(guard)):
+        door = d.gate.release(visit, who.person, body.reason)
+        if door is None:
+            raise HTTPException(404, f"no held exit for visit {visit!r}")
+        opened = await d.outputs.pulse(door.name, door.direction.value)
+        if d.link:
+            d.link.kick.set()
+        return {"visit": visit, "door": door.name, "opened": opened}
 
     @app.post("/mode")
     def set_mode(body: ModeBody, who: Caller = Depends(guard)):

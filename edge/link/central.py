@@ -231,12 +231,7 @@ class CentralLink:
 
     def _signoff(self, s: Signoff) -> None:
         """P9: the host signed the visit off; the visitor's next exit scan goes through. Opens nothing."""
-        with self.store.tx() as c:
-            n = c.execute("INSERT OR IGNORE INTO signoffs(visit, host, at) VALUES(?,?,?)",
-                          (s.visit, s.host, time.time())).rowcount
-            if n:
-                self.gate.record("visit.signed_off", {"visit": s.visit, "host": s.host, "by": "central"})
-        self.store.signoffs.add(s.visit)
+        self.gate.sign_off(s.visit, s.host, "central")
         self.kick.set()
 
     def _site_mode(self, m: SiteMode, retained: bool) -> None:
