@@ -39,6 +39,17 @@ direction = "in"
 """
 
 
+def add_staff_badge(db: Path) -> None:
+    """The badge every benchmark scans: staff, all areas, no bounds (anti-passback is off at the door)."""
+    from edge.store import Store
+    from edge.store.allowlist import _UPSERT
+    store = Store(db)
+    with store.tx():
+        store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
+                                     None))
+    store.close()
+
+
 def site_toml(io_port: int, reader_port: int, *, pulse_s: float = 3, extra: str = "") -> str:
     """The benchmark site: one perimeter door with one reader, anti-passback off so a badge repeats."""
     return SITE.format(io_port=io_port, reader_port=reader_port, pulse_s=pulse_s) + extra

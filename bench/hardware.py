@@ -19,20 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
+from common import ROOT, add_staff_badge, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 from edge.procs import free_port  # noqa: E402
-from edge.store import Store  # noqa: E402
-from edge.store.allowlist import _UPSERT  # noqa: E402
 
 
-
-def add_staff_badge(db: Path) -> None:
-    store = Store(db)
-    with store.tx():
-        store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
-                                     None))
-    store.close()
 
 
 def start_gate(d: Path, io_args: list[str]) -> tuple[subprocess.Popen, subprocess.Popen]:

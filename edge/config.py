@@ -246,6 +246,20 @@ class ApiSection(Model):
         return self
 
 
+class WalkinSection(Model):
+    """P13 walk-in registration at this gate. Without this section the gate registers no walk-ins."""
+    id_secret_file: str = Field(description="the site's secret for id_hash (HMAC-SHA256 of the ID number); the same on every gate and the central system")
+    signing_key_file: str | None = Field(None, description="the gate's own Ed25519 private key (PEM); default walkin.key next to the database, made on first start")
+    kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,16}$")] | None = Field(None, description="default {gate}-w; 16 characters at most (SPEC §3 QR budget)")
+    max_party: int = Field(5, ge=1, le=50, description="people one walk-in pass admits at most")
+
+
+class PermitSection(Model):
+    """P14 contractor permits made at this gate (supervisor only)."""
+    deposit: float = Field(10, ge=0, description="default deposit for a contractor's card")
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = Field("CNY", description="ISO 4217 code")
+
+
 class GateConfig(Model):
     site: SiteSection
     policy: PolicySection = PolicySection()
@@ -259,6 +273,8 @@ class GateConfig(Model):
     keys: list[KeySection] = Field(default_factory=list)
     mqtt: MqttSection | None = None
     api: ApiSection | None = None
+    walkin: WalkinSection | None = None
+    permits: PermitSection = PermitSection()
 
     @model_validator(mode="after")
     def _references(self) -> "GateConfig":
@@ -390,5 +406,14 @@ def check_files(cfg: GateConfig, base: Path, source: str = "config") -> None:
                 problems.append(f"{source}: readers[{i}] ({r.name}): cannot read scbk_file: {e.strerror}")
             except ValueError:
                 problems.append(f"{source}: readers[{i}] ({r.name}): scbk_file is not hex")
+    if cfg.walkin is not None:
+        try:
+            if len(resolve(base, cfg.walkin.id_secret_file).read_bytes().strip()) < 16:
+                problems.append(f"{source}: walkin.id_secret_file: the site secret needs at least 16 bytes")
+        except OSError as e:
+            problems.append(f"{source}: walkin.id_secret_file: cannot read it: {e.strerror}")
+        kid = cfg.walkin.kid or f"{cfg.site.gate}-w"[:16]
+        if kid in {k.kid for k in cfg.keys}:
+            problems.append(f"{source}: walkin.kid: {kid!r} is also the kid of a key in [[keys]]")
     if problems:
         raise ConfigError(problems)

@@ -41,11 +41,21 @@ class Daemon:
         self.store = Store(resolve(self.base, self.cfg.storage.path))
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
         self.board = DeviceBoard(self.gate.record)
+        # the front desk: walk-ins signed with the gate's own key (P13), contractors' permits (P14)
+        self.desk = None
+        if self.cfg.walkin is not None:
+            from edge.walkin import Desk
+            self.desk = Desk(self.cfg, self.base, self.gate)
+            self._reload_keys()
+        from edge.permits import PermitDesk
+        self.permits = PermitDesk(self.cfg, self.gate)
         # 2. the central link, when configured: the outbox starts from where the broker last acknowledged
         self.link = None
         if self.cfg.mqtt is not None:
             from edge.link.central import CentralLink
             self.link = CentralLink(self.cfg, self.base, self.gate, self.board, self._reload_keys)
+            if self.desk:
+                self.link.own_key = (self.desk.kid, self.desk.public_pem)
             self.link.start(loop)
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
@@ -135,6 +145,7 @@ class Daemon:
         a = self.cfg.api
         config = uvicorn.Config(
             create_app(self), host=a.bind, port=a.port, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
             ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
             ssl_keyfile=str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None)
         server = uvicorn.Server(config)
@@ -152,7 +163,8 @@ class Daemon:
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
-        self.gate.keyring = build_keyring(self.cfg, self.base, self.store)
+        own = (self.desk.kid, self.desk.public_key) if self.desk else None
+        self.gate.keyring = build_keyring(self.cfg, self.base, self.store, own)
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).

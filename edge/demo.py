@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import shutil
 import sqlite3
 import sys
@@ -47,6 +48,7 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
         daemon.wait_for("gatekeeper ready", 30)
         tail = JournalTail(db)
         play_story(readers, tail, passes, site)
+        print(console_banner(site, site.parent / "tokens.txt"), flush=True)
         if story_only:
             return 0
         interactive(readers, tail)
@@ -78,6 +80,12 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
         text = text.replace(f"127.0.0.1:{n}", f"127.0.0.1:{free_port()}")
     if broker_port:
         text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nclient_id = "demo-gate-1"\n'
+    text = text.replace("port = 8080", f"port = {_console_port()}")
+    # P13: the site's secret for ID hashes; the gate makes its walk-in key next to the database
+    secret = state_dir / "id.secret"
+    secret.write_text(secrets.token_hex(32) + "\n")
+    secret.chmod(0o600)
+    (state_dir / "walkin.key").unlink(missing_ok=True)
     site = state_dir / "site.toml"
     site.write_text(text)
 
@@ -95,6 +103,7 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     (state_dir / "people.jsonl").write_text("".join(json.dumps(p) + "\n" for p in people))
     from edge.cli import main as cli
     cli(["--log-level", "warning", "allowlist", "import", "--config", str(site), str(state_dir / "people.jsonl")])
+    _console_tokens(site, state_dir / "gatekeeper.db", state_dir / "tokens.txt")
     passes = {
         "vip": issue_pass(private, KID, holder="h-2001", category="vip", tier="special", areas=["site"],
                           valid_from=now - 300, valid_until=now + 8 * 3600, party=3, host="h-1001"),
@@ -104,6 +113,39 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     for name, text_ in passes.items():
         (state_dir / f"{name}.pass").write_text(text_ + "\n")
     return site, state_dir / "gatekeeper.db", passes
+
+
+def _console_port() -> int:
+    """8080 when it is free, so the console's address is the one the README gives; any free port else."""
+    import socket
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 8080))
+            return 8080
+        except OSError:
+            return free_port()
+
+
+def _console_tokens(site: Path, db: Path, out: Path) -> None:
+    """A guard's and a supervisor's token for the console, kept (0600) in the state folder."""
+    from edge.api import tokens
+    from edge.store import Store
+    store = Store(db)
+    try:
+        lines = [f"{role} {person}: {tokens.add(store, person, role)[1]}"
+                 for role, person in (("guard", "Chen Gang"), ("supervisor", "Zhao Min"))]
+    finally:
+        store.close()
+    out.write_text("\n".join(lines) + "\n")
+    out.chmod(0o600)
+
+
+def console_banner(site: Path, tokens_file: Path) -> str:
+    import tomllib
+    port = tomllib.loads(site.read_text())["api"]["port"]
+    guard = tokens_file.read_text().splitlines()[0].split(": ", 1)[1]
+    return (f"\nGuard console: http://127.0.0.1:{port}/  (sign in with the guard token {guard};\n"
+            f"  the supervisor's is in {tokens_file})")
 
 
 def _iso(t: int) -> str:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from edge.areas import parent_of
 from edge.config import GateConfig
 from edge.holdback import Holdback
+from edge.metrics import Metrics
 from edge.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
 )
@@ -91,10 +92,12 @@ class Gate:
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
+        self.held_at: dict[str, float] = {}
         self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
         self.clock_alarm = False
+        self.metrics = Metrics()
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()))
 
     # -- the hot path -------------------------------------------------------------------------
@@ -140,9 +143,13 @@ class Gate:
     def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
         """Decide and commit the decision and its consequences in one durable transaction. If the
         database cannot take it, the decision still stands and its writes are held (SPEC §6)."""
+        t0 = time.perf_counter()
         now = self.clock() if now is None else now
         out = self.evaluate(reader, kind, value, now)
         entries = self.holdback.run(self.commit, out, now) or ()
+        d = out.decision
+        self.metrics.decided("granted" if d.granted else "held" if d.held else "denied", d.reason,
+                             time.perf_counter() - t0)
         return Outcome(out.reader, out.door, out.cred, out.decision, out.decision_us, entries)
 
     # -- consequences ---------------------------------------------------------------------------
@@ -163,6 +170,7 @@ class Gate:
                 entries.append(self.journal.append("exit.held", data, now))
                 assert isinstance(cred, Credential)
                 self.held_exits[cred.visit_key] = (out.reader, cred, door)  # for a guard's release (P9)
+                self.held_at[cred.visit_key] = now
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
@@ -177,6 +185,9 @@ class Gate:
                         Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
                 else:
                     self._move(cred, door, now)
+                if cred.kind == "pass" and door.direction is Direction.IN:  # P19: the visit's entry time
+                    self.store.conn.execute("UPDATE visits SET entered=? WHERE id=? AND entered IS NULL",
+                                            (now, cred.visit_key))
                 if d.arrival:  # P12: the host is told at once; special tier first
                     entries.append(self.journal.append("visitor.arrived", {
                         "door": door.name, "holder": cred.holder, "tier": cred.tier, "host": cred.host,
@@ -185,11 +196,15 @@ class Gate:
                 if d.consumes:  # P8: the whole party's pass, at every gate
                     self.store.conn.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (cred.visit_key, now))
                     self.store.consumed.add(cred.visit_key)
+                    self.store.conn.execute("UPDATE visits SET exited=? WHERE id=?", (now, cred.visit_key))
                     entries.append(self.journal.append("visit.checked_out", {
                         "visit": cred.visit_key, "credential_ref": cred.ref, "holder": cred.holder,
                         "door": door.name, "party": cred.party,
                     }, now))
             if d.granted and isinstance(cred, Credential):
+                if cred.visit_key in self.held_exits and door.direction is Direction.OUT:
+                    del self.held_exits[cred.visit_key]  # signed off meanwhile: out without a guard
+                    self.held_at.pop(cred.visit_key, None)
                 self._note_escort(cred, door, d, now)
                 if cred.category == "staff" and door.direction is Direction.IN:
                     entries.extend(self._escorted_after(door, now))
@@ -306,6 +321,7 @@ class Gate:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
         counts as the final one: the pass is consumed (P8). None if no exit of that visit is held."""
         held = self.held_exits.pop(visit, None)
+        self.held_at.pop(visit, None)
         if held is None:
             return None
         reader, cred, door = held
@@ -320,6 +336,7 @@ class Gate:
                 if door.perimeter:
                     c.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (visit, now))
                     self.store.consumed.add(visit)
+                    c.execute("UPDATE visits SET exited=? WHERE id=?", (now, visit))
                     self.journal.append("visit.checked_out", {
                         "visit": visit, "credential_ref": cred.ref, "holder": cred.holder, "door": door.name,
                         "party": cred.party, "released_by": person}, now)

@@ -6,7 +6,7 @@ opens, or writes them to a video file.
 
 Each text is shown for `--hold` seconds, then the next; with nothing queued, an empty scene. Effects:
 `--noise SIGMA`, `--blur K`, `--rotate DEG`, `--low-light FACTOR`, `--glare`. Stdin at run time: a text
-shows it, `blank` shows the empty scene, `!drop` hangs up every viewer (a stream drop), `!stall S` sends
+shows it, `image FILE` holds up a picture (a printed pass), `blank` shows the empty scene, `!drop` hangs up every viewer (a stream drop), `!stall S` sends
 no frames for S seconds. Prints `camera listening on http://HOST:PORT/stream.mjpg` when serving.
 """
 from __future__ import annotations
@@ -25,18 +25,25 @@ from qrcode.constants import ERROR_CORRECT_M
 
 
 def render(text: str | None, size: tuple[int, int] = (640, 480), *, noise: float = 0.0, blur: int = 0,
-           rotate: float = 0.0, low_light: float = 1.0, glare: bool = False) -> np.ndarray:
-    """One BGR frame: a grey scene with the QR of `text` (none for None) about half the frame high."""
+           rotate: float = 0.0, low_light: float = 1.0, glare: bool = False, image: str | None = None) -> np.ndarray:
+    """One BGR frame: a grey scene with the QR of `text` (none for None) about half the frame high, or
+    with `image`, a picture file held up to the camera (a printed pass)."""
     w, h = size
     frame = np.full((h, w), 150, np.uint8)
-    if text:
-        qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4, box_size=1)
-        qr.add_data(text, optimize=0)
-        qr.make(fit=True)
-        m = np.array(qr.get_matrix(), dtype=np.uint8)
+    if text or image:
         side = int(h * 0.55)
-        img = np.where(m, 0, 255).astype(np.uint8)
-        img = cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
+        if image:
+            picture = cv2.imread(image, cv2.IMREAD_GRAYSCALE)
+            if picture is None:
+                raise ValueError(f"cannot read the image {image}")
+            img = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
+        else:
+            qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4, box_size=1)
+            qr.add_data(text, optimize=0)
+            qr.make(fit=True)
+            m = np.array(qr.get_matrix(), dtype=np.uint8)
+            img = np.where(m, 0, 255).astype(np.uint8)
+            img = cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
         y, x = (h - side) // 2, (w - side) // 2
         frame[y:y + side, x:x + side] = img
         if glare:  # a bright patch over one side of the code, clear of two finder patterns
@@ -69,8 +76,9 @@ class Scene:
 
     def _encode(self, text):
         a = self.args
-        frame = render(text, self.size, noise=a.noise, blur=a.blur, rotate=a.rotate, low_light=a.low_light,
-                       glare=a.glare)
+        image = text[len("image "):] if text and text.startswith("image ") else None
+        frame = render(None if image else text, self.size, noise=a.noise, blur=a.blur, rotate=a.rotate,
+                       low_light=a.low_light, glare=a.glare, image=image)
         return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
     def run(self) -> None:
@@ -83,7 +91,11 @@ class Scene:
             if now >= showing_until:
                 try:
                     text = self.texts.get_nowait()
-                    current = self._encode(text) if text else blank
+                    try:
+                        current = self._encode(text) if text else blank
+                    except ValueError as e:  # an unreadable picture: say so, show the empty scene
+                        print(f"camera: {e}", flush=True)
+                        current, text = blank, None
                     showing_until = now + self.args.hold
                     announce = text
                 except queue.Empty:

@@ -123,6 +123,39 @@ class Site:
                     valid_until=now + 3600, host="h-1")
         return self.issue(**{**args, **kw})
 
+    def token(self, role: str, person: str | None = None) -> str:
+        """An API token made with `gatekeeper tokens add` (works while the daemon runs: SQLite locks)."""
+        r = gatekeeper("tokens", "add", "--config", str(self.config), "--person", person or f"p-{role}", "--role", role)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.extra['api_port']}"
+
+    def add_reader(self, **fields) -> None:
+        """One more [[readers]] entry (a camera, an OSDP reader...) appended to the config."""
+        body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
+        self.config.write_text(self.config.read_text() + "\n[[readers]]\n" + body)
+
+    def query(self, sql: str, *args):
+        """One row from the gate's database, read-only (the daemon may be writing)."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, args).fetchone()
+        finally:
+            conn.close()
+
+    def wait_api(self) -> None:
+        import httpx
+
+        def answers() -> bool:
+            try:
+                return httpx.get(self.api_url + "/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+        wait_until(answers, what="the API answering")
+
     def import_lines(self, items: list[dict]) -> subprocess.CompletedProcess:
         f = self.dir / f"import-{time.monotonic_ns()}.jsonl"
         f.write_text("".join(json.dumps(i) + "\n" for i in items))
@@ -206,8 +239,11 @@ public_key_file = "keys/central-1.pub"
 """
 
 
+ID_SECRET = "a-test-site-secret-of-32-bytes!!"
+
+
 def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", private_key=None,
-              mqtt_extra: str = "") -> Site:
+              mqtt_extra: str = "", api: bool = False, walkin: bool = False) -> Site:
     """A site folder. With `broker_port`, the gate talks to that broker; gates of one site share a key."""
     from edge.passes.keys import generate_keypair, public_pem
     d.mkdir(parents=True, exist_ok=True)
@@ -223,9 +259,17 @@ def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", 
     text = SITE_TOML.format(io_port=io_port, **ports).replace('gate = "gate-1"', f'gate = "{gate}"')
     if broker_port is not None:
         text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive_s = 5\nresync_retry_s = 5\n{mqtt_extra}\n'
+    extra = {}
+    if api:  # the local API on loopback (SPEC §4)
+        extra["api_port"] = free_port()
+        text += f"\n[api]\nport = {extra['api_port']}\n"
+    if walkin:  # P13: the site's ID secret; the gate makes its own signing key on first start
+        (d / "id.secret").write_text(ID_SECRET + "\n")
+        text += '\n[walkin]\nid_secret_file = "id.secret"\n'
     cfg.write_text(text)
     return Site(d, cfg, d / "gatekeeper.db", io_port,
-                {"main-in": ports["main_in"], "main-out": ports["main_out"], "office-in": ports["office_in"]}, private)
+                {"main-in": ports["main_in"], "main-out": ports["main_out"], "office-in": ports["office_in"]}, private,
+                extra)
 
 
 def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -2,64 +2,76 @@
 modes by role, bad bodies named by field."""
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from edge.procs import free_port
 from sitekit import gatekeeper, make_site, wait_until
 from test_e2e_gate import STAFF, staffed_gate
 
 pytestmark = pytest.mark.e2e
 
-ROUTES = [  # (method, path, body, least role)
-    ("GET", "/status", None, "guard"),
-    ("GET", "/events", None, "guard"),
-    ("GET", "/occupancy", None, "guard"),
-    ("POST", "/doors/main/open", {"reason": "delivery at the gate"}, "guard"),
-    ("POST", "/mode", {"mode": "lockdown", "scope": "gate", "reason": "drill"}, "guard"),
+GUARDS, SUPERVISOR, ANYONE = ("guard", "supervisor"), ("supervisor",), ("guard", "supervisor", "central")
+WALKIN = {"visitor": {"name": "Li Lei", "company": "Acme", "id_number": "11010519491231002X"},
+          "purpose": "meeting", "host": "h-1", "host_confirmation": "phone"}
+PERMIT = {"credential": "badge:0C0C0C0C", "holder": "c-1", "name": "Wang Wu", "company": "Build Co",
+          "areas": ["site/production"], "valid_until": "2099-01-01T00:00:00Z"}
+NO_VISIT, NO_PERMIT = "00112233445566ff", "pm-0000000000"
+ROUTES = [  # (method, path, body, roles allowed, what an allowed role gets): every route of SPEC §4
+    ("GET", "/session", None, ANYONE, 200),
+    ("GET", "/status", None, GUARDS, 200),
+    ("GET", "/events", None, GUARDS, 200),
+    ("GET", "/events/stream", None, GUARDS, 200),
+    ("GET", "/occupancy", None, GUARDS, 200),
+    ("GET", "/exits/held", None, GUARDS, 200),
+    ("POST", "/doors/main/open", {"reason": "delivery at the gate"}, GUARDS, 200),
+    ("POST", "/mode", {"mode": "lockdown", "scope": "gate", "reason": "drill"}, GUARDS, 200),
+    ("POST", "/visits", WALKIN, GUARDS, 201),
+    ("GET", "/visits", None, GUARDS, 200),
+    ("GET", f"/visits/{NO_VISIT}", None, GUARDS, 404),
+    ("GET", f"/visits/{NO_VISIT}/pass.png", None, GUARDS, 404),
+    ("POST", f"/visits/{NO_VISIT}/areas", {"areas": ["site"], "reason": "tour of the plant"}, SUPERVISOR, 404),
+    ("POST", "/visits/v-matrix/signoff", None, ("supervisor", "central"), 200),
+    ("POST", "/visits/v-none/release", {"reason": "host confirmed", "host_confirmed": True}, GUARDS, 404),
+    ("GET", "/permits", None, GUARDS, 200),
+    ("POST", "/permits", PERMIT, SUPERVISOR, 201),
+    ("POST", f"/permits/{NO_PERMIT}/renew", {"valid_until": "2099-02-01T00:00:00Z", "reason": "more work"},
+     SUPERVISOR, 404),
+    ("POST", f"/permits/{NO_PERMIT}/return", {}, SUPERVISOR, 404),
 ]
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, module_procs):
-    site = make_site(tmp_path_factory.mktemp("site"))
-    port = free_port()
-    site.config.write_text(site.config.read_text() + f"\n[api]\nport = {port}\n")
-    tokens = {}
-    for role in ("guard", "supervisor", "central"):
-        r = gatekeeper("tokens", "add", "--config", str(site.config), "--person", f"p-{role}", "--role", role)
-        assert r.returncode == 0, r.stderr
-        tokens[role] = r.stdout.strip().splitlines()[-1]
+    site = make_site(tmp_path_factory.mktemp("site"), api=True, walkin=True)
+    tokens = {role: site.token(role) for role in ("guard", "supervisor", "central")}
     g = staffed_gate(site, module_procs)
     g.daemon.wait_for("io module io1 ready", already=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    wait_until(lambda: _up(client), what="the API answering")
+    client = httpx.Client(base_url=site.api_url, timeout=10)
+    site.wait_api()
     yield g, client, tokens
     client.close()
     g.io.close()
 
 
-def _up(client) -> bool:
-    try:
-        return client.get("/health").status_code == 200
-    except httpx.TransportError:
-        return False
-
 
 def call(client, method, path, body=None, token=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if path == "/events/stream":  # a live feed never ends: its status line is the answer
+        with client.stream(method, path, headers=headers) as r:
+            return r
     return client.request(method, path, json=body, headers=headers)
 
 
-@pytest.mark.parametrize("method, path, body, least", ROUTES)
-def test_auth_matrix(api, method, path, body, least):
+@pytest.mark.parametrize("method, path, body, allowed, expect", ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
+def test_auth_matrix(api, method, path, body, allowed, expect):
     g, client, tokens = api
     assert call(client, method, path, body).status_code == 401
     assert call(client, method, path, body, "gk_not-a-token").status_code == 401
-    assert call(client, method, path, body, tokens["central"]).status_code == 403
-    for role in ("guard", "supervisor"):
+    for role in ("guard", "supervisor", "central"):
         r = call(client, method, path, body, tokens[role])
-        assert r.status_code == 200, (role, r.text)
+        assert r.status_code == (expect if role in allowed else 403), (role, r.status_code)
     if path == "/mode":  # leave the gate as found: only a supervisor ends a lockdown
         assert call(client, "POST", "/mode", {"mode": "normal", "reason": "drill over"},
                     tokens["guard"]).status_code == 403
@@ -67,9 +79,10 @@ def test_auth_matrix(api, method, path, body, least):
                     tokens["supervisor"]).status_code == 200
 
 
-def test_health_needs_no_token(api):
+@pytest.mark.parametrize("path", ["/health", "/metrics", "/", "/console/console.js"])
+def test_what_needs_no_token(api, path):
     _, client, _ = api
-    assert client.get("/health").json()["status"] == "ok"
+    assert client.get(path).status_code == 200
 
 
 def test_p20_a_guard_override_opens_the_door_once_and_is_journaled_with_person_and_reason(api):
@@ -96,6 +109,8 @@ def test_bad_input_is_named_and_changes_nothing(api):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "reason"
     r = call(client, "POST", "/doors/main/open", {"why": "x"}, tokens["guard"])
     assert r.status_code == 422
+    r = call(client, "GET", "/events?after_seq=14318061454857838002176", token=tokens["guard"])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "after_seq"]  # found by schemathesis
     r = call(client, "POST", "/doors/nowhere/open", {"reason": "no such door"}, tokens["guard"])
     assert r.status_code == 404
     r = call(client, "POST", "/mode", {"mode": "fire", "scope": "site", "reason": "alarm"}, tokens["supervisor"])
@@ -168,3 +183,51 @@ def test_p9_a_supervisors_signoff_lets_the_next_exit_through(api):
     assert call(client, "POST", "/visits/v-31/signoff", token=tokens["central"]).status_code == 200
     _, etype, data = g.scan("main-out", text)
     assert (etype, data["reason"]) == ("access.granted", "ok")
+
+
+def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_requested_with(api):
+    g, client, tokens = api
+    with httpx.Client(base_url=str(client.base_url), timeout=10) as browser:
+        assert browser.post("/session", json={"token": "gk_wrong"}).status_code == 401
+        r = browser.post("/session", json={"token": tokens["guard"]})
+        assert r.json() == {"person": "p-guard", "role": "guard"}
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and tokens["guard"].lower() not in cookie
+        assert browser.get("/status").status_code == 200
+        # a cross-site form could send the cookie, but not this header
+        assert browser.post("/doors/main/open", json={"reason": "forged by a page"}).status_code == 403
+        r = browser.post("/doors/main/open", json={"reason": "from the console"},
+                         headers={"X-Requested-With": "gatekeeper-console"})
+        assert r.status_code == 200
+        g.journal.next("override.opened", reason="from the console", person="p-guard")
+        browser.delete("/session")
+        assert browser.get("/status").status_code == 401
+
+
+def test_events_stream_delivers_a_denied_scan_live_and_resumes_from_last_event_id(api):
+    g, client, tokens = api
+    auth = {"Authorization": f"Bearer {tokens['guard']}"}
+    with client.stream("GET", "/events/stream", headers=auth) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        g.readers["main-in"].send("DEADBEEF77")  # an unknown badge
+        seen = None
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                seen = int(line[4:])
+            if line.startswith("data: ") and '"access.denied"' in line:
+                event = json.loads(line[6:])
+                break
+    assert event["data"]["credential_ref"] == "badge:DEADBEEF77" and event["seq"] == seen
+    with client.stream("GET", "/events/stream", headers={**auth, "Last-Event-ID": str(seen - 1)}) as r:
+        first = next(json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: "))
+    assert first["seq"] == seen
+
+
+def test_metrics_count_decisions_by_reason_and_show_devices(api):
+    g, client, _ = api
+    g.scan("main-in", "DEADBEEF78")
+    text = client.get("/metrics").text
+    assert 'gatekeeper_decisions_total{result="denied",reason="unknown_credential"}' in text
+    assert 'gatekeeper_decision_seconds_bucket{le="+Inf"}' in text
+    assert 'gatekeeper_device_up{device="io1"} 1' in text
+    assert 'gatekeeper_mode{mode="normal"} 1' in text

@@ -32,3 +32,12 @@ def test_hardware_benchmark_prints_its_table():
     for row in ("QR decode 640x480", "camera frame to coil", "OSDP card to decision", "serial badge to coil, Modbus TCP",
                 "RTU 9600 baud"):
         assert row in r.stdout
+
+
+def test_api_benchmark_prints_its_table():
+    r = subprocess.run([sys.executable, "bench/api.py", "--seconds", "2"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for row in ("API request", "API errors", "decision, no API load", "decision under API load",
+                "badge line to decision under API load"):
+        assert row in r.stdout

@@ -68,14 +68,7 @@ def test_a_pass_shown_to_the_gate_camera_opens_the_door_once(tmp_path, procs):
     cam = procs.start("camera", "-m", "simulators.camera", "--listen", f"127.0.0.1:{free_port()}", stdin=True)
     url = cam.wait_for("camera listening").split()[-1]
     site = make_site(tmp_path / "site")
-    site.config.write_text(site.config.read_text() + f'''
-[[readers]]
-name = "main-cam"
-type = "camera"
-source = "{url}"
-door = "main"
-direction = "in"
-''')
+    site.add_reader(name="main-cam", type="camera", source=url, door="main", direction="in")
     g = Gate(site, procs)
     g.start_hardware()
     g.start_daemon()

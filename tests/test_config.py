@@ -74,3 +74,14 @@ def test_an_api_beyond_loopback_without_tls_is_refused(tmp_path):
     site.config.write_text(site.config.read_text() + '\n[api]\nbind = "0.0.0.0"\nport = 8443\n')
     r = gatekeeper("run", "--config", str(site.config), "--check")
     assert r.returncode == 2 and "api" in r.stderr and "tls_cert_file" in r.stderr
+
+
+def test_p13_a_walkin_gate_without_its_site_secret_is_refused_at_check(tmp_path):
+    site = make_site(tmp_path / "site", walkin=True)
+    assert gatekeeper("run", "--config", str(site.config), "--check").returncode == 0
+    (site.dir / "id.secret").unlink()
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode != 0 and "walkin.id_secret_file: cannot read it" in r.stderr
+    (site.dir / "id.secret").write_text("short\n")
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode != 0 and "at least 16 bytes" in r.stderr

@@ -35,6 +35,8 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
     assert any("mode -> lockdown" in l for l in lines)
     assert any("visit.signed_off received over MQTT" in l for l in lines)
     assert any("0 missing, 0 out of order" in l for l in lines)  # the central simulator got every event
+    banner = next(l for l in lines if l.startswith("Guard console: http://127.0.0.1:"))
+    assert "sign in with the guard token gk_" in banner  # SPEC §1: the demo prints the console URL
     events = gatekeeper("events", "--config", str(tmp_path / "demo" / "site.toml"), "--verify")
     assert events.returncode == 0, events.stdout
     assert not processes_mentioning(str(tmp_path / "demo")), "the demo left a simulator or daemon running"

@@ -25,8 +25,8 @@ def broker(tmp_path):
     b.stop()
 
 
-def start_gate(tmp_path, procs, broker, name="gate-1", private_key=None, items=None, daemon=True) -> Gate:
-    site = make_site(tmp_path / name, broker_port=broker.port, gate=name, private_key=private_key)
+def start_gate(tmp_path, procs, broker, name="gate-1", private_key=None, items=None, daemon=True, **site_kw) -> Gate:
+    site = make_site(tmp_path / name, broker_port=broker.port, gate=name, private_key=private_key, **site_kw)
     items = items if items is not None else [
         {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]}]
     if items:
@@ -256,20 +256,12 @@ def test_p7_p8_presence_and_consumption_hold_across_the_gates_of_a_site(tmp_path
 
 
 def _presence(g: Gate, holder: str):
-    conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT area FROM presence WHERE holder=?", (holder,)).fetchone()
-        return row[0] if row else None
-    finally:
-        conn.close()
+    row = g.site.query("SELECT area FROM presence WHERE holder=?", holder)
+    return row[0] if row else None
 
 
 def _consumed(g: Gate, visit: str) -> bool:
-    conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT 1 FROM consumed WHERE visit=?", (visit,)).fetchone() is not None
-    finally:
-        conn.close()
+    return g.site.query("SELECT 1 FROM consumed WHERE visit=?", visit) is not None
 
 
 def test_p16_muster_is_published_on_request_and_retained(tmp_path, procs, broker):
@@ -357,3 +349,56 @@ def test_p9_signoff_from_the_central_simulator_releases_the_next_exit(tmp_path, 
     central.send("report")
     report = json.loads(central.wait_for("central report").split(" ", 2)[2])["gates"]["gate-1"]
     assert (report["gaps"], report["conflicts"], report["out_of_order"]) == (0, 0, 0)
+
+
+def test_p13_p4_p14_a_walkin_from_one_gate_works_at_another_and_the_gates_records_outlive_a_snapshot(
+        tmp_path, procs, broker):
+    import httpx
+    g1 = start_gate(tmp_path, procs, broker, "gate-1", api=True, walkin=True)
+    g2 = start_gate(tmp_path, procs, broker, "gate-2", private_key=g1.site.private_key)
+    central = Peer(broker.port, "acs/test/+/key")
+    guard, sup = g1.site.token("guard"), g1.site.token("supervisor")
+    api = httpx.Client(base_url=g1.site.api_url, timeout=10)
+    try:
+        central.wait(lambda m: [t for t, _, _ in m if t == "acs/test/gate-1/key"], what="gate-1's walk-in key")
+        late = Peer(broker.port, "acs/test/gate-1/key")  # a gate that joins later still gets it: retained
+        key = late.wait(lambda m: [json.loads(p) for _, p, r in m if r], what="the retained key")[0]
+        late.close()
+        assert key["kid"] == "gate-1-w" and key["scope"] == ["visitor"]
+        wait_until(lambda: _gate_key(g2, "gate-1-w"), what="gate-2 trusting gate-1's key")
+        body = {"visitor": {"name": "Li Lei", "company": "Acme", "id_number": "E12345678"}, "purpose": "audit",
+                "host": "h-1", "host_confirmation": "in_person", "areas": ["site/lobby"]}
+        v = api.post("/visits", json=body, headers={"Authorization": f"Bearer {guard}"}).json()
+        _, etype, _ = g2.scan("main-in", v["pass"])  # signed at gate-1, admitted at gate-2
+        assert etype == "access.granted"
+        r = api.post(f"/visits/{v['visit']}/areas", json={"areas": ["site"], "reason": "site tour"},
+                     headers={"Authorization": f"Bearer {sup}"})
+        assert r.status_code == 200
+        wait_until(lambda: _revoked(g2, v["credential_ref"]), what="gate-2 hearing of the replaced pass")
+        _, etype, data = g2.scan("office-in", v["pass"])
+        assert (etype, data["reason"]) == ("access.denied", "revoked")
+        permit = {"credential": "badge:0C0C0C0C", "holder": "c-1", "name": "Wang Wu", "company": "Build Co",
+                  "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
+        assert api.post("/permits", json=permit, headers={"Authorization": f"Bearer {sup}"}).status_code == 201
+        # the central system's snapshot knows neither the permit nor the amendment: both stay
+        central.publish("acs/test/gate-1/allowlist/snapshot", {
+            "version": 7, "chunk": 0, "chunks": 1, "upserts": [record(f"badge:{STAFF}", "h-1")], "revoke": [],
+            "blocklist": [], "keys": []})
+        wait_until(lambda: local_version(g1) == 7, what="the snapshot swapped in at gate-1")
+        _, etype, data = g1.scan("office-in", "0C0C0C0C")
+        assert (etype, data["category"]) == ("access.granted", "contractor")
+        _, etype, data = g1.scan("office-in", v["pass"])
+        assert (etype, data["reason"]) == ("access.denied", "revoked")
+        r = api.post("/visits", json={**body, "host": "h-1"}, headers={"Authorization": f"Bearer {guard}"})
+        assert r.status_code == 201  # the host is found in the swapped-in table (its holder index came along)
+    finally:
+        api.close()
+        central.close()
+
+
+def _gate_key(g: Gate, kid: str) -> bool:
+    return g.site.query("SELECT 1 FROM gate_keys WHERE kid=?", kid) is not None
+
+
+def _revoked(g: Gate, ref: str) -> bool:
+    return g.site.query("SELECT 1 FROM local_revocations WHERE ref=?", ref) is not None

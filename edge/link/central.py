@@ -16,7 +16,7 @@ from edge.config import GateConfig
 from edge.devices import DeviceBoard
 from edge.gate import Gate
 from edge.link.client import Incoming, MqttClient
-from edge.link.messages import BadMessage, PeerEvent, Signoff, SiteMode, parse
+from edge.link.messages import BadMessage, GateKey, PeerEvent, Signoff, SiteMode, parse
 from edge.link.outbox import Outbox
 from edge.link.sync import AllowlistSync
 from edge.model import Mode
@@ -52,6 +52,9 @@ class CentralLink:
         self.t_heartbeat = f"{root}/central/heartbeat"
         self.t_muster_req = f"{root}/{me}/muster/request"
         self.t_peers = f"{root}/+/events/#"
+        self.t_key = f"{root}/{me}/key"
+        self.t_keys = f"{root}/+/key"
+        self.own_key: tuple[str, str] | None = None  # (kid, public PEM) when this gate registers walk-ins
         self.base = base
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: MqttClient | None = None
@@ -68,7 +71,7 @@ class CentralLink:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         subs = [(self.t_changes, 1), (self.t_snapshot, 1), (self.t_signoff, 1), (self.t_mode, 1),
-                (self.t_heartbeat, 0), (self.t_muster_req, 1), (self.t_peers, 1)]
+                (self.t_heartbeat, 0), (self.t_muster_req, 1), (self.t_peers, 1), (self.t_keys, 1)]
         client_id = self.m.client_id or f"gatekeeper-{self.cfg.site.id}-{self.me}"
         self.client = MqttClient(self.m, self.base, client_id, self.t_status, loop, subs, self._on_message,
                                  self._on_published, self._on_state)
@@ -132,6 +135,10 @@ class CentralLink:
             log.info("broker %s:%d %s", self.m.host, self.m.port, why)
             self.board.up("broker")
             self._publish_status()
+            if self.own_key:  # P13: every gate of the site trusts our walk-in passes
+                kid, pem = self.own_key
+                self.client.publish(self.t_key, json.dumps({"kid": kid, "public_key": pem, "scope": ["visitor"]}),
+                                    qos=1, retain=True)
             self.kick.set()
         else:
             self.board.down("broker", f"{self.m.host}:{self.m.port} {why}")
@@ -204,6 +211,9 @@ class CentralLink:
                 self._heard()
             elif t == self.t_muster_req:
                 self.publish_muster()
+            elif t.startswith(f"{self.root}/") and t.endswith("/key") and t.count("/") == self.root.count("/") + 2:
+                if t != self.t_key:
+                    self._gate_key(t.split("/")[-2], parse(GateKey, msg.payload))
             elif t.startswith(f"{self.root}/") and "/events/" in t:
                 if not t.startswith(f"{self.source}/events/"):
                     self._peer_event(parse(PeerEvent, msg.payload))
@@ -251,6 +261,26 @@ class CentralLink:
         self.gate.set_mode(target, m.by or "central", m.reason or "site mode", scope="site")
         self.kick.set()
 
+    def _gate_key(self, gate: str, k: GateKey) -> None:
+        """Another gate's walk-in key. It never takes the kid of a key from the config or the central
+        system (that would let a gate sign as them), and it signs visitor passes only."""
+        from edge.passes.keys import load_public_pem
+        try:
+            load_public_pem(k.public_key.encode())
+        except ValueError as e:
+            raise BadMessage(f"public_key: {e}") from None
+        central = {r[0] for r in self.store.conn.execute("SELECT kid FROM keys")} | {x.kid for x in self.cfg.keys}
+        if k.kid in central or (self.own_key and k.kid == self.own_key[0]):
+            raise BadMessage(f"kid {k.kid!r} of gate {gate!r} is already the kid of another key")
+        row = self.store.conn.execute("SELECT public_key, gate FROM gate_keys WHERE kid=?", (k.kid,)).fetchone()
+        if row == (k.public_key, gate):
+            return
+        with self.store.tx() as c:
+            c.execute("INSERT OR REPLACE INTO gate_keys(kid, public_key, gate, at) VALUES(?,?,?,?)",
+                      (k.kid, k.public_key, gate, time.time()))
+        log.info("trusting gate %s's walk-in key %s (visitor passes only)", gate, k.kid)
+        self.reload_keys()
+
     def _peer_event(self, e: PeerEvent) -> None:
         """P7/P8 across the site: presence and consumed passes follow the other gates' events."""
         if not (e.type.startswith("access.") or e.type.startswith("visit.")):
@@ -272,6 +302,11 @@ class CentralLink:
             elif e.type == "visit.checked_out" and isinstance(d.get("visit"), str):
                 c.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (d["visit"], now))
                 self.store.consumed.add(d["visit"])
+            elif e.type == "visit.amended" and isinstance(d.get("revoked"), str) and d["revoked"].startswith("pass:"):
+                # P4: the pass a supervisor replaced at another gate is void here too
+                c.execute("INSERT OR IGNORE INTO local_revocations(ref, at, by) VALUES(?,?,?)",
+                          (d["revoked"], now, e.source))
+                self.store.revoked.add(d["revoked"])
             elif e.type == "visit.signed_off" and isinstance(d.get("visit"), str):
                 c.execute("INSERT OR IGNORE INTO signoffs(visit, host, at) VALUES(?,?,?)", (d["visit"], d.get("host"), now))
                 self.store.signoffs.add(d["visit"])

@@ -63,6 +63,14 @@ class SiteMode(_Msg):
     time: str | None = None
 
 
+class GateKey(_Msg):
+    """A peer gate's walk-in key (SPEC §2 `acs/{site}/{gate}/key`): it may sign visitor passes only."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+    public_key: Annotated[str, Field(max_length=4096)]
+    scope: list[Literal["visitor"]] = Field(min_length=1, max_length=1)
+
+
 class PeerEvent(_Msg):
     model_config = ConfigDict(extra="ignore", frozen=True)
     id: str

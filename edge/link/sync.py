@@ -230,6 +230,11 @@ class Worker:
                 c.execute(f"DROP TABLE IF EXISTS {t}")
             for ddl in STAGE_DDL:
                 c.execute(ddl)
+            # Walk-in registration finds the host by holder (P13). The index is built as rows arrive, so the
+            # swap stays a rename. Index names are per database and the live (and old) table keep theirs.
+            used = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+            name = next(f"credentials_holder_{x}" for x in "abcd" if f"credentials_holder_{x}" not in used)
+            c.execute(f"CREATE INDEX {name} ON stage_credentials(holder)")
 
     def _stage(self, chunk) -> None:
         from edge.store.allowlist import _UPSERT

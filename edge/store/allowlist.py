@@ -28,7 +28,11 @@ class ImportError_(GatekeeperError):
 
 
 def lookup_badge(store: Store, ref: str) -> Credential | None:
-    """P2: a badge exists only if the allow-list knows it."""
+    """P2: a badge exists only if the allow-list knows it, or a permit made at this gate (P14) names it.
+    The permit comes first: it is the newer word on a contractor's card (renewed here, not yet synced)."""
+    permit = store.permits.get(ref)
+    if permit is not None:
+        return permit
     r = store.conn.execute(_LOOKUP, (ref,)).fetchone()
     if r is None:
         return None

@@ -109,13 +109,16 @@ class Store:
         if v == self._version_seen and not force:
             return False
         c = self.conn
-        self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations")}
+        # revocations from the central system, and the gate's own (P4 amendments, returned permits)
+        self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations UNION SELECT ref FROM local_revocations")}
         self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
         # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
         self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
         self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")}
         self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")}
         self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
+        from edge.store.permits import active_permits  # P14: permits made here outlive any snapshot
+        self.permits = active_permits(c)
         self._version_seen = v
         return True
 

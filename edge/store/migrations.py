@@ -34,4 +34,25 @@ MIGRATIONS: list[str] = [
     CREATE TABLE tokens(id TEXT PRIMARY KEY, person TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
                         created REAL NOT NULL, revoked REAL) WITHOUT ROWID;
     """,
+    # 4: the gate's own records (P13 walk-ins, P14 permits, P4 amendments) and peer gates' walk-in keys.
+    # These are the gate's, not the allow-list's: a snapshot from the central system never replaces them.
+    """
+    CREATE INDEX credentials_holder_a ON credentials(holder);
+    CREATE TABLE visits(
+        id TEXT PRIMARY KEY, holder TEXT NOT NULL, pass TEXT NOT NULL, pass_ref TEXT NOT NULL,
+        name TEXT NOT NULL, company TEXT NOT NULL, purpose TEXT NOT NULL, host TEXT NOT NULL,
+        host_confirmation TEXT NOT NULL, id_hash TEXT NOT NULL, id_last4 TEXT NOT NULL, areas TEXT NOT NULL,
+        party INTEGER NOT NULL, valid_from REAL NOT NULL, valid_until REAL NOT NULL, guard TEXT NOT NULL,
+        created REAL NOT NULL, entered REAL, exited REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE local_revocations(ref TEXT PRIMARY KEY, at REAL NOT NULL, by TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE permits(
+        id TEXT PRIMARY KEY, credential TEXT NOT NULL, holder TEXT NOT NULL, name TEXT NOT NULL,
+        company TEXT NOT NULL, areas TEXT NOT NULL, valid_from REAL NOT NULL, valid_until REAL NOT NULL,
+        deposit REAL NOT NULL, currency TEXT NOT NULL, created REAL NOT NULL, created_by TEXT NOT NULL,
+        returned REAL, refunded REAL, returned_by TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX permits_credential ON permits(credential);
+    CREATE TABLE gate_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, gate TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
+    """,
 ]

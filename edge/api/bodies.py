@@ -1,0 +1,77 @@
+"""Request bodies of the local API: strict (unknown fields are refused) and bounded in every field."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from edge.config import AreaPath
+from edge.records import BADGE_REF, HolderId
+
+Reason = Annotated[str, Field(min_length=3, max_length=200, description="why: journaled with the person (P19)")]
+Text = Annotated[str, Field(min_length=1, max_length=100)]
+Areas = Annotated[list[AreaPath], Field(min_length=1, max_length=10)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionBody(Strict):
+    token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class OpenBody(Strict):
+    reason: Reason
+
+
+class ReleaseBody(Strict):
+    reason: Reason
+    host_confirmed: Literal[True] = Field(description="the guard phoned the host, who confirmed")
+
+
+class ModeBody(Strict):
+    mode: Literal["normal", "lockdown", "fire"]
+    scope: Literal["gate", "site"] = "gate"
+    reason: Reason
+
+
+class Visitor(Strict):
+    name: Text
+    company: Text
+    id_number: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{3,31}$",
+                                    description="the ID document number: hashed at once, only its last 4 kept")]
+
+
+class WalkinBody(Strict):
+    visitor: Visitor
+    purpose: Annotated[str, Field(min_length=1, max_length=200)]
+    host: HolderId
+    host_confirmation: Literal["phone", "in_person"]
+    areas: Areas | None = Field(None, description="narrower than the host's areas; absent = all of them")
+    party: int = Field(1, ge=1, le=50)
+
+
+class AmendBody(Strict):
+    areas: Areas
+    reason: Reason
+
+
+class PermitBody(Strict):
+    credential: Annotated[str, Field(pattern=BADGE_REF, description="the contractor's card")]
+    holder: HolderId
+    name: Text
+    company: Text
+    areas: Areas
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime
+    deposit: float | None = Field(None, ge=0, le=100_000, description="default: permits.deposit of the config")
+
+
+class RenewBody(Strict):
+    valid_until: AwareDatetime
+    reason: Reason
+
+
+class ReturnBody(Strict):
+    refunded: float | None = Field(None, ge=0, le=100_000, description="default: the whole deposit")

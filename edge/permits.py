@@ -1,0 +1,110 @@
+"""Contractor permits (P14): a supervisor makes, renews and takes back a contractor's card at the gate.
+
+A permit is the gate's own record, not the allow-list's, so a snapshot from the central system never
+removes it; each change is a `permit.changed` event carrying the allow-list record, which is how the
+central system learns of it.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+from edge.config import GateConfig
+from edge.records import BADGE_REF
+from edge.store.journal import rfc3339
+from edge.walkin import Refused
+
+BADGE = re.compile(BADGE_REF)
+
+
+class PermitDesk:
+    def __init__(self, cfg: GateConfig, gate):
+        self.cfg = cfg
+        self.gate = gate
+        self.store = gate.store
+        self.tree = set(cfg.areas.tree)
+
+    def create(self, *, credential: str, holder: str, name: str, company: str, areas: list[str],
+               valid_from: float | None, valid_until: float, deposit: float | None, by: str, now: float) -> dict:
+        if not BADGE.match(credential):
+            raise Refused(422, "credential", "a contractor's card: badge:<8-20 upper-case hex digits>")
+        for a in areas:
+            if a not in self.tree:
+                raise Refused(422, "areas", f"{a!r} is not an area of this site")
+        start = now if valid_from is None else valid_from
+        if valid_until <= max(start, now):
+            raise Refused(422, "valid_until", "must be in the future and after valid_from")
+        if credential in self.store.permits:
+            raise Refused(409, "credential", "this card already has a permit: renew it or take it back first")
+        pid = "pm-" + secrets.token_hex(5)
+        dep = self.cfg.permits.deposit if deposit is None else deposit
+        with self.store.tx() as c:
+            c.execute("INSERT INTO permits(id, credential, holder, name, company, areas, valid_from, valid_until,"
+                      " deposit, currency, created, created_by) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (pid, credential, holder, name, company, ",".join(areas), start, valid_until, dep,
+                       self.cfg.permits.currency, now, by))
+            c.execute("DELETE FROM local_revocations WHERE ref=?", (credential,))  # a card handed out again
+            self._changed(pid, "created", by, now)
+        return self.get(pid)
+
+    def renew(self, pid: str, valid_until: float, reason: str, by: str, now: float) -> dict:
+        """P14: renewal extends validity; an expired permit is void until this."""
+        p = self._active(pid)
+        if valid_until <= max(p["valid_until_epoch"], now):
+            raise Refused(422, "valid_until", "a renewal must end later than the permit does now, and in the future")
+        with self.store.tx() as c:
+            c.execute("UPDATE permits SET valid_until=? WHERE id=?", (valid_until, pid))
+            self._changed(pid, "renewed", by, now, reason=reason)
+        return self.get(pid)
+
+    def take_back(self, pid: str, refunded: float | None, by: str, now: float) -> dict:
+        """P14: the card comes back, the deposit is refunded (all of it unless said otherwise)."""
+        p = self._active(pid)
+        amount = p["deposit"] if refunded is None else refunded
+        if amount > p["deposit"]:
+            raise Refused(422, "refunded", f"more than the deposit of {p['deposit']} {p['currency']}")
+        with self.store.tx() as c:
+            c.execute("UPDATE permits SET returned=?, refunded=?, returned_by=? WHERE id=?", (now, amount, by, pid))
+            # the card opens nothing more, even if the allow-list still lists it
+            c.execute("INSERT OR REPLACE INTO local_revocations(ref, at, by) VALUES(?,?,?)", (p["credential"], now, by))
+            self._changed(pid, "returned", by, now)
+        return self.get(pid)
+
+    def _active(self, pid: str) -> dict:
+        p = self.get(pid)
+        if p is None:
+            raise Refused(404, None, f"no permit {pid!r}")
+        if p["returned"] is not None:
+            raise Refused(409, None, "the card was returned: make a new permit")
+        return p
+
+    def _changed(self, pid: str, action: str, by: str, now: float, **extra) -> None:
+        self.store.refresh(force=True)  # the decision's mirrors: permits and revocations
+        p = self.get(pid)
+        record = {"credential": p["credential"], "holder": p["holder"], "category": "contractor", "tier": None,
+                  "roles": [], "areas": p["areas"], "valid_from": p["valid_from"], "valid_until": p["valid_until"],
+                  "schedule": None, "party": 1, "host": None, "escort": False, "id_hash": None}
+        self.gate.journal.append("permit.changed", {
+            "permit": pid, "action": action, "credential_ref": p["credential"], "holder": p["holder"],
+            "deposit": p["deposit"], "currency": p["currency"], "refunded": p["refunded"], "by": by,
+            "record": record, **extra}, now)
+
+    def get(self, pid: str) -> dict | None:
+        cur = self.store.conn.execute("SELECT * FROM permits WHERE id=?", (pid,))
+        r = cur.fetchone()
+        return None if r is None else _view(dict(zip([d[0] for d in cur.description], r)))
+
+    def listing(self, include_returned: bool = False) -> list[dict]:
+        cur = self.store.conn.execute("SELECT * FROM permits" + ("" if include_returned else " WHERE returned IS NULL")
+                                      + " ORDER BY created DESC LIMIT 500")
+        names = [d[0] for d in cur.description]
+        return [_view(dict(zip(names, r))) for r in cur.fetchall()]
+
+
+def _view(r: dict) -> dict:
+    t = lambda v: rfc3339(v) if v is not None else None  # noqa: E731
+    return {"permit": r["id"], "credential": r["credential"], "holder": r["holder"], "name": r["name"],
+            "company": r["company"], "areas": r["areas"].split(","), "valid_from": t(r["valid_from"]),
+            "valid_until": t(r["valid_until"]), "valid_until_epoch": r["valid_until"], "deposit": r["deposit"],
+            "currency": r["currency"], "created": t(r["created"]), "created_by": r["created_by"],
+            "returned": t(r["returned"]), "refunded": r["refunded"], "returned_by": r["returned_by"]}

@@ -1,0 +1,123 @@
+"""The guard console in a real browser: Debian's chromium, driven by Playwright, against a running daemon
+with its simulators. Screenshots go to test-artifacts/console/ for a person to look at."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from sitekit import ROOT, make_site
+from edge.procs import free_port
+from test_e2e_gate import Gate
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = ROOT / "test-artifacts" / "console"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, module_procs):
+    cam = module_procs.start("camera", "-m", "simulators.camera", "--listen", f"127.0.0.1:{free_port()}", stdin=True)
+    url = cam.wait_for("camera listening").split()[-1]
+    s = make_site(tmp_path_factory.mktemp("site"), api=True, walkin=True)
+    s.add_reader(name="main-cam", type="camera", source=url, door="main", direction="in")
+    assert s.import_lines([{"credential": "badge:04A1B2C3", "holder": "h-1", "category": "staff",
+                            "areas": ["site/office"]}]).returncode == 0
+    g = Gate(s, module_procs)
+    g.start_hardware()
+    g.start_daemon()
+    yield g, cam, s.token("guard", "Wang Fang")
+    g.io.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert os.path.exists(CHROMIUM), "chromium is missing: run scripts/setup.sh (it installs Debian's chromium)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # as root, chromium's sandbox cannot start; the page is our own console on loopback
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        yield b
+        b.close()
+
+
+def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_walkin(site, browser, tmp_path):
+    g, cam, token = site
+    ctx = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    try:
+        page.goto(g.site.api_url)
+        expect(page.locator("#signin")).to_be_visible()
+        page.fill("#token", "gk_wrong")
+        page.click("#signin-form button")
+        expect(page.locator("#signin-error")).to_have_text("That token is not valid.")
+        page.fill("#token", token)
+        page.click("#signin-form button")
+        expect(page.locator("#console")).to_be_visible()
+        expect(page.locator("#who")).to_contain_text("Wang Fang · guard")
+        page.screenshot(path=SHOTS / "1-signed-in.png")
+
+        # a denied scan stands out in the live feed
+        g.readers["main-in"].send("DEADBEEF99")
+        denied = page.locator("#feed li.deny", has_text="badge:DEADBEEF99")
+        expect(denied).to_be_visible()
+        expect(denied).to_contain_text("unknown_credential")
+        page.screenshot(path=SHOTS / "2-denied-live.png")
+
+        # a visitor without the host's sign-off is held at the exit; the guard phones and releases
+        text = g.site.visitor_pass("h-40", visit="v-40")
+        g.scan("main-in", text)
+        g.scan("main-out", text)
+        held = page.locator('#held li[data-visit="v-40"]')
+        expect(held).to_be_visible()
+        page.screenshot(path=SHOTS / "3-held-exit.png")
+        held.locator(".release-reason").fill("host Zhang confirmed by phone")
+        held.locator(".host-confirmed").check()
+        held.locator(".release").click()
+        _, _, data = g.journal.next("exit.released", visit="v-40")
+        assert (data["person"], data["reason"]) == ("Wang Fang", "host Zhang confirmed by phone")
+        expect(held).to_have_count(0)
+
+        # a walk-in is registered and its printed QR opens the door at the camera
+        page.fill("#w-name", "Li Lei")
+        page.fill("#w-company", "Acme")
+        page.fill("#w-id", "110105-19491231-002X")
+        page.fill("#w-purpose", "delivery of samples")
+        page.fill("#w-host", "h-1")
+        page.select_option("#w-confirm", "phone")
+        page.click("#walkin-form button[type=submit]")
+        expect(page.locator("#printed")).to_be_visible()
+        expect(page.locator("#pass-areas")).to_have_text("site/office, site/lobby")
+        expect(page.locator("#pass-qr")).to_have_js_property("complete", True)
+        assert page.locator("#pass-qr").evaluate("img => img.naturalWidth") > 0  # the PNG loaded
+        page.screenshot(path=SHOTS / "4-walkin-printed.png", full_page=True)
+        page.emulate_media(media="print")
+        page.screenshot(path=SHOTS / "5-print-view.png")
+        page.emulate_media(media="screen")
+        visit = page.locator("#pass-visit").inner_text()
+        png = page.request.get(g.site.api_url + page.locator("#pass-qr").get_attribute("src"))  # with the cookie
+        assert png.ok and png.headers["content-type"] == "image/png"
+        printed = tmp_path / "printed-pass.png"
+        printed.write_bytes(png.body())
+        cam.send(f"image {printed}")
+        _, etype, data = g.journal.next(("access.granted", "access.denied"), reader="main-cam")
+        assert (etype, data["credential_ref"]) == ("access.granted", f"pass:{visit}")
+        expect(page.locator("#feed li", has_text=data["holder"]).first).to_be_visible()
+    finally:
+        ctx.close()
+
+
+def test_the_console_speaks_chinese_to_a_chinese_browser(site, browser):
+    g, _, _ = site
+    ctx = browser.new_context(locale="zh-CN")
+    page = ctx.new_page()
+    try:
+        page.goto(g.site.api_url)
+        expect(page.locator("#signin h2")).to_have_text("登录")
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        page.screenshot(path=SHOTS / "6-zh-CN-sign-in.png")
+    finally:
+        ctx.close()
