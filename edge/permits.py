@@ -49,8 +49,9 @@ class PermitDesk:
 
     def renew(self, pid: str, valid_until: float, reason: str, by: str, now: float) -> dict:
         """P14: renewal extends validity; an expired permit is void until this."""
-        p = self._active(pid)
-        if valid_until <= max(p["valid_until_epoch"], now):
+        self._active(pid)
+        current = self.store.conn.execute("SELECT valid_until FROM permits WHERE id=?", (pid,)).fetchone()[0]
+        if valid_until <= max(current, now):
             raise Refused(422, "valid_until", "a renewal must end later than the permit does now, and in the future")
         with self.store.tx() as c:
             c.execute("UPDATE permits SET valid_until=? WHERE id=?", (valid_until, pid))
@@ -105,6 +106,6 @@ def _view(r: dict) -> dict:
     t = lambda v: rfc3339(v) if v is not None else None  # noqa: E731
     return {"permit": r["id"], "credential": r["credential"], "holder": r["holder"], "name": r["name"],
             "company": r["company"], "areas": r["areas"].split(","), "valid_from": t(r["valid_from"]),
-            "valid_until": t(r["valid_until"]), "valid_until_epoch": r["valid_until"], "deposit": r["deposit"],
+            "valid_until": t(r["valid_until"]), "deposit": r["deposit"],
             "currency": r["currency"], "created": t(r["created"]), "created_by": r["created_by"],
             "returned": t(r["returned"]), "refunded": r["refunded"], "returned_by": r["returned_by"]}

@@ -202,6 +202,15 @@ def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_request
         g.journal.next("override.opened", reason="from the console", person="p-guard")
         browser.delete("/session")
         assert browser.get("/status").status_code == 401
+    # revoking a token ends the console sessions made from it at once
+    temp = g.site.token("guard", "p-leaver")
+    with httpx.Client(base_url=str(client.base_url), timeout=10) as browser:
+        assert browser.post("/session", json={"token": temp}).status_code == 200
+        assert browser.get("/status").status_code == 200
+        tid = next(line.split()[0] for line in gatekeeper("tokens", "list", "--config", str(g.site.config)).stdout
+                   .splitlines() if "p-leaver" in line)
+        assert gatekeeper("tokens", "revoke", "--config", str(g.site.config), tid).returncode == 0
+        assert browser.get("/status").status_code == 401
 
 
 def test_events_stream_delivers_a_denied_scan_live_and_resumes_from_last_event_id(api):

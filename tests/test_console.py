@@ -106,6 +106,8 @@ def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_w
         _, etype, data = g.journal.next(("access.granted", "access.denied"), reader="main-cam")
         assert (etype, data["credential_ref"]) == ("access.granted", f"pass:{visit}")
         expect(page.locator("#feed li", has_text=data["holder"]).first).to_be_visible()
+        page.set_viewport_size({"width": 768, "height": 1024})  # the tablet at the gate, upright
+        page.screenshot(path=SHOTS / "6-tablet.png", full_page=True)
     finally:
         ctx.close()
 
@@ -118,6 +120,6 @@ def test_the_console_speaks_chinese_to_a_chinese_browser(site, browser):
         page.goto(g.site.api_url)
         expect(page.locator("#signin h2")).to_have_text("登录")
         expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-        page.screenshot(path=SHOTS / "6-zh-CN-sign-in.png")
+        page.screenshot(path=SHOTS / "7-zh-CN-sign-in.png")
     finally:
         ctx.close()

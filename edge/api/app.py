@@ -11,6 +11,8 @@ database connection or the gate's state; anything slow (drawing a QR) goes to a 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from collections import defaultdict, deque
 from pathlib import Path as FilePath
@@ -27,6 +29,8 @@ from edge.api.tokens import Caller
 from edge.model import Mode
 from edge.store.journal import rfc3339
 from edge.walkin import Refused
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 OVERRIDES_PER_MINUTE = 6  # per person and door (P20: rate-limited)
@@ -80,6 +84,13 @@ def create_app(d) -> FastAPI:
         return dep
 
     guard, supervisor = role("guard"), role("supervisor")
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_refused(request: Request, exc: sqlite3.Error):
+        # a full disk or a locked file: the transaction rolled back, so nothing of the request was applied
+        log.error("%s %s: the database refused the change: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"the gate's database refused the change ({exc}); nothing was applied, "
+                                       "try again"}, status_code=503)
 
     def kick() -> None:
         if d.link:

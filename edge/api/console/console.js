@@ -97,8 +97,16 @@
     feed.prepend(li);
     while (feed.children.length > FEED_MAX) feed.lastChild.remove();
     if (e.type === "mode.changed") showMode(d.mode);
-    if (e.type.startsWith("exit.") || e.type === "visit.checked_out" || e.type === "visit.signed_off") refreshHeld();
-    if (e.type === "access.granted" || e.type === "access.passage" || e.type === "exit.released") refreshMuster();
+    if (e.type.startsWith("exit.") || e.type === "visit.checked_out" || e.type === "visit.signed_off") soon(refreshHeld);
+    if (e.type === "access.granted" || e.type === "access.passage" || e.type === "exit.released") soon(refreshMuster);
+  }
+
+  // a busy gate sends many events a second: each list is fetched again at most every half second
+  const pending = new Set();
+  function soon(fn) {
+    if (pending.has(fn)) return;
+    pending.add(fn);
+    setTimeout(() => { pending.delete(fn); fn().catch(() => {}); }, 500);
   }
 
   function describe(type, d) {
