@@ -394,6 +394,7 @@ class Gate:
                 self.store.set_meta("mode", mode.value)
                 self.store.set_meta("mode_by", by)
                 self.store.set_meta("mode_at", repr(now))
+                self.store.set_meta("mode_scope", scope)
                 return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
                                                             "by": by, "reason": reason, "scope": scope}, now)
         log.warning("mode %s by %s: %s", mode.value, by, reason)

@@ -29,7 +29,7 @@ def site(tmp_path_factory, module_procs):
     g = Gate(s, module_procs)
     g.start_hardware()
     g.start_daemon()
-    yield g, cam, s.token("guard", "Wang Fang")
+    yield g, cam, s.token("guard", "Wang Fang"), s.token("supervisor", "Zhao Min")
     g.io.close()
 
 
@@ -45,7 +45,7 @@ def browser():
 
 
 def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_walkin(site, browser, tmp_path):
-    g, cam, token = site
+    g, cam, token, _ = site
     ctx = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     try:
@@ -112,8 +112,44 @@ def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_w
         ctx.close()
 
 
+def sign_in(browser, g, token):
+    ctx = browser.new_context(locale="en-US", viewport={"width": 1024, "height": 768})
+    page = ctx.new_page()
+    page.goto(g.site.api_url)
+    page.fill("#token", token)
+    page.click("#signin-form button")
+    expect(page.locator("#console")).to_be_visible()
+    return ctx, page
+
+
+def test_p20_p15_a_guard_opens_a_door_and_locks_the_site_down_which_only_a_supervisor_ends(site, browser):
+    g, _, guard, supervisor = site
+    ctx, page = sign_in(browser, g, guard)
+    ctx2 = None
+    try:
+        page.select_option("#open-door", "office")
+        page.fill("#open-reason", "courier for the office")
+        page.click("#open-form button")
+        expect(page.locator("#doors-msg")).to_have_text("office: Opened")
+        _, _, data = g.journal.next("override.opened", reason="courier for the office")
+        assert (data["door"], data["person"]) == ("office", "Wang Fang")
+        expect(page.locator("#lockdown-end")).to_be_hidden()  # a guard starts a lockdown, never ends one
+        page.click("#lockdown-site")
+        expect(page.locator("#mode")).to_have_text("LOCKDOWN")
+        g.journal.next("mode.changed", mode="lockdown", scope="site", by="Wang Fang")
+        page.screenshot(path=SHOTS / "8-lockdown.png")
+        ctx2, boss = sign_in(browser, g, supervisor)
+        boss.click("#lockdown-end")
+        g.journal.next("mode.changed", mode="normal", scope="site", by="Zhao Min")
+        expect(page.locator("#mode")).to_have_text("Normal")  # the guard's console follows the live feed
+    finally:
+        ctx.close()
+        if ctx2:
+            ctx2.close()
+
+
 def test_the_console_speaks_chinese_to_a_chinese_browser(site, browser):
-    g, _, _ = site
+    g, _, _, _ = site
     ctx = browser.new_context(locale="zh-CN")
     page = ctx.new_page()
     try:

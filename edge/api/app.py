@@ -130,7 +130,8 @@ def create_app(d) -> FastAPI:
 
     @app.get("/status", tags=["status"])
     async def status(who: Caller = Depends(guard)):
-        return {"mode": d.gate.mode.value, "devices": {n: h.value for n, h in d.board.health.items()},
+        return {"mode": d.gate.mode.value, "mode_scope": d.store.meta("mode_scope", "gate"),
+                "devices": {n: h.value for n, h in d.board.health.items()},
                 "allowlist_version": int(d.store.meta("allowlist_version", "0")),
                 "outbox_depth": d.link.outbox.depth if d.link else None,
                 "fail_modes": {door.name: door.fail_mode for door in d.cfg.doors},

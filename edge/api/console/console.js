@@ -12,6 +12,7 @@
   let me = null;
   let source = null;
   let musterTimer = null;
+  let modeScope = "gate";  // a site-wide lockdown is ended site-wide
 
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
@@ -59,6 +60,7 @@
     const sel = $("open-door");
     sel.replaceChildren(...me.doors.map((d) => new Option(d, d)));
     const status = await api("GET", "/status");
+    modeScope = status.mode_scope;
     showMode(status.mode);
     connectFeed(Math.max(0, status.last_seq - 30));
     refreshHeld();
@@ -96,7 +98,7 @@
     const feed = $("feed");
     feed.prepend(li);
     while (feed.children.length > FEED_MAX) feed.lastChild.remove();
-    if (e.type === "mode.changed") showMode(d.mode);
+    if (e.type === "mode.changed") { showMode(d.mode); modeScope = d.scope || "gate"; }
     if (e.type.startsWith("exit.") || e.type === "visit.checked_out" || e.type === "visit.signed_off") soon(refreshHeld);
     if (e.type === "access.granted" || e.type === "access.passage" || e.type === "exit.released") soon(refreshMuster);
   }
@@ -199,7 +201,7 @@
   }
   $("lockdown-gate").addEventListener("click", () => setMode("lockdown", "gate", t("lockdown_reason")));
   $("lockdown-site").addEventListener("click", () => setMode("lockdown", "site", t("lockdown_reason")));
-  $("lockdown-end").addEventListener("click", () => setMode("normal", "gate", t("lockdown_end_reason")));
+  $("lockdown-end").addEventListener("click", () => setMode("normal", modeScope, t("lockdown_end_reason")));
 
   $("walkin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
