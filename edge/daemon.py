@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -193,9 +194,18 @@ class Daemon:
             cutoff = time.time() - self.cfg.storage.retention_days * 86400
             # never prune what the broker has not acknowledged yet: the journal is the outbox
             keep_from = self.link.outbox.acked + 1 if self.link else None
-            n = self.gate.journal.prune(cutoff, keep_from)
+            try:
+                n = self.gate.journal.prune(cutoff, keep_from)
+                # P19: visitors' and contractors' records (names, companies) are kept no longer than the journal
+                with self.store.tx() as c:
+                    n += c.execute("DELETE FROM visits WHERE valid_until < ?", (cutoff,)).rowcount
+                    n += c.execute("DELETE FROM permits WHERE returned < ?", (cutoff,)).rowcount
+            except sqlite3.Error as e:  # a full disk: pruning waits for the next round
+                log.warning("retention: the database refused the pruning: %s", e)
+                n = 0
             if n:
-                log.info("pruned %d journal entries older than %d days", n, self.cfg.storage.retention_days)
+                log.info("pruned %d journal entries and records older than %d days", n,
+                         self.cfg.storage.retention_days)
             await asyncio.sleep(3600)
 
     async def _expire_passages(self) -> None:

@@ -240,3 +240,13 @@ def test_metrics_count_decisions_by_reason_and_show_devices(api):
     assert 'gatekeeper_decision_seconds_bucket{le="+Inf"}' in text
     assert 'gatekeeper_device_up{device="io1"} 1' in text
     assert 'gatekeeper_mode{mode="normal"} 1' in text
+
+
+def test_health_says_degraded_while_a_device_is_down(api):
+    g, client, _ = api
+    assert client.get("/health").json()["status"] == "ok"
+    g.door_io.send("mute")  # the I/O module stops answering
+    wait_until(lambda: client.get("/health").json()["devices_down"] == ["io1"], what="io1 reported down")
+    assert client.get("/health").json()["status"] == "degraded"
+    g.door_io.send("unmute")
+    wait_until(lambda: client.get("/health").json()["status"] == "ok", what="io1 back")

@@ -122,7 +122,12 @@ def create_app(d) -> FastAPI:
     # -- reading ----------------------------------------------------------------------------------
     @app.get("/health", tags=["status"])
     async def health():
-        return {"status": "ok", "mode": d.gate.mode.value}
+        """Liveness (it answers) and readiness: `degraded` while a device is down or the database holds
+        writes back (SPEC §6: decisions go on, their events wait in memory)."""
+        held = len(d.gate.holdback.held)
+        down = sorted(n for n, h in d.board.health.items() if h.value == "down")
+        return {"status": "degraded" if held or down else "ok", "mode": d.gate.mode.value,
+                "database": f"holding {held} writes" if held else "writable", "devices_down": down}
 
     @app.get("/metrics", tags=["status"], response_class=PlainTextResponse)
     async def metrics():
