@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 import shutil
+import signal
 import sqlite3
 import sys
 import time
@@ -25,6 +26,8 @@ BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0F
 
 def run_demo(state: str, *, story_only: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # the story is the output; the daemon logs to its own stream
+    # `kill`, systemd or a CI timeout stop the demo with SIGTERM: the simulators and the daemon go with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     state_dir = Path(state).resolve()
     broker = None
     if shutil.which("mosquitto"):  # the central link joins the demo when a local broker can run

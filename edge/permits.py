@@ -12,7 +12,7 @@ import secrets
 from edge.config import GateConfig
 from edge.records import BADGE_REF
 from edge.store.journal import rfc3339
-from edge.walkin import Refused
+from edge.errors import Refused
 
 BADGE = re.compile(BADGE_REF)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 from datetime import datetime, timedelta
@@ -18,26 +17,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.areas import is_within
-from edge.config import GateConfig, resolve
-from edge.errors import GatekeeperError
+from edge.config import ConfigError, GateConfig, resolve
+from edge.errors import Refused
 from edge.passes.codec import issue_pass
-from edge.passes.keys import load_private_pem, public_pem
+from edge.passes.keys import load_private_pem, new_private_key, public_pem
 from edge.store.journal import rfc3339
 
 log = logging.getLogger(__name__)
 
 _ID_CLEAN = re.compile(r"[\s-]")
-
-
-class Refused(GatekeeperError):
-    """A request the desk will not carry out: HTTP status, the field at fault, and why."""
-
-    def __init__(self, status: int, field: str | None, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.field = field
-        self.message = message
-        self.reason = reason
 
 
 def id_hash(secret: bytes, number: str) -> str:
@@ -51,15 +39,8 @@ def load_or_make_key(path: Path) -> Ed25519PrivateKey:
         return load_private_pem(path.read_bytes())
     except FileNotFoundError:
         pass
-    from cryptography.hazmat.primitives import serialization
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+    key = new_private_key(path)
     log.info("made the gate's walk-in signing key %s", path)
     return key
 
@@ -76,9 +57,12 @@ class Desk:
         self.kid = w.kid or f"{cfg.site.gate}-w"[:16]
         key_path = resolve(base, w.signing_key_file) if w.signing_key_file else \
             resolve(base, cfg.storage.path).parent / "walkin.key"
-        self.key = load_or_make_key(key_path)
+        try:
+            self.key = load_or_make_key(key_path)
+            self.secret = resolve(base, w.id_secret_file).read_bytes().strip()
+        except (OSError, ValueError) as e:  # a damaged key file or a secret gone since the check: say which
+            raise ConfigError([f"walkin: {key_path} or {w.id_secret_file}: {e}"]) from None
         self.public_pem = public_pem(self.key.public_key()).decode()
-        self.secret = resolve(base, w.id_secret_file).read_bytes().strip()
         self.max_party = w.max_party
         self.tree = set(cfg.areas.tree)
 

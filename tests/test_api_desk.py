@@ -18,7 +18,8 @@ from edge.gate import Gate as InProcessGate
 from edge.keyring import build_keyring
 from edge.permits import PermitDesk
 from edge.store import Store
-from edge.walkin import Desk, Refused, id_hash
+from edge.errors import Refused
+from edge.walkin import Desk, id_hash
 from sitekit import ID_SECRET, make_site
 from test_e2e_gate import Gate
 

@@ -85,3 +85,10 @@ def test_p13_a_walkin_gate_without_its_site_secret_is_refused_at_check(tmp_path)
     (site.dir / "id.secret").write_text("short\n")
     r = gatekeeper("run", "--config", str(site.config), "--check")
     assert r.returncode != 0 and "at least 16 bytes" in r.stderr
+
+
+def test_p13_a_damaged_walkin_key_stops_the_daemon_naming_the_file(tmp_path):
+    site = make_site(tmp_path / "site", walkin=True)
+    (site.dir / "walkin.key").write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    r = gatekeeper("run", "--config", str(site.config), timeout=60)
+    assert r.returncode == 2 and "walkin.key" in r.stderr and "Traceback" not in r.stderr

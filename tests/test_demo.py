@@ -53,3 +53,16 @@ def processes_mentioning(text: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_the_demo_serves_the_console_and_a_sigterm_stops_everything_it_started(tmp_path, procs):
+    import signal
+
+    import httpx
+    state = tmp_path / "live"
+    demo = procs.start("demo", "-m", "edge.cli", "demo", "--state", str(state), stdin=True)
+    url = demo.wait_for("Guard console: http://", timeout=90).split()[2]
+    assert httpx.get(url, timeout=5).status_code == 200
+    os.kill(demo.p.pid, signal.SIGTERM)  # the demo alone, as systemd or `kill` would
+    assert demo.p.wait(30) == 0
+    assert not processes_mentioning(str(state)), "the demo left a simulator or daemon running"

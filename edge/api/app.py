@@ -28,7 +28,7 @@ from edge.api.bodies import (
 from edge.api.tokens import Caller
 from edge.model import Mode
 from edge.store.journal import rfc3339
-from edge.walkin import Refused
+from edge.errors import Refused
 
 log = logging.getLogger(__name__)
 

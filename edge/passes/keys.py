@@ -105,13 +105,19 @@ def generate_keypair(kid: str, out_dir: Path | str) -> Ed25519PrivateKey:
     check_kid(kid)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    private = new_private_key(out / f"{kid}.key")
+    (out / f"{kid}.pub").write_bytes(public_pem(private.public_key()))
+    return private
+
+
+def new_private_key(path: Path) -> Ed25519PrivateKey:
+    """A new key written to `path` (PKCS#8 PEM): 0600 from its first moment, never over an existing file."""
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    fd = os.open(out / f"{kid}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
         f.flush()
         os.fsync(f.fileno())
-    (out / f"{kid}.pub").write_bytes(public_pem(private.public_key()))
     return private
