@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # mosquitto: the MQTT broker the tests and the demo start themselves (no service is enabled)
 # libzbar0: QR decoding from camera frames (pyzbar)
 # chromium: the browser the console's tests drive (Playwright launches it by its path; no browser download)
-APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0 chromium)
+# fonts-wqy-microhei: Chinese glyphs, so the zh-CN console renders in that browser and its screenshots
+APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0 chromium fonts-wqy-microhei)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -45,6 +45,7 @@
     clearInterval(musterTimer);
     $("console").hidden = true;
     $("signout").hidden = true;
+    $("mode").hidden = true;
     $("signin").hidden = false;
     $("who").textContent = "";
   }
@@ -72,6 +73,7 @@
     const el = $("mode");
     el.textContent = t("mode_" + mode);
     el.className = "mode " + mode;
+    el.hidden = false;
   }
 
   function connectFeed(after) {
