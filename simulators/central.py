@@ -5,7 +5,8 @@
 
 Holds an allow-list (records, revocations, blocklist, trusted keys, one version), answers every gate's
 `resync` with a chunked snapshot, sends change batches, sign-offs, modes and heartbeats, and checks the
-events the gates send (duplicates, gaps, order) against the envelope rules. It imports nothing from `edge`:
+events the gates send (duplicates, gaps, order) against the envelope rules. A contractor's permit made at a
+gate (`permit.changed`) joins its allow-list and goes out to every gate in a batch (P14). It imports nothing from `edge`:
 it is an independent peer, so it checks the gate against the spec, not against shared code.
 
 Prints `central ready` once connected and subscribed. Stdin commands, one a line, each answered by one
@@ -420,7 +421,10 @@ class Central:
     def _event(self, gate: str, payload: bytes) -> None:
         with self.stats_lock:
             g = self.gates.setdefault(gate, GateEvents())
+            before = g.duplicates + g.conflicts
             ev = g.add(payload)
+            if ev is not None and ev.get("type") == "permit.changed" and g.duplicates + g.conflicts == before:
+                self.jobs.put(("permit", gate, ev.get("data")))  # adopted on the command thread, like a resync
             if ev is not None and self.events_out:
                 self.events_out.write(compact(ev) + "\n")
                 self.events_out.flush()  # tests read the file while we run
@@ -448,6 +452,16 @@ class Central:
             say(f"dropped batch {span}")
             return
         self.publish(f"{self.base}/allowlist/changes", compact(b), then=lambda: say(f"batch {span}"))
+
+    def adopt_permit(self, gate: str, data) -> None:
+        """P14: a permit a supervisor made at a gate joins the central allow-list, so every gate of the site
+        learns the contractor's card with the next batch; a returned card leaves it."""
+        record = data.get("record") if isinstance(data, dict) else None
+        if not (isinstance(record, dict) and isinstance(record.get("credential"), str)):
+            raise BadInput(f"permit.changed from {gate} without an allow-list record")
+        item = ("delete", record["credential"]) if data.get("action") == "returned" else ("upsert", record)
+        say(f"permit {data.get('permit')} {data.get('action')} at {gate}")
+        self.send_batch([item])
 
     def send_snapshot(self, gate: str) -> None:
         chunks = self.state.snapshot_chunks(self.args.chunk_bytes)
@@ -589,6 +603,8 @@ class Central:
             try:
                 if job[0] == "line":
                     self.command(job[1])
+                elif job[0] == "permit":
+                    self.adopt_permit(job[1], job[2])
                 else:
                     self.resync(job[1], job[2])
             except BadInput as e:

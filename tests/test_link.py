@@ -402,3 +402,25 @@ def _gate_key(g: Gate, kid: str) -> bool:
 
 def _revoked(g: Gate, ref: str) -> bool:
     return g.site.query("SELECT 1 FROM local_revocations WHERE ref=?", ref) is not None
+
+
+def test_p14_a_permit_made_at_one_gate_reaches_every_gate_through_the_central_system(tmp_path, procs, broker):
+    import httpx
+    central = start_central(procs, broker)
+    g1 = start_gate(tmp_path, procs, broker, "gate-1", api=True)
+    g2 = start_gate(tmp_path, procs, broker, "gate-2", private_key=g1.site.private_key)
+    sup = {"Authorization": f"Bearer {g1.site.token('supervisor')}"}
+    permit = {"credential": "badge:0C0C0C0D", "holder": "c-2", "name": "Wang Wu", "company": "Build Co",
+              "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
+    with httpx.Client(base_url=g1.site.api_url, timeout=10) as api:
+        p = api.post("/permits", json=permit, headers=sup).json()
+        central.wait_for(f"central permit {p['permit']} created at gate-1")
+        central.wait_for("central batch 0->1")
+        wait_until(lambda: local_version(g2) == 1, what="gate-2 applying the central's batch")
+        _, etype, data = g2.scan("office-in", "0C0C0C0D")
+        assert (etype, data["holder"], data["category"]) == ("access.granted", "c-2", "contractor")
+        api.post(f"/permits/{p['permit']}/return", json={}, headers=sup)
+        central.wait_for("central batch 1->2")
+        wait_until(lambda: local_version(g2) == 2, what="gate-2 hearing the card came back")
+        _, etype, data = g2.scan("office-in", "0C0C0C0D")
+        assert (etype, data["reason"]) == ("access.denied", "unknown_credential")
