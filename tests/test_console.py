@@ -73,6 +73,7 @@ def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_w
         g.scan("main-out", text)
         held = page.locator('#held li[data-visit="v-40"]')
         expect(held).to_be_visible()
+        expect(page).to_have_title("(1) Held exits · Gatekeeper")
         page.screenshot(path=SHOTS / "3-held-exit.png")
         held.locator(".release-reason").fill("host Zhang confirmed by phone")
         held.locator(".host-confirmed").check()
@@ -80,6 +81,7 @@ def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_w
         _, _, data = g.journal.next("exit.released", visit="v-40")
         assert (data["person"], data["reason"]) == ("Wang Fang", "host Zhang confirmed by phone")
         expect(held).to_have_count(0)
+        expect(page).to_have_title("Gatekeeper")
 
         # a walk-in is registered and its printed QR opens the door at the camera
         page.fill("#w-name", "Li Lei")

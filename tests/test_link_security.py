@@ -1,10 +1,11 @@
-"""Broker security: a password and mutual TLS are enough to connect; without them the gate is refused,
-says so once (device.fault), and keeps deciding."""
+"""Transport security: the broker with a password and mutual TLS (without them the gate is refused,
+says so once with device.fault, and keeps deciding); the local API over TLS beyond loopback."""
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import json
+import ssl
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from simulators.mosquitto import Broker
-from sitekit import JournalWatch, make_site
+from sitekit import JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = pytest.mark.e2e
@@ -109,3 +110,30 @@ def test_a_wrong_password_is_one_fault_and_the_gate_keeps_deciding(tmp_path, pro
         g.io.close()
     finally:
         broker.stop()
+
+
+def test_the_api_beyond_loopback_is_served_over_tls_and_its_session_cookie_is_secure(tmp_path, procs, pki):
+    import httpx
+    from test_e2e_gate import staffed_gate
+    site = make_site(tmp_path / "site", api=True)
+    port = site.extra["api_port"]
+    site.config.write_text(site.config.read_text().replace(
+        f"[api]\nport = {port}\n",
+        f'[api]\nbind = "0.0.0.0"\nport = {port}\ntls_cert_file = "{pki["server"]}"\ntls_key_file = "{pki["server_key"]}"\n'))
+    token = site.token("guard")
+    staffed_gate(site, procs)
+    url = f"https://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url, pki["ca"]), what="the API over TLS")
+    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=pki["ca"]), timeout=10) as client:
+        r = client.post("/session", json={"token": token})
+        assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    with pytest.raises(httpx.TransportError):  # no plain HTTP on that port
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+def _answers(url: str, ca) -> bool:
+    import httpx
+    try:
+        return httpx.get(url + "/health", verify=ssl.create_default_context(cafile=ca), timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -122,6 +122,8 @@
   async function refreshHeld() {
     const held = await api("GET", "/exits/held");
     $("held-empty").hidden = held.length > 0;
+    // a guard who looks away still sees, from the tab or the home screen, that someone waits at the exit
+    document.title = held.length ? `(${held.length}) ${t("held_exits")} · ${t("title")}` : t("title");
     $("held").replaceChildren(...held.map(heldItem));
   }
 
