@@ -63,6 +63,30 @@ def test_the_demo_serves_the_console_and_a_sigterm_stops_everything_it_started(t
     demo = procs.start("demo", "-m", "edge.cli", "demo", "--state", str(state), stdin=True)
     url = demo.wait_for("Guard console: http://", timeout=90).split()[2]
     assert httpx.get(url, timeout=5).status_code == 200
+    started = children_of(demo.p.pid)  # broker, central, simulators, daemon: each in its own session
+    assert len(started) >= 5
     os.kill(demo.p.pid, signal.SIGTERM)  # the demo alone, as systemd or `kill` would
     assert demo.p.wait(30) == 0
-    assert not processes_mentioning(str(state)), "the demo left a simulator or daemon running"
+    alive = [pid for pid in started if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+    assert not alive and not processes_mentioning(str(state)), "the demo left a simulator or daemon running"
+
+
+def children_of(ppid: int) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                        found.append(int(pid))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
