@@ -185,7 +185,7 @@ class Gate:
                         Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
                 else:
                     self._move(cred, door, now)
-                if cred.kind == "pass" and door.direction is Direction.IN:  # P19: the visit's entry time
+                if cred.kind == "pass" and door.perimeter and door.direction is Direction.IN:  # P19: entry time
                     self.store.conn.execute("UPDATE visits SET entered=? WHERE id=? AND entered IS NULL",
                                             (now, cred.visit_key))
                 if d.arrival:  # P12: the host is told at once; special tier first

@@ -74,6 +74,7 @@ class Desk:
     def register(self, *, name: str, company: str, id_number: str, purpose: str, host: str,
                  host_confirmation: str, areas: list[str] | None, party: int, guard: str, now: float) -> dict:
         idh = id_hash(self.secret, id_number)
+        self.store.refresh()  # a blocklist imported by another process since the last scan counts too
         if idh[:16] in self.store.blocked_idh:  # P6: refused, and the guards are told at once
             self.gate.record("alarm.raised", {"alarm": "blocklisted", "priority": "high", "id_hash": idh,
                                               "at": "walk-in registration", "guard": guard}, now)
@@ -152,6 +153,7 @@ class Desk:
         row = self._row(visit)
         if row is None:
             raise Refused(404, None, f"no visit {visit!r} registered at this gate")
+        self.store.refresh()
         if row["exited"] is not None or visit in self.store.consumed:
             raise Refused(409, None, "the visit has ended")
         for a in areas:

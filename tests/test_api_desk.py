@@ -83,9 +83,18 @@ def test_p13_a_walkin_pass_admits_the_hosts_areas_and_the_lobby_until_visiting_h
     _, etype, _ = g.scan("office-in", v["pass"])
     assert etype == "access.granted"
     assert get(client, f"/visits/{v['visit']}", tokens["guard"]).json()["entered"] is not None
-    # the ID number itself is nowhere: database, write-ahead log, events
-    for f in g.site.dir.glob("gatekeeper.db*"):
+
+
+def test_p22_the_id_number_rests_nowhere_and_leaves_in_no_event(desk):
+    g, client, tokens = desk
+    v = post(client, "/visits", walkin(), tokens["guard"]).json()
+    assert v["id_last4"] == "002X" and ID_NUMBER not in str(v)
+    g.journal.next("visit.checked_in", visit=v["visit"])
+    events = get(client, "/events?limit=1000", tokens["guard"]).text  # what goes to the central system
+    assert ID_NUMBER not in events and id_hash(ID_SECRET.encode(), ID_NUMBER) in events
+    for f in g.site.dir.glob("gatekeeper.db*"):  # the database and its write-ahead log
         assert ID_NUMBER.encode() not in f.read_bytes()
+    assert ID_NUMBER not in "\n".join(g.daemon.output)  # the daemon's log
 
 
 def test_p13_a_frontline_hosts_visitor_is_received_in_the_guard_room_only(desk):
@@ -262,3 +271,13 @@ def test_id_hash_is_the_sites_hmac_of_the_normalized_number():
     import hmac
     want = hmac.new(b"k" * 16, b"11010519491231002X", hashlib.sha256).hexdigest()
     assert id_hash(b"k" * 16, "110105 19491231-002x") == want
+
+
+def test_p6_a_blocklist_entry_imported_while_the_gate_runs_stops_the_next_registration(desk):
+    g, client, tokens = desk
+    late = "C-2222-3333"
+    assert g.site.import_lines([{"blocklist": {"id_hash": id_hash(ID_SECRET.encode(), late),
+                                               "reason": "reported today"}}]).returncode == 0
+    r = post(client, "/visits", walkin(visitor={"name": "Qian Yi", "company": "-", "id_number": late}),
+             tokens["guard"])
+    assert r.status_code == 403 and r.json()["detail"][0]["type"] == "blocklisted"

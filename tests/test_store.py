@@ -104,7 +104,7 @@ def test_import_with_one_bad_line_applies_nothing(store):
     assert lookup_badge(store, "badge:04A1B2C3") is None
 
 
-def test_import_rejects_unknown_fields_and_categories():
+def test_p1_import_rejects_unknown_categories_and_fields():
     with pytest.raises(ImportError_, match="unknown field"):
         parse_lines([json.dumps({**RECORD, "colour": "red"})])
     with pytest.raises(ImportError_, match="category"):
