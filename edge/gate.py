@@ -273,6 +273,11 @@ class Gate:
                       (ref, holder or "", category or "", area, now, party or 1))
             self.store.presence[ref] = area
 
+    def muster(self) -> list[dict]:
+        """P16: who is on site now, where and since when: the API's occupancy and the retained muster."""
+        rows = self.store.conn.execute("SELECT holder, category, area, since, party FROM presence ORDER BY area, since")
+        return [{"holder": h, "category": c, "area": a, "since": rfc3339(s), "party": p} for h, c, a, s, p in rows]
+
     def _escorts_at(self, door: str, now: float) -> list[EscortScan]:
         scans = self.escorts.get(door)
         if not scans:

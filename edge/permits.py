@@ -11,6 +11,7 @@ import secrets
 
 from edge.config import GateConfig
 from edge.records import BADGE_REF
+from edge.store import dict_rows
 from edge.store.journal import rfc3339
 from edge.errors import Refused
 
@@ -91,15 +92,13 @@ class PermitDesk:
             "record": record, **extra}, now)
 
     def get(self, pid: str) -> dict | None:
-        cur = self.store.conn.execute("SELECT * FROM permits WHERE id=?", (pid,))
-        r = cur.fetchone()
-        return None if r is None else _view(dict(zip([d[0] for d in cur.description], r)))
+        rows = dict_rows(self.store.conn.execute("SELECT * FROM permits WHERE id=?", (pid,)))
+        return _view(rows[0]) if rows else None
 
     def listing(self, include_returned: bool = False) -> list[dict]:
         cur = self.store.conn.execute("SELECT * FROM permits" + ("" if include_returned else " WHERE returned IS NULL")
                                       + " ORDER BY created DESC LIMIT 500")
-        names = [d[0] for d in cur.description]
-        return [_view(dict(zip(names, r))) for r in cur.fetchall()]
+        return [_view(r) for r in dict_rows(cur)]
 
 
 def _view(r: dict) -> dict:

@@ -21,6 +21,7 @@ from edge.config import ConfigError, GateConfig, resolve
 from edge.errors import Refused
 from edge.passes.codec import issue_pass
 from edge.passes.keys import load_private_pem, new_private_key, public_pem
+from edge.store import dict_rows
 from edge.store.journal import rfc3339
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,10 @@ class Desk:
 
     # -- reading ---------------------------------------------------------------------------------------
     def _row(self, visit: str) -> dict | None:
-        cur = self.store.conn.execute("SELECT * FROM visits WHERE id=?", (visit,))
-        r = cur.fetchone()
-        if r is None:
+        rows = dict_rows(self.store.conn.execute("SELECT * FROM visits WHERE id=?", (visit,)))
+        if not rows:
             return None
-        row = dict(zip([d[0] for d in cur.description], r))
+        row = rows[0]
         row["areas"] = row["areas"].split(",")
         return row
 

@@ -144,9 +144,7 @@ def test_p3_expired_contractor_is_refused(gate):
 
 
 def test_p4_visitor_pass_at_the_wrong_door_is_refused(gate):
-    now = time.time()
-    text = gate.site.issue(holder="h-6", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                           valid_until=now + 3600, host="h-1")
+    text = gate.site.visitor_pass("h-6")
     data = _denied_without_pulse(gate, "office-in", text, 1, "area_not_permitted")
     assert data["credential_kind"] == "pass" and data["holder"] == "h-6"
 
@@ -164,9 +162,7 @@ def test_p6_blocklisted_is_refused_with_a_high_priority_alarm(gate):
 
 def test_p2_tampered_pass_is_bad_signature(gate):
     from edge.passes.base45 import decode, encode
-    now = time.time()
-    text = gate.site.issue(holder="h-7", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                           valid_until=now + 3600, host="h-1")
+    text = gate.site.visitor_pass("h-7")
     raw = bytearray(decode(text[4:]))
     raw[-1] ^= 0x01  # the last byte of the signature: still a well-formed COSE message
     data = _denied_without_pulse(gate, "main-in", "GK1:" + encode(bytes(raw)), 0, "bad_signature")
@@ -174,18 +170,14 @@ def test_p2_tampered_pass_is_bad_signature(gate):
 
 
 def test_p7_second_entry_is_refused_by_antipassback(gate):
-    now = time.time()
-    text = gate.site.issue(holder="h-8", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                           valid_until=now + 3600, host="h-1")
+    text = gate.site.visitor_pass("h-8")
     _, etype, data = gate.scan("main-in", text)
     assert (etype, data["reason"]) == ("access.granted", "ok")
     _denied_without_pulse(gate, "main-in", text, 0, "antipassback")
 
 
 def test_p9_visitor_exit_is_held_without_signoff_and_nothing_opens(gate):
-    now = time.time()
-    text = gate.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                           valid_until=now + 3600, host="h-1")
+    text = gate.site.visitor_pass("h-9")
     gate.scan("main-in", text, holder="h-9")
     gate.settle()
     before = gate.unlocks(0)
@@ -248,9 +240,7 @@ def test_p5_visitor_outside_visiting_hours_is_refused(tmp_path, procs):
     site.config.write_text(text)
     g = staffed_gate(site, procs)
     try:
-        now = time.time()
-        visitor = site.issue(holder="h-6", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                             valid_until=now + 3600, host="h-1")
+        visitor = site.visitor_pass("h-6")
         data = _denied_without_pulse(g, "main-in", visitor, 0, "outside_schedule")
         assert data["holder"] == "h-6"
         _, etype, _ = g.scan("main-in", STAFF)  # staff are not bound by visiting hours

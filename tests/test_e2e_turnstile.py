@@ -77,9 +77,7 @@ def test_p11_one_grant_admits_the_party_and_presence_follows_the_passages(gate):
 
 
 def test_p7_a_grant_nobody_walks_through_is_undone_and_moves_nobody(gate):
-    now = time.time()
-    text = gate.site.issue(holder="h-v", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                           valid_until=now + 3600, host="h-1")
+    text = gate.site.visitor_pass("h-v")
     _, etype, _ = gate.scan("lane-in", text)
     assert etype == "access.granted"
     _, _, undone = gate.journal.next("access.undone", timeout=10)

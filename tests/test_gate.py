@@ -165,8 +165,9 @@ def test_import_is_all_or_nothing(site, gate):
     assert gate.evaluate("main-in", "badge", "badge:0A0A0A0A").decision.reason == "unknown_credential"
 
 
-def _workshop_site(site):
-    """The test site plus a workshop door into an escort-required production area."""
+@pytest.fixture
+def workshop(site):
+    """The test site plus a workshop door into an escort-required production area: its gate."""
     text = site.config.read_text() + '''
 [[doors]]
 name = "workshop"
@@ -183,47 +184,39 @@ direction = "in"
     site.config.write_text(text)
     cfg, base = load_config(site.config)
     store = Store(site.db)
-    return Gate(cfg, store, build_keyring(cfg, base, store)), store
+    yield Gate(cfg, store, build_keyring(cfg, base, store))
+    store.close()
 
 
-def test_p10_escorted_after_staff_scan_is_granted(site):
-    g, store = _workshop_site(site)
-    try:
-        now = time.time()
-        text = visitor_pass(site, now, category="contractor", areas=["site/production"])
-        assert g.present("workshop-in", "badge", STAFF, now).opens
-        out = g.present("workshop-in", "pass", text, now + 5)
-        assert out.opens and json.loads(out.entries[0].data)["escort_by"] == STAFF
-    finally:
-        store.close()
+def test_p10_escorted_after_staff_scan_is_granted(site, workshop):
+    g = workshop
+    now = time.time()
+    text = visitor_pass(site, now, category="contractor", areas=["site/production"])
+    assert g.present("workshop-in", "badge", STAFF, now).opens
+    out = g.present("workshop-in", "pass", text, now + 5)
+    assert out.opens and json.loads(out.entries[0].data)["escort_by"] == STAFF
 
 
-def test_p10_escorted_first_is_refused_then_granted_when_the_staff_scan_follows(site):
-    g, store = _workshop_site(site)
-    try:
-        now = time.time()
-        text = visitor_pass(site, now, category="contractor", areas=["site/production"])
-        first = g.present("workshop-in", "pass", text, now)
-        assert (first.opens, first.decision.reason) == (False, "escort_required")
-        staff = g.present("workshop-in", "badge", STAFF, now + 10)
-        assert [e.type for e in staff.entries] == ["access.granted", "access.granted"]
-        auto = json.loads(staff.entries[1].data)
-        assert (auto["holder"], auto["escort_by"], auto["flags"]) == ("h-9", STAFF, ["escorted_after"])
-        assert g.store.presence[auto["credential_ref"]] == "site/production/workshop-1"
-    finally:
-        store.close()
+def test_p10_escorted_first_is_refused_then_granted_when_the_staff_scan_follows(site, workshop):
+    g = workshop
+    now = time.time()
+    text = visitor_pass(site, now, category="contractor", areas=["site/production"])
+    first = g.present("workshop-in", "pass", text, now)
+    assert (first.opens, first.decision.reason) == (False, "escort_required")
+    staff = g.present("workshop-in", "badge", STAFF, now + 10)
+    assert [e.type for e in staff.entries] == ["access.granted", "access.granted"]
+    auto = json.loads(staff.entries[1].data)
+    assert (auto["holder"], auto["escort_by"], auto["flags"]) == ("h-9", STAFF, ["escorted_after"])
+    assert g.store.presence[auto["credential_ref"]] == "site/production/workshop-1"
 
 
-def test_p10_escorted_first_expires_after_the_window(site):
-    g, store = _workshop_site(site)
-    try:
-        now = time.time()
-        text = visitor_pass(site, now, category="contractor", areas=["site/production"])
-        g.present("workshop-in", "pass", text, now)
-        staff = g.present("workshop-in", "badge", STAFF, now + 31)  # default window 30 s
-        assert [e.type for e in staff.entries] == ["access.granted"]
-    finally:
-        store.close()
+def test_p10_escorted_first_expires_after_the_window(site, workshop):
+    g = workshop
+    now = time.time()
+    text = visitor_pass(site, now, category="contractor", areas=["site/production"])
+    g.present("workshop-in", "pass", text, now)
+    staff = g.present("workshop-in", "badge", STAFF, now + 31)  # default window 30 s
+    assert [e.type for e in staff.entries] == ["access.granted"]
 
 
 def test_spec6_decisions_go_on_while_the_database_takes_no_writes_and_nothing_is_lost(site, gate):

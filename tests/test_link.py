@@ -211,9 +211,7 @@ def test_p9_signoff_from_central_lets_the_next_exit_through_and_opens_nothing(tm
     g = start_gate(tmp_path, procs, broker)
     central = Peer(broker.port, "acs/none")
     try:
-        now = time.time()
-        text = g.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                            valid_until=now + 3600, host="h-1", visit="v-77")
+        text = g.site.visitor_pass("h-9", visit="v-77")
         g.scan("main-in", text)
         _, etype, _ = g.scan("main-out", text)
         assert etype == "exit.held"
@@ -234,9 +232,7 @@ def test_p7_p8_presence_and_consumption_hold_across_the_gates_of_a_site(tmp_path
     g2 = start_gate(tmp_path, procs, broker, "gate-2", private_key=g1.site.private_key)
     central = Peer(broker.port, "acs/none")
     try:
-        now = time.time()
-        text = g1.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                             valid_until=now + 3600, host="h-1", visit="v-88")
+        text = g1.site.visitor_pass("h-9", visit="v-88")
         _, etype, _ = g1.scan("main-in", text)
         assert etype == "access.granted"
         wait_until(lambda: _presence(g2, "h-9") == "site/lobby", what="gate-2 hearing of the entry at gate-1")
@@ -332,9 +328,7 @@ def test_sync_with_the_central_simulator_a_lost_batch_ends_in_an_equal_allowlist
 def test_p9_signoff_from_the_central_simulator_releases_the_next_exit(tmp_path, procs, broker):
     central = start_central(procs, broker)
     g = start_gate(tmp_path, procs, broker)
-    now = time.time()
-    text = g.site.issue(holder="h-9", category="visitor", areas=["site/lobby"], valid_from=now - 60,
-                        valid_until=now + 3600, host="h-1", visit="v-99")
+    text = g.site.visitor_pass("h-9", visit="v-99")
     g.scan("main-in", text)
     _, etype, _ = g.scan("main-out", text)
     assert etype == "exit.held"

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from simulators.mosquitto import Broker
 from sitekit import JournalWatch, make_site, wait_until
-from test_e2e_gate import STAFF, Gate
+from test_e2e_gate import STAFF, staffed_gate
 
 pytestmark = pytest.mark.e2e
 
@@ -68,20 +68,12 @@ def test_gate_connects_with_password_and_client_certificate(tmp_path, procs, pki
         (tmp_path / "mqtt-password").write_text("s3cret\n")
         extra = (f'username = "gate-1"\npassword_file = "{tmp_path / "mqtt-password"}"\ntls = true\n'
                  f'ca_file = "{pki["ca"]}"\ncert_file = "{pki["gate"]}"\nkey_file = "{pki["gate_key"]}"\n')
-        site = make_site(tmp_path / "site", broker_port=broker.port, mqtt_extra=extra)
-        assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
-                                   "areas": ["site"]}]).returncode == 0
-        g = Gate(site, procs)
-        g.start_hardware()
-        g.start_daemon()
+        g = staffed_gate(make_site(tmp_path / "site", broker_port=broker.port, mqtt_extra=extra), procs)
         g.scan("main-in", STAFF)
         log = (tmp_path / "broker" / "mosquitto.log")
         # the broker saw gate-1 authenticate over TLS with its certificate
-        import time
-        deadline = time.monotonic() + 15
-        while "u'gate-1'" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "u'gate-1'" in log.read_text()
+        wait_until(lambda: "u'gate-1'" in log.read_text(), timeout=15, what="the broker logging gate-1's login")
+        site = g.site
         faults = [d for _, t, d in JournalWatch(site.db).rows() if t == "device.fault" and d["device"] == "broker"]
         assert not faults
         g.io.close()
@@ -96,12 +88,8 @@ def test_a_wrong_password_is_one_fault_and_the_gate_keeps_deciding(tmp_path, pro
     try:
         (tmp_path / "mqtt-password").write_text("wrong\n")
         extra = f'username = "gate-1"\npassword_file = "{tmp_path / "mqtt-password"}"\n'
-        site = make_site(tmp_path / "site", broker_port=broker.port, mqtt_extra=extra)
-        assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
-                                   "areas": ["site"]}]).returncode == 0
-        g = Gate(site, procs)
-        g.start_hardware()
-        g.start_daemon()
+        g = staffed_gate(make_site(tmp_path / "site", broker_port=broker.port, mqtt_extra=extra), procs)
+        site = g.site
         _, _, fault = g.journal.next("device.fault", device="broker")
         assert "refused" in fault["error"] or "disconnected" in fault["error"]
         _, etype, _ = g.scan("main-in", STAFF)
@@ -114,7 +102,6 @@ def test_a_wrong_password_is_one_fault_and_the_gate_keeps_deciding(tmp_path, pro
 
 def test_the_api_beyond_loopback_is_served_over_tls_and_its_session_cookie_is_secure(tmp_path, procs, pki):
     import httpx
-    from test_e2e_gate import staffed_gate
     site = make_site(tmp_path / "site", api=True)
     port = site.extra["api_port"]
     site.config.write_text(site.config.read_text().replace(

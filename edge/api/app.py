@@ -25,8 +25,9 @@ from edge.api.auth import COOKIE, SESSION_S, Sessions, identify
 from edge.api.bodies import (
     AmendBody, ModeBody, OpenBody, PermitBody, ReleaseBody, RenewBody, ReturnBody, SessionBody, WalkinBody,
 )
-from edge.api.tokens import Caller
+from edge.api.tokens import Caller, check
 from edge.model import Mode
+from edge.passes.qr import png_bytes
 from edge.store.journal import rfc3339
 from edge.errors import Refused
 
@@ -100,7 +101,6 @@ def create_app(d) -> FastAPI:
     @app.post("/session", tags=["console"])
     async def open_session(body: SessionBody, response: Response):
         """Trade a token for the console's HttpOnly, SameSite=Strict session cookie."""
-        from edge.api.tokens import check
         who = check(d.store, body.token.strip())
         if who is None:
             raise HTTPException(401, [{"loc": ["body", "token"], "msg": "not a valid token", "type": "invalid"}])
@@ -182,8 +182,7 @@ def create_app(d) -> FastAPI:
     @app.get("/occupancy", tags=["status"])
     async def occupancy(who: Caller = Depends(guard)):
         """The muster list (P16): who is on site now, where, since when."""
-        rows = d.store.conn.execute("SELECT holder, category, area, since, party FROM presence ORDER BY area").fetchall()
-        people = [{"holder": h, "category": c, "area": a, "since": rfc3339(s), "party": p} for h, c, a, s, p in rows]
+        people = d.gate.muster()
         return {"mode": d.gate.mode.value, "count": sum(p["party"] for p in people), "people": people}
 
     @app.get("/exits/held", tags=["visits"])
@@ -270,7 +269,6 @@ def create_app(d) -> FastAPI:
         found = desk().visit(visit)
         if found is None:
             raise HTTPException(404, f"no visit {visit!r} registered at this gate")
-        from edge.passes.qr import png_bytes
         png = await asyncio.to_thread(png_bytes, found["pass"], box_size=8)
         return Response(png, media_type="image/png")
 

@@ -20,6 +20,7 @@ from edge.link.messages import BadMessage, GateKey, PeerEvent, Signoff, SiteMode
 from edge.link.outbox import Outbox
 from edge.link.sync import AllowlistSync
 from edge.model import Mode
+from edge.passes.keys import load_public_pem
 from edge.store.journal import rfc3339
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ class CentralLink:
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
     def publish_muster(self) -> None:
-        rows = self.store.conn.execute(
-            "SELECT holder, category, area, since, party FROM presence ORDER BY area, since").fetchall()
-        people = [{"holder": h, "category": c, "area": a, "since": rfc3339(s), "party": p} for h, c, a, s, p in rows]
+        people = self.gate.muster()
         body = {"time": rfc3339(time.time()), "mode": self.gate.mode.value, "count": sum(p["party"] for p in people),
                 "people": people}
         self.client.publish(self.t_muster, json.dumps(body, ensure_ascii=False), qos=1, retain=True)
@@ -264,7 +263,6 @@ class CentralLink:
     def _gate_key(self, gate: str, k: GateKey) -> None:
         """Another gate's walk-in key. It never takes the kid of a key from the config or the central
         system (that would let a gate sign as them), and it signs visitor passes only."""
-        from edge.passes.keys import load_public_pem
         try:
             load_public_pem(k.public_key.encode())
         except ValueError as e:

@@ -13,8 +13,15 @@ from pathlib import Path
 
 from edge.errors import GatekeeperError
 from edge.store.migrations import MIGRATIONS
+from edge.store.permits import active_permits
 
 log = logging.getLogger(__name__)
+
+
+def dict_rows(cur: sqlite3.Cursor) -> list[dict]:
+    """A query's rows as column-name dicts (the API's views of the gate's own records)."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur]
 
 
 class StoreError(GatekeeperError):
@@ -117,8 +124,7 @@ class Store:
         self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")}
         self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")}
         self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
-        from edge.store.permits import active_permits  # P14: permits made here outlive any snapshot
-        self.permits = active_permits(c)
+        self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
         self._version_seen = v
         return True
 
