@@ -54,8 +54,15 @@ class ModbusTcpIO:
             self._client.close()
             self._client = None
 
-    async def write_coil(self, address: int, value: bool) -> None:
-        await self._call("write coil", address, lambda c: c.write_coil(address, value, device_id=self.unit))
+    async def write_coil(self, address: int, value: bool, *, undo_on_timeout: bool = False) -> None:
+        """With `undo_on_timeout`, a write that gets no answer is followed at once, on the same connection
+        and before any other request, by the opposite write, sent without waiting for an answer: a module
+        that hung with the first write unread carries out both when it resumes, in order."""
+        undo = None
+        if undo_on_timeout:
+            undo = lambda c: c.write_coil(address, not value, device_id=self.unit,  # noqa: E731
+                                          no_response_expected=True)
+        await self._call("write coil", address, lambda c: c.write_coil(address, value, device_id=self.unit), undo)
 
     async def read_coils(self, address: int, *, count: int = 1) -> list[bool]:
         r = await self._call("read coils", address, lambda c: c.read_coils(address, count=count, device_id=self.unit))
@@ -71,7 +78,7 @@ class ModbusTcpIO:
                              lambda c: c.read_holding_registers(address, count=count, device_id=self.unit))
         return list(r.registers[:count])
 
-    async def _call(self, what: str, address: int, request):
+    async def _call(self, what: str, address: int, request, undo=None):
         client = self._client
         if client is None or not client.connected:
             raise ModbusUnavailable(self.name, "not connected")
@@ -79,6 +86,13 @@ class ModbusTcpIO:
             try:
                 r = await asyncio.wait_for(request(client), self.timeout_s + 0.5)
             except (asyncio.TimeoutError, ModbusException, OSError) as e:
+                if undo is not None:
+                    try:
+                        await asyncio.wait_for(undo(client), 0.5)
+                        log.warning("%s: %s %d got no answer; the opposite write was sent right behind it",
+                                    self.name, what, address)
+                    except (asyncio.TimeoutError, ModbusException, OSError) as e2:
+                        log.error("%s: could not send the write undoing %s %d: %s", self.name, what, address, e2)
                 raise ModbusUnavailable(self.name, f"{what} {address}: {e or 'timeout'}") from None
         if r.isError():
             raise ModbusUnavailable(self.name, f"{what} {address}: device answered {r}")

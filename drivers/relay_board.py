@@ -62,8 +62,9 @@ class RelayBoardIO:
                 pass
             self._port = None
 
-    async def write_coil(self, address: int, value: bool) -> None:
-        """`address` is the relay channel (1-based, as printed on the board)."""
+    async def write_coil(self, address: int, value: bool, *, undo_on_timeout: bool = False) -> None:
+        """`address` is the relay channel (1-based, as printed on the board). The board never answers, so
+        a write never times out: `undo_on_timeout` has nothing to undo here."""
         if self._port is None:
             raise DriverError(self.name, "not connected")
         async with self._lock:

@@ -124,10 +124,16 @@ def cmd_allowlist_import(args) -> int:
             print(p, file=sys.stderr)
         print(f"{args.file}: nothing imported", file=sys.stderr)
         return 1
+    from edge.records import unknown_kind_alarm
     now = time.time()
     with store.tx():
         counts = apply_items(store, items, now)
         Journal(store).append("allowlist.applied", {"source": "import", **{k + "s": v for k, v in counts.items()}}, now)
+        alarm = unknown_kind_alarm([v for k, v in items if k == "record"], "import")
+        if alarm:
+            Journal(store).append("alarm.raised", alarm, now)
+            print(f"{args.file}: {alarm['count']} records of an unknown category or tier were stored; they are "
+                  "refused at every scan", file=sys.stderr)
     print(f"imported {counts['record']} records, {counts['revoke']} revocations, "
           f"{counts['blocklist']} blocklist entries, {counts['key']} keys")
     return 0

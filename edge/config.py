@@ -233,9 +233,12 @@ class MqttSection(Model):
 class ApiSection(Model):
     """The local API and console (SPEC §4). Loopback by default; any other address needs TLS."""
     bind: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port, printed when the API listens")
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    max_connections: int = Field(100, ge=4, le=10_000, description="open connections at most; at the limit a new one pushes out the one waiting longest for its request")
+    header_timeout_s: float = Field(10, gt=0, le=300, description="a request's headers must arrive within this, seconds")
+    body_timeout_s: float = Field(10, gt=0, le=300, description="a request's body must arrive within this after its headers, seconds")
 
     @model_validator(mode="after")
     def _tls(self) -> "ApiSection":

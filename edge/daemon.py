@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sqlite3
@@ -31,7 +30,6 @@ class Daemon:
         self.base = base
         self.stop = asyncio.Event()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
-        self.fire_input = False
         self.link = None
 
     async def run(self) -> int:
@@ -61,16 +59,20 @@ class Daemon:
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
                                lambda: self.gate.mode is Mode.FIRE, self._on_passage)
+        self.gate.door_ready = self.outputs.ready
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
+        await _first_attempts([m.attempted for m in self.outputs.modules.values()],
+                              max((m.timeout_s for m in self.cfg.io_modules), default=1.0) * 2 + 1)
         # 4. readers, each on its own thread, feeding one queue
         readers = []
         self.feedback = {}  # readers that show the decision (OSDP: LED and buzzer)
+        self.reader_reported: dict[str, asyncio.Event] = {}
         for r in self.cfg.readers:
             self.board.register(r.name, r.type if r.type != "serial" else "reader")
+            self.reader_reported[r.name] = asyncio.Event()
             rd = make_reader(r, self.base,
                              on_line=lambda name, line, t: loop.call_soon_threadsafe(self._enqueue, name, line, t),
-                             on_state=lambda name, state, err: loop.call_soon_threadsafe(self._reader_state, name,
-                                                                                          state, err))
+                             on_state=lambda name, state, err: _post(loop, self._reader_state, name, state, err))
             if hasattr(rd, "feedback"):
                 self.feedback[r.name] = rd
             readers.append(rd)
@@ -81,24 +83,27 @@ class Daemon:
         tasks.append(asyncio.create_task(self._flush_held(), name="holdback"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
-        wd = watchdog_interval()
-        if wd:
-            tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
         if self.link:
             tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
         api = None
         if self.cfg.api is not None:
-            api = self._api_server()
-            tasks.append(asyncio.create_task(api.serve(), name="api"))
-        # 5. ready: deciding is possible from here on, whatever hardware is still connecting
+            from edge.api.server import ApiService
+            api = ApiService(self, self.cfg.api, self.base, self.board)
+            tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
+            await _first_attempts([api.attempted], 5.0)
+        await _first_attempts(list(self.reader_reported.values()), 3.0)
+        # 5. ready: every part has started or is a named fault being retried; decisions go on either way
         notify("READY=1\nSTATUS=serving")
+        wd = watchdog_interval()
+        if wd:  # systemd watches from READY on
+            tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
         log.info("gatekeeper %s/%s ready: %d doors, %d readers, mode %s", self.cfg.site.id, self.cfg.site.gate,
                  len(self.cfg.doors), len(readers), self.gate.mode.value)
         print(f"gatekeeper ready: site {self.cfg.site.id} gate {self.cfg.site.gate}", flush=True)
         await self.stop.wait()
         notify("STOPPING=1")
         if api is not None:
-            api.should_exit = True
+            api.stop()
         for rd in readers:
             rd.stop()
         for t in tasks:
@@ -108,8 +113,27 @@ class Daemon:
             await m.io.close()
         if self.link:
             self.link.stop()
+        # SPEC §6: what the database still refuses is written now or counted for the next start
+        lost = self.gate.holdback.close(self.store.tx)
+        try:
+            self.store.flush_deferred()
+        except sqlite3.Error as e:
+            log.warning("the last restart hints were not saved: %s", e)
         self.store.close()
-        return 0
+        return 1 if lost else 0
+
+    async def open_door(self, door: str, direction: str = "in", grant_seq: int | None = None,
+                        cause: str = "grant") -> bool:
+        """Drive a door's output once. When it cannot be (a module down, a write refused), the journal
+        says so next to the grant (P18, P19): `alarm.raised` `output_failed` naming the grant's seq."""
+        if await self.outputs.pulse(door, direction):
+            return True
+        self.gate.record("alarm.raised", {"alarm": "output_failed", "priority": "high", "door": door,
+                                          "direction": direction, "cause": cause, "grant_seq": grant_seq,
+                                          "error": self.outputs.failure(door)[:200]})
+        if self.link:
+            self.link.kick.set()
+        return False
 
     def _enqueue(self, reader: str, line: str, t_ns: int) -> None:
         try:
@@ -118,6 +142,7 @@ class Daemon:
             log.error("reader %s: scan dropped, the decision queue is full", reader)
 
     def _reader_state(self, name: str, state: str, error: str | None) -> None:
+        self.reader_reported[name].set()
         if state == "up":
             self.board.up(name)
         else:
@@ -135,32 +160,20 @@ class Daemon:
             _log_outcome(out)
             if reader in self.feedback:
                 self.feedback[reader].feedback(out.opens)
+            if out.opens:  # the door first: the outbox is woken once the lock is driven (SPEC: one
+                # durable commit and the coil write on the scan's path, nothing else)
+                grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
+                await self.open_door(out.door.name, out.door.direction.value, grant)
             if self.link:
                 self.link.kick.set()
-            if out.opens:
-                await self.outputs.pulse(out.door.name, out.door.direction.value)
-
-    def _api_server(self):
-        import uvicorn
-        from edge.api.app import create_app
-        a = self.cfg.api
-        config = uvicorn.Config(
-            create_app(self), host=a.bind, port=a.port, log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
-            ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
-            ssl_keyfile=str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None)
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM and SIGINT
-        log.info("local API on %s://%s:%d", "https" if a.tls_cert_file else "http", a.bind, a.port)
-        return server
 
     async def _on_passage(self, lane: str, direction: str) -> None:
         """P11: a person through a turnstile lane; the lane is released again while the grant admits more."""
         _entries, more = self.gate.passage(lane, Direction(direction))
+        if more:
+            await self.open_door(lane, direction, cause="passage")
         if self.link:
             self.link.kick.set()
-        if more:
-            await self.outputs.pulse(lane, direction)
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
@@ -168,25 +181,16 @@ class Daemon:
         self.gate.keyring = build_keyring(self.cfg, self.base, self.store, own)
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
-        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
-        P15: the lockdown key switch locks the gate down and, returning, ends it."""
-        self.fire_input = values.get("fire")
-        if self.fire_input and self.gate.mode is not Mode.FIRE:
-            self.gate.set_mode(Mode.FIRE, "fire_input", "fire alarm from the fire panel")
-            if self.link:
-                self.link.kick.set()
-        lock = values.get("lockdown")
-        if lock is True and self.gate.mode is Mode.NORMAL:
-            self.gate.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on")
-        elif lock is False and self.gate.mode is Mode.LOCKDOWN and self.store.meta("mode_by") in (None, "lockdown_input"):
-            self.gate.set_mode(Mode.NORMAL, "lockdown_input", "key switch off")
+        """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
+        if any(self.gate.site_inputs(values.get("fire"), values.get("lockdown"))) and self.link:
+            self.link.kick.set()
 
     async def _flush_held(self) -> None:
         """SPEC §6: writes held while the database could not take them go in as soon as it can."""
         while True:
             await asyncio.sleep(1.0)
             if self.gate.holdback.held or self.gate.holdback.since_error:
-                if self.gate.holdback.flush() and self.link:
+                if self.gate.holdback.flush(self.store.tx) and self.link:
                     self.link.kick.set()
 
     async def _maintenance(self) -> None:
@@ -221,6 +225,22 @@ class Daemon:
             await asyncio.sleep(every)
 
 
+async def _first_attempts(events: list[asyncio.Event], timeout: float) -> None:
+    """Wait until each part has tried once (connected, or failed and is being retried), within a bound."""
+    if events:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
+        except asyncio.TimeoutError:
+            pass  # still trying: it reports its state when it knows, the doors do not wait for it
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass  # the loop has closed: the daemon is stopping
+
+
 def make_reader(r, base: Path, on_line, on_state):
     """The driver for one configured reader; each runs on its own thread and calls back with lines."""
     if r.type == "camera":
@@ -248,4 +268,19 @@ def run(cfg: GateConfig, base: Path) -> int:
     # paho's network thread then keep it for up to the switch interval (5 ms by default), which would
     # show in every decision's latency and throttle the outbox. 0.5 ms keeps the loop responsive.
     sys.setswitchinterval(0.0005)
+    from edge import lograte
+    lograte.install()
+    _raise_open_files_limit()
     return asyncio.run(Daemon(cfg, base).run())
+
+
+def _raise_open_files_limit() -> None:
+    """As many descriptors as the service is allowed (the unit's LimitNOFILE): the soft limit is often
+    lower than the hard one. The API's own connection limit keeps it far from either."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

@@ -40,7 +40,8 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
             broker.start()
             central = Child("central", python_module(
                 "simulators.central", "--broker", broker.url, "--site", "demo", "--client-id", "demo-central",
-                "--heartbeat", "60"), stdin=True)
+                # the central system holds the same people: a new gate asks it for a snapshot (SPEC §2)
+                "--data", str(state_dir / "people.jsonl"), "--heartbeat", "60"), stdin=True)
             children.append(central)
             central.wait_for("central ready", 30)
         readers = start_simulators(site, children)

@@ -40,6 +40,14 @@ def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, 
     if fire and d.cfg.fail_mode == "fail_safe" and not d.freed:
         d.freed = True  # P16: a fail-safe door is freed for the evacuation and stays so
         out.actions.append(FREE)
+    elif not fire and d.freed:
+        # P16 cleared: the door locks again, at once if it is shut (or has no contact to tell), else as
+        # soon as it closes (below): a door is never locked on someone walking through it
+        d.freed = False
+        if not d.open:
+            out.actions.append(RELOCK)
+        else:
+            d.opened_at, d.held_reported = now, False  # held open counts from the end of the emergency
     if rex and not d.rex:
         d.authorize(now)  # P17: leaving by the request-to-exit button is not a forced door
         if not d.freed:

@@ -5,15 +5,18 @@ drive it directly.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from edge.areas import parent_of
 from edge.config import GateConfig
 from edge.holdback import Holdback
 from edge.metrics import Metrics
+from edge.modes import ModeState
 from edge.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
 )
@@ -88,17 +91,25 @@ class Gate:
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
             )
         self.root = cfg.root_area()
-        self.mode = Mode(store.meta("mode", Mode.NORMAL.value))
+        self.modes = ModeState.from_meta(store.meta)
+        self.fire_input = False  # the fire panel's input as last read (P16)
+        self.key_switch: bool | None = None  # the lockdown key switch as last read (P15)
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
         self.held_at: dict[str, float] = {}
+        self._load_held_exits()
         self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
+        # P23: when the central system was last heard (a well-formed message from it); in memory, and
+        # written with the next commit as a hint for restarts
+        self.heard_at = float(store.meta("central_heard_at") or store.meta("created_at"))
+        self.door_ready: Callable[[str], bool] = lambda door: True  # the daemon says whether a door's output answers
         self.clock_alarm = False
         self.metrics = Metrics()
-        self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()))
+        self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
+                                 checkpoint=store.checkpoint)
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -116,7 +127,6 @@ class Gate:
         if isinstance(cred, Rejected):
             return Facts(mode=self.mode)
         s = self.store
-        s.refresh()  # another process may have imported revocations or blocklist entries
         idh = cred.id_hash[:16] if cred.id_hash else None
         vk = cred.visit_key
         return Facts(
@@ -136,6 +146,9 @@ class Gate:
         t0 = time.perf_counter_ns()
         door = self.readers[reader]
         now = self.clock() if now is None else now
+        # Whatever process committed last (an import of revocations, the sync worker), this scan decides
+        # on it: PRAGMA data_version moves with every other connection's commit.
+        self.store.refresh()
         cred = self.credential(kind, value)
         decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)
@@ -146,6 +159,9 @@ class Gate:
         t0 = time.perf_counter()
         now = self.clock() if now is None else now
         out = self.evaluate(reader, kind, value, now)
+        if out.decision.granted and not self.door_ready(out.door.name):
+            # P18/P19: the journal says what happened at the door, not only what was decided
+            out = replace(out, decision=replace(out.decision, flags=out.decision.flags + ("output_down",)))
         entries = self.holdback.run(self.commit, out, now) or ()
         d = out.decision
         self.metrics.decided("granted" if d.granted else "held" if d.held else "denied", d.reason,
@@ -171,6 +187,8 @@ class Gate:
                 assert isinstance(cred, Credential)
                 self.held_exits[cred.visit_key] = (out.reader, cred, door)  # for a guard's release (P9)
                 self.held_at[cred.visit_key] = now
+                self.store.conn.execute("INSERT OR REPLACE INTO held_exits(visit, reader, credential, at)"
+                                        " VALUES(?,?,?,?)", (cred.visit_key, out.reader, _cred_json(cred), now))
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
@@ -205,6 +223,7 @@ class Gate:
                 if cred.visit_key in self.held_exits and door.direction is Direction.OUT:
                     del self.held_exits[cred.visit_key]  # signed off meanwhile: out without a guard
                     self.held_at.pop(cred.visit_key, None)
+                    self.store.conn.execute("DELETE FROM held_exits WHERE visit=?", (cred.visit_key,))
                 self._note_escort(cred, door, d, now)
                 if cred.category == "staff" and door.direction is Direction.IN:
                     entries.extend(self._escorted_after(door, now))
@@ -305,12 +324,29 @@ class Gate:
         """P23: central silent for longer than max_sync_age."""
         if self.max_sync_age is None:
             return False
-        heard = self.store.meta("central_heard_at") or self.store.meta("created_at")
-        return now - float(heard) > self.max_sync_age
+        return now - self.heard_at > self.max_sync_age
+
+    def heard(self, at: float | None = None) -> None:
+        """P23: a well-formed message from the central system arrived (never a malformed one)."""
+        self.heard_at = max(self.heard_at, self.clock() if at is None else at)
+        self.store.defer_meta("central_heard_at", repr(self.heard_at))
+
+    # -- P9: held exits survive a restart --------------------------------------------------------------
+    def _load_held_exits(self) -> None:
+        for visit, reader, cred_json, at in self.store.conn.execute("SELECT visit, reader, credential, at FROM held_exits"):
+            door = self.readers.get(reader)
+            if door is None:
+                continue  # the reader left the config: nobody waits there any more
+            d = json.loads(cred_json)
+            cred = Credential(**{**d, "areas": tuple(d["areas"]), "roles": frozenset(d["roles"])})
+            self.held_exits[visit] = (reader, cred, door)
+            self.held_at[visit] = at
 
     # -- P9: sign-off and release ----------------------------------------------------------------------
-    def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None) -> Entry | None:
-        """The host signed the visit off: the visitor's next exit scan goes through. Opens nothing."""
+    def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None,
+                 then: Callable[[], None] | None = None) -> Entry | None:
+        """The host signed the visit off: the visitor's next exit scan goes through. Opens nothing.
+        `then` runs once it is written (at once, or when a refusing database takes writes again)."""
         now = self.clock() if now is None else now
 
         def write():
@@ -320,7 +356,7 @@ class Gate:
                     return None
                 self.store.signoffs.add(visit)
                 return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "by": by}, now)
-        return self.holdback.run(write)
+        return self.holdback.run(write, then=then)
 
     def release(self, visit: str, person: str, reason: str, now: float | None = None) -> DoorView | None:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
@@ -334,6 +370,7 @@ class Gate:
 
         def write():
             with self.store.tx() as c:
+                c.execute("DELETE FROM held_exits WHERE visit=?", (visit,))
                 self.journal.append("exit.released", {
                     "visit": visit, "door": door.name, "credential_ref": cred.ref, "holder": cred.holder,
                     "person": person, "reason": reason}, now)
@@ -386,25 +423,81 @@ class Gate:
                         "holder": p.cred.holder, "area": p.door.area}, now))
         return entries
 
-    # -- modes ------------------------------------------------------------------------------------
-    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate") -> Entry | None:
-        """P15/P16: change and journal the gate's mode; no event when nothing changes."""
-        if mode is self.mode:
-            return None
+    # -- modes (P15, P16; SPEC §2 site mode) -------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        return self.modes.mode
+
+    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate",
+                 version: int | None = None) -> Entry | None:
+        """Change and journal the gate's mode; no event when nothing changes. A local change (no
+        `version`) takes the next version; a site message's change applies only if it is newer."""
+        st = self.modes
+        if version is None:
+            if mode is st.mode:
+                return None
+            version = st.next_version()
+        else:
+            st.see(version)
+            if not st.newer(version, by):
+                log.info("site mode %s v%d from %s is not newer than v%d from %s: ignored", mode.value, version,
+                         by, st.version, st.actor)
+                self.store.defer_meta("mode_seen", str(st.seen))
+                return None
+            if mode is st.mode:  # the same mode, newer: adopt its version so an older message cannot undo it
+                st.adopt(mode, st.by or by, st.scope, version, by)
+                for k, v in st.meta().items():
+                    self.store.defer_meta(k, v)
+                return None
         now = self.clock() if now is None else now
-        previous, self.mode = self.mode, mode  # the mode holds at once, written or not
+        previous = st.mode
+        st.adopt(mode, by, scope, version, by)  # the mode holds at once, written or not
+        state = st.meta()
 
         def write():
             with self.store.tx():
-                self.store.set_meta("mode", mode.value)
-                self.store.set_meta("mode_by", by)
+                for k, v in state.items():
+                    self.store.set_meta(k, v)
                 self.store.set_meta("mode_at", repr(now))
-                self.store.set_meta("mode_scope", scope)
                 return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
-                                                            "by": by, "reason": reason, "scope": scope}, now)
-        log.warning("mode %s by %s: %s", mode.value, by, reason)
+                                                            "by": by, "reason": reason, "scope": scope,
+                                                            "version": version}, now)
+        log.warning("mode %s by %s (v%d): %s", mode.value, by, version, reason)
         return self.holdback.run(write)
+
+    def site_mode(self, mode: Mode, actor: str, reason: str, version: int) -> Entry | None:
+        """SPEC §2 `acs/{site}/mode` from the central system or another gate. Never ends fire mode (P16:
+        only a supervisor here does), and never ends the key switch's lockdown while it is on (P15)."""
+        st = self.modes
+        if st.mode is Mode.FIRE or (mode is Mode.NORMAL and self.key_switch and st.mode is Mode.LOCKDOWN):
+            st.see(version)
+            log.warning("site mode %s from %s ignored: %s", mode.value, actor,
+                        "fire mode" if st.mode is Mode.FIRE else "the lockdown key switch is on")
+            return None
+        return self.set_mode(mode, actor, reason, scope="site", version=version)
+
+    def site_inputs(self, fire: bool | None, key_switch: bool | None) -> list[Entry | None]:
+        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
+        P15: the lockdown key switch locks the gate down and, returning, ends the lockdown it made."""
+        out = []
+        if fire is not None:
+            self.fire_input = fire
+            if fire and self.mode is not Mode.FIRE:
+                out.append(self.set_mode(Mode.FIRE, "fire_input", "fire alarm from the fire panel"))
+        if key_switch is not None:
+            self.key_switch = key_switch
+            if key_switch and self.mode is Mode.NORMAL:
+                out.append(self.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on"))
+            elif not key_switch and self.mode is Mode.LOCKDOWN and self.modes.by in (None, "lockdown_input"):
+                out.append(self.set_mode(Mode.NORMAL, "lockdown_input", "key switch off"))
+        return out
 
     def record(self, etype: str, data: dict, now: float | None = None) -> Entry | None:
         """Journal an action or alarm that is not a decision (device faults, door events)."""
         return self.holdback.run(self.journal.append, etype, data, self.clock() if now is None else now)
+
+
+def _cred_json(cred: Credential) -> str:
+    d = asdict(cred)
+    d["roles"] = sorted(cred.roles)
+    return json.dumps(d, separators=(",", ":"))

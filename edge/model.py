@@ -17,6 +17,13 @@ class Direction(StrEnum):
 
 
 CATEGORIES = frozenset({"staff", "vip", "visitor", "contractor"})
+TIERS = frozenset({"special", "first", "second"})  # P1: a VIP's tier
+
+
+def known_kind(category: str | None, tier: str | None) -> bool:
+    """P1: the categories and tiers the rules know. Anything else is `malformed` wherever it comes from,
+    so an unknown category can never slip past the rules keyed on category (P8, P9, P23)."""
+    return category in CATEGORIES and (tier is None or tier in TIERS)
 # P8: single-visit passes; P23: categories refused on a stale allow-list; P9 applies to visitors only.
 SINGLE_VISIT = frozenset({"visitor", "vip"})
 STALE_REFUSED = frozenset({"visitor", "contractor"})

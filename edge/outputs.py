@@ -49,7 +49,10 @@ class IoModule:
         else:
             self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
         self.ready = asyncio.Event()
+        self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
+        self.unlocked: set[int] = set()  # coils this gate last commanded on
+        self.last_error = ""
         board.register(cfg.name, "io_module")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -57,7 +60,10 @@ class IoModule:
         while not stop.is_set():
             try:
                 if not self.io.connected:
-                    await self.io.connect()
+                    try:
+                        await self.io.connect()
+                    finally:
+                        self.attempted.set()
                     await self._lock_all()  # P18: locked first, never a pulse, on every (re)connect
                     for st in self.states.values():
                         st.freed = False  # fire mode frees them again on the next poll if it is still on
@@ -86,18 +92,30 @@ class IoModule:
     async def _lock_all(self) -> None:
         for d in self.doors:
             for coil in _outputs(d):
-                await self.io.write_coil(coil, False)
+                await self._write(coil, False)
+
+    async def _write(self, coil: int, on: bool) -> None:
+        """One output, remembered as commanded (a relock then knows what to undo)."""
+        if on:
+            self.unlocked.add(coil)
+        # An unlock that times out may be waiting inside a module that stopped answering (a hung module
+        # resumes and carries out what it had read): the driver then sends a relock right behind it on
+        # the same connection, so that late unlock lasts a moment, never a pulse. It cannot be recalled.
+        await self.io.write_coil(coil, on, undo_on_timeout=on)
+        if not on:
+            self.unlocked.discard(coil)
 
     async def _poll(self) -> None:
         addrs = set(self.inputs.values())
         for d in self.doors:
             addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input)
                           if a is not None)
-        if not addrs:
+        if addrs:
+            bits = await self._read_inputs(sorted(addrs))
+        else:
+            bits = {}
             if getattr(self.io, "supervised", True):  # a relay board cannot be asked anything
                 await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
-            return
-        bits = await self._read_inputs(sorted(addrs))
         if self.inputs:
             self.on_inputs({name: bits[a] for name, a in self.inputs.items()})
         now, fire = time.monotonic(), self.fire()
@@ -116,7 +134,10 @@ class IoModule:
         st = self.states[d.name]
         if fire and not st.freed and d.free_coil is not None:
             st.freed = True
-            await self.io.write_coil(d.free_coil, True)
+            await self._write(d.free_coil, True)
+        elif not fire and st.freed:
+            st.freed = False  # P16 cleared: the lane stops wheeling freely
+            await self._write(d.free_coil, False)
         for addr, direction in ((d.passage_in_input, "in"), (d.passage_out_input, "out")):
             now_on, was_on = bits.get(addr, False), self._seen.get(addr, False)
             self._seen[addr] = now_on
@@ -136,17 +157,19 @@ class IoModule:
             old = self._relock.pop(door.lock_coil, None)
             if old:
                 old.cancel()
-                await self.io.write_coil(door.lock_coil, False)
+            if old or door.lock_coil in self.unlocked:  # a pulse under way, or a door freed for a fire
+                await self._write(door.lock_coil, False)
         elif action == UNLOCK_REX:
             await self.pulse(door)
         elif action == FREE:
             old = self._relock.pop(door.lock_coil, None)
             if old:
                 old.cancel()
-            await self.io.write_coil(door.lock_coil, True)  # held, no relock timer: the evacuation route
+            await self._write(door.lock_coil, True)  # held, no relock timer: the evacuation route
 
     async def pulse(self, door: DoorSection, direction: str = "in") -> bool:
-        """Unlock (or, at a lane, release one way) for the pulse time; a new grant during a pulse extends it."""
+        """Unlock (or, at a lane, release one way) for the pulse time; a new grant during a pulse extends it.
+        False when the output could not be driven (the caller journals it)."""
         st = self.states[door.name]
         st.authorize(time.monotonic())  # the opening that follows is not a forced door (P17)
         if st.freed:
@@ -156,8 +179,9 @@ class IoModule:
         else:
             coil = door.lock_coil
         try:
-            await self.io.write_coil(coil, True)
+            await self._write(coil, True)
         except DriverError as e:
+            self.last_error = str(e)
             self.board.down(self.cfg.name, str(e))
             await self.io.close()
             return False
@@ -171,7 +195,7 @@ class IoModule:
     async def _lock(self, coil: int) -> None:
         self._relock.pop(coil, None)
         try:
-            await self.io.write_coil(coil, False)
+            await self._write(coil, False)
         except DriverError as e:
             # The reconnect loop relocks everything when the module is back.
             self.board.down(self.cfg.name, str(e))
@@ -198,13 +222,23 @@ class Outputs:
                                             (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
                                             on_passage)
 
+    def ready(self, door_name: str) -> bool:
+        """Whether the door's output answers now (a grant is flagged when it does not: P18, P19)."""
+        door = self.doors.get(door_name)
+        return door is not None and self.modules[door.io].io.connected
+
     async def pulse(self, door_name: str, direction: str = "in") -> bool:
+        """Open a door once; False when its output could not be driven (`failure` says why)."""
         door = self.doors[door_name]
         mod = self.modules[door.io]
         if not mod.io.connected:
             log.error("door %s not opened: module %s is down", door_name, mod.cfg.name)
+            mod.last_error = f"module {mod.cfg.name} is down"
             return False
         return await mod.pulse(door, direction)
+
+    def failure(self, door_name: str) -> str:
+        return self.modules[self.doors[door_name].io].last_error
 
 
 def _outputs(d: DoorSection) -> list[int]:

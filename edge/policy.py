@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from edge.areas import is_within, permits
 from edge.model import (
-    SINGLE_VISIT, STALE_REFUSED, Credential, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
+    SINGLE_VISIT, STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
 )
 from edge.window import clock_plausible, window_reason
 
@@ -21,6 +21,8 @@ def decide(cred: Credential | Rejected, door: DoorView, now: float, facts: Facts
     """Grant or refuse one presentation at one reader."""
     if isinstance(cred, Rejected):  # P2: nothing unverified ever opens a door
         return Decision(False, cred.reason)
+    if not known_kind(cred.category, cred.tier):  # P1: in and out, before any rule keyed on category
+        return Decision(False, "malformed")
     if door.direction is Direction.OUT:
         return _exit(cred, door, facts, settings)
     return _entry(cred, door, now, facts, settings)

@@ -34,8 +34,9 @@ def _epoch(v: str | None) -> float | None:
 class AllowRecord(_Strict):
     credential: Annotated[str, Field(pattern=BADGE_REF)]
     holder: HolderId
-    category: Literal["staff", "vip", "visitor", "contractor"]
-    tier: Literal["special", "first", "second"] | None = None
+    # P1: any other category or tier is stored as it came and refused at every scan as `malformed`
+    category: Annotated[str, Field(min_length=1, max_length=32)]
+    tier: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     roles: list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]] = Field(default_factory=list, max_length=16)
     areas: list[AreaPath] = Field(max_length=64)
     valid_from: str | None = None
@@ -58,6 +59,17 @@ class AllowRecord(_Strict):
             _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
             int(self.escort), self.id_hash,
         )
+
+
+def unknown_kind_alarm(records, source: str) -> dict | None:
+    """P1: one `alarm.raised` for the records of a batch, snapshot or import whose category or tier the
+    rules do not know (they are stored, and refused at every scan). None when there are none."""
+    from edge.model import known_kind
+    odd = [r.credential for r in records if not known_kind(r.category, r.tier)]
+    if not odd:
+        return None
+    return {"alarm": "unknown_category", "priority": "normal", "source": source, "count": len(odd),
+            "credentials": odd[:20]}
 
 
 class RevokeRef(_Strict):

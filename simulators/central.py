@@ -336,6 +336,7 @@ class Central:
         self.muster: dict[str, object] = {}
         self.event_waiters: list[tuple[str, int]] = []
         self.drop_next = False
+        self.mode_version = 0  # the highest site-mode version seen (SPEC §2)
         self.connected = False
         self.ready = False
         self.sub_mid: int | None = None
@@ -368,7 +369,8 @@ class Central:
         self.connected = True
         qos = 1
         _, self.sub_mid = client.subscribe([(f"{self.base}/+/events/#", qos), (f"{self.base}/+/allowlist/resync", qos),
-                                            (f"{self.base}/+/status", qos), (f"{self.base}/+/muster", qos)])
+                                            (f"{self.base}/+/status", qos), (f"{self.base}/+/muster", qos),
+                                            (f"{self.base}/mode", qos)])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, props) -> None:
         if mid != self.sub_mid:
@@ -399,6 +401,12 @@ class Central:
             return
         parts = topic[len(self.base) + 1:].split("/")
         gate, rest = parts[0], parts[1:]
+        if parts == ["mode"]:  # SPEC §2: the next site mode change takes one more than the highest seen
+            try:
+                self.mode_version = max(self.mode_version, int(json.loads(payload)["version"]))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                pass  # an empty (cleared) or old-form retained message sets no version
+            return
         if rest[:1] == ["events"]:
             self._event(gate, payload)
         elif rest == ["allowlist", "resync"]:
@@ -522,7 +530,9 @@ class Central:
             mode, _, reason = rest.partition(" ")
             if mode not in ("lockdown", "normal"):
                 raise BadInput("usage: mode lockdown|normal REASON...")  # never fire: SPEC §2, P16
-            body = {"mode": mode, "by": "central", "reason": reason.strip() or "set by central", "time": now()}
+            self.mode_version += 1
+            body = {"mode": mode, "actor": "central", "reason": reason.strip() or "set by central", "time": now(),
+                    "version": self.mode_version}
             self.publish(f"{self.base}/mode", compact(body), retain=True, then=lambda: say(f"mode {mode}"))
         elif cmd == "heartbeat":
             self.heartbeat(then=lambda: say("heartbeat"))

@@ -27,6 +27,9 @@ import tomllib
 from dataclasses import dataclass
 
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.transaction import TransactionManager
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 log = logging.getLogger("door_io")
@@ -184,6 +187,52 @@ def _opt_int(v: str | None) -> int | None:
     return None if v is None else int(v)
 
 
+class InOrderHandler(ServerRequestHandler):
+    """Every complete request in what arrives, one after the other, as a real module does.
+
+    pymodbus' server decodes only the first frame of each chunk read from the socket and keeps the rest
+    until more bytes come. A module that was paused (SIGSTOP) and resumes finds several requests waiting
+    in one read, an unlock and the relock queued right behind it: a real module executes both, in order.
+    """
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.recv_buffer += data
+        while self.recv_buffer:
+            try:
+                cut = TransactionManager.callback_data(self, self.recv_buffer, addr)  # one frame into last_pdu
+            except ModbusIOException:
+                self.recv_buffer = b""  # garbage: what a module does with a frame it cannot parse
+                return
+            pdu, self.recv_buffer = self.last_pdu, self.recv_buffer[cut:]
+            if pdu is not None:
+                self._queue.put_nowait((pdu, addr))
+            if not cut:
+                break
+
+    def callback_connected(self) -> None:
+        super().callback_connected()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    def callback_disconnected(self, exc) -> None:
+        super().callback_disconnected(exc)
+        # what was read before the peer hung up is still executed (a write already sent is not recalled)
+        self._queue.put_nowait(None)
+
+    async def _work(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            self.last_pdu, self.last_addr = item
+            try:
+                await self.handle_request()
+            except Exception:  # the peer hung up before its answer: the request was still carried out
+                log.debug("reply not sent", exc_info=True)
+
+
+class InOrderTcpServer(ModbusTcpServer):
+    def callback_new_connection(self):
+        return InOrderHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 class Server:
     """The pymodbus server, which can be taken down and brought back on the same port (`down`/`up`)."""
 
@@ -204,7 +253,7 @@ class Server:
                     self.task.result()
                 await asyncio.sleep(0.01)
             return
-        self.server = ModbusTcpServer(device(self.module, self.unit), address=(self.host, self.port))
+        self.server = InOrderTcpServer(device(self.module, self.unit), address=(self.host, self.port))
         self.task = asyncio.create_task(self.server.serve_forever())
         while self.server.transport is None:
             if self.task.done():

@@ -78,3 +78,8 @@ def batch(frm: int, to: int, **lists) -> dict:
          "blocklist_remove": [], "keys_add": [], "keys_remove": []}
     b.update(lists)
     return b
+
+
+def site_mode(mode: str, version: int, actor: str = "central", reason: str = "set by central") -> dict:
+    """A SPEC §2 site-mode message: every field, ordered by `version`."""
+    return {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339_now(), "version": version}

@@ -66,3 +66,27 @@ def test_p16_fire_frees_fail_safe_doors_only_and_they_stay_free():
 def test_first_read_raises_nothing_even_if_open():
     d = DoorState(DOOR)
     assert supervise(d, True, False, 0.0, False).events == []
+
+
+def test_p16_fire_cleared_relocks_a_closed_freed_door_at_once():
+    d = door(fail_mode="fail_safe")
+    assert supervise(d, False, False, 5.0, True).actions == [FREE]
+    assert supervise(d, False, False, 9.0, False).actions == [RELOCK]
+    assert not d.freed
+    assert supervise(d, True, False, 10.0, False).events == [("door.forced", {"door": "main"})]
+
+
+def test_p16_fire_cleared_relocks_an_open_freed_door_when_it_closes():
+    d = door(fail_mode="fail_safe")
+    supervise(d, False, False, 5.0, True)
+    supervise(d, True, False, 6.0, True)  # people leave through it
+    s = supervise(d, True, False, 100.0, False)  # fire cleared while it stands open
+    assert s.actions == [] and s.events == []
+    s = supervise(d, False, False, 101.0, False)
+    assert [e for e, _ in s.events] == ["door.closed"] and s.actions == [RELOCK]
+
+
+def test_p16_fire_cleared_relocks_a_door_without_a_contact_at_once():
+    d = DoorState(DOOR.model_copy(update={"fail_mode": "fail_safe", "contact_input": None}))
+    assert supervise(d, None, None, 1.0, True).actions == [FREE]
+    assert supervise(d, None, None, 2.0, False).actions == [RELOCK]

@@ -159,10 +159,26 @@ def test_p2_malformed_scan_is_refused_and_journaled(gate):
 def test_import_is_all_or_nothing(site, gate):
     r = site.import_lines([
         {"credential": "badge:0A0A0A0A", "holder": "h-5", "category": "staff", "areas": ["site"]},
-        {"credential": "badge:0B0B0B0B", "holder": "h-6", "category": "guest", "areas": ["site"]},
+        {"credential": "badge:0B0B0B0B", "holder": "h-6", "category": "staff", "areas": ["Site!"]},
     ])
     assert r.returncode == 1 and "nothing imported" in r.stderr and ":2:" in r.stderr
     assert gate.evaluate("main-in", "badge", "badge:0A0A0A0A").decision.reason == "unknown_credential"
+
+
+def test_p1_record_of_an_unknown_category_is_stored_refused_everywhere_and_alarmed(site, gate):
+    """P1: the rest of the import applies; the salesman's badge is refused in and out, as `malformed`."""
+    last = gate.journal.last_seq()
+    r = site.import_lines([
+        {"credential": "badge:0A0A0A0A", "holder": "h-5", "category": "staff", "areas": ["site"]},
+        {"credential": "badge:0B0B0B0B", "holder": "h-6", "category": "salesman", "areas": ["site"]},
+    ])
+    assert r.returncode == 0 and "unknown category" in r.stderr
+    alarms = [json.loads(e.data) for e in gate.journal.entries(last) if e.type == "alarm.raised"]
+    assert [(a["alarm"], a["credentials"]) for a in alarms] == [("unknown_category", ["badge:0B0B0B0B"])]
+    assert gate.present("main-in", "badge", "badge:0A0A0A0A").opens
+    for reader in ("main-in", "main-out", "office-in"):
+        out = gate.present(reader, "badge", "badge:0B0B0B0B")
+        assert (out.opens, out.decision.reason) == (False, "malformed"), reader
 
 
 @pytest.fixture
@@ -246,3 +262,100 @@ def test_spec6_an_overflowing_hold_is_counted_as_lost_events(site, gate):
     assert gate.holdback.flush()
     last = list(Journal(gate.store).entries(0))[-1]
     assert last.type == "alarm.raised" and json.loads(last.data)["lost_events"] == 3
+
+
+def test_p6_import_while_running_is_enforced(site, gate):
+    """A revocation and a blocklist entry imported by another process, then the gate's own commits (a
+    door event, a malformed line, the outbox watermark): the next scan decides on the import."""
+    visitor = visitor_pass(site, time.time(), holder="h-77")
+    assert gate.present("main-in", "badge", STAFF).opens  # the mirrors are loaded before the import
+    assert site.import_lines([{"revoke": {"credential": STAFF}}, {"blocklist": {"holder": "h-77"}}]).returncode == 0
+    gate.record("door.opened", {"door": "office"})
+    gate.present("office-in", "malformed", "garbage")
+    gate.store.defer_meta("outbox_acked", "3")
+    gate.store.flush_deferred()
+    assert gate.present("main-in", "badge", STAFF).decision.reason == "revoked"
+    assert gate.present("main-in", "pass", visitor).decision.reason == "blocklisted"
+
+
+def test_p15_site_mode_is_ordered_by_version_not_by_clock(gate):
+    """SPEC §2: a replayed site message (not above the version in force) never ends a newer lockdown."""
+    assert gate.site_mode(Mode.LOCKDOWN, "central", "drill", version=3) is not None
+    assert gate.set_mode(Mode.NORMAL, "h-sup", "all clear") is not None  # local: takes version 4
+    assert gate.modes.version == 4
+    assert gate.set_mode(Mode.LOCKDOWN, "h-guard", "intruder") is not None  # a guard's local lockdown, v5
+    assert gate.site_mode(Mode.NORMAL, "x", "replayed", version=3) is None  # the old message again
+    assert gate.site_mode(Mode.NORMAL, "central", "stale", version=4) is None
+    assert gate.mode is Mode.LOCKDOWN
+    # ties at one version go to the larger actor
+    assert gate.site_mode(Mode.NORMAL, "a-central", "tie", version=5) is None
+    assert gate.site_mode(Mode.NORMAL, "z-central", "newer", version=5) is not None
+    assert gate.mode is Mode.NORMAL and gate.modes.next_version() == 6
+
+
+def test_p15_the_key_switch_keeps_its_lockdown_and_fire_is_never_ended_from_the_network(gate):
+    gate.site_inputs(fire=False, key_switch=True)
+    assert gate.mode is Mode.LOCKDOWN
+    assert gate.site_mode(Mode.NORMAL, "central", "all clear", version=99) is None
+    assert gate.mode is Mode.LOCKDOWN
+    gate.site_inputs(fire=False, key_switch=False)  # the key switch returning ends its own lockdown
+    assert gate.mode is Mode.NORMAL
+    gate.site_inputs(fire=True, key_switch=False)
+    assert gate.mode is Mode.FIRE
+    assert gate.site_mode(Mode.NORMAL, "central", "all clear", version=200) is None
+    assert gate.site_mode(Mode.LOCKDOWN, "central", "lockdown", version=201) is None
+    assert gate.mode is Mode.FIRE
+
+
+def test_p15_mode_and_its_version_survive_a_restart(site, gate):
+    gate.site_mode(Mode.LOCKDOWN, "central", "drill", version=7)
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g2 = Gate(cfg, store, build_keyring(cfg, base, store))
+        assert (g2.mode, g2.modes.version, g2.modes.actor) == (Mode.LOCKDOWN, 7, "central")
+        assert g2.site_mode(Mode.NORMAL, "central", "replayed", version=7) is None
+    finally:
+        store.close()
+
+
+def test_p9_a_held_exit_survives_a_restart_and_is_released(site, gate):
+    now = time.time()
+    text = visitor_pass(site, now, holder="h-30")
+    assert gate.present("main-in", "pass", text, now).opens
+    held = gate.present("main-out", "pass", text, now + 60)
+    assert held.decision.held
+    visit = next(iter(gate.held_exits))
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g2 = Gate(cfg, store, build_keyring(cfg, base, store))
+        assert list(g2.held_exits) == [visit]
+        door = g2.release(visit, "g-1", "host confirmed by phone", now + 120)
+        assert door is not None and door.name == "main"
+        assert g2.evaluate("main-in", "pass", text, now + 130).decision.reason == "pass_consumed"
+    finally:
+        store.close()
+    assert store.path.exists()
+    g3_store = Store(site.db)
+    try:
+        g3 = Gate(cfg, g3_store, build_keyring(cfg, base, g3_store))
+        assert g3.held_exits == {}  # released is released, after another restart too
+    finally:
+        g3_store.close()
+
+
+def test_p23_only_a_heard_central_refreshes_the_allow_list_age(site):
+    text = site.config.read_text().replace("[policy]", "[policy]\nmax_sync_age_s = 30")
+    site.config.write_text(text)
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g = Gate(cfg, store, build_keyring(cfg, base, store))
+        now = time.time()
+        pass_text = visitor_pass(site, now)
+        assert g.evaluate("main-in", "pass", pass_text, now + 31).decision.reason == "stale_allowlist"
+        g.heard(now + 31)
+        assert g.evaluate("main-in", "pass", pass_text, now + 32).decision.granted
+    finally:
+        store.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from simulators.mosquitto import Broker
-from mqttkit import Peer, batch, record, rfc3339_now
+from mqttkit import Peer, batch, record, rfc3339_now, site_mode
 from sitekit import JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
 
@@ -178,7 +178,7 @@ def test_no_retained_or_replayed_message_ever_unlocks_a_door(tmp_path, procs, br
             ("acs/test/gate-1/allowlist/snapshot", {"version": 5, "chunk": 0, "chunks": 1, "upserts": [],
                                                     "revoke": [], "blocklist": [], "keys": []}),
             ("acs/test/visits/signoff", {"visit": "v-1", "host": "h-1", "time": rfc3339_now()}),
-            ("acs/test/mode", {"mode": "lockdown", "by": "central", "reason": "drill", "time": rfc3339_now()}),
+            ("acs/test/mode", site_mode("lockdown", 1, reason="drill")),
             ("acs/test/central/heartbeat", {"time": rfc3339_now()}),
             ("acs/test/gate-1/muster/request", {}),
             ("acs/test/gate-9/events/access.granted", {

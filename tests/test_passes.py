@@ -361,6 +361,20 @@ def test_p2_validly_signed_claims_of_the_wrong_type_are_malformed(keys, claims):
     assert reason(ref_issue(key, KID, claims), ring) == "malformed"
 
 
+@pytest.mark.parametrize("claims", [minimal(cat="salesman"), minimal(cat="Visitor"), minimal(cat="vip", tier="gold")])
+def test_p1_validly_signed_pass_of_an_unknown_category_or_tier_is_malformed(keys, claims):
+    """P1: a key trusted for every category signs a salesman's pass: refused, never decided as a visitor."""
+    key, ring, _ = keys
+    assert reason(ref_issue(key, KID, claims), ring) == "malformed"
+
+
+def test_a_non_empty_unprotected_header_is_malformed(keys):
+    """SPEC §3: the unprotected header is `{}`; anything in it (unsigned) is refused."""
+    key, ring, _ = keys
+    assert reason(ref_issue(key, KID, minimal(), unprotected={4: KID.encode()}), ring) == "malformed"
+    assert verify_pass(ref_issue(key, KID, minimal(), unprotected={}), ring).sub
+
+
 @pytest.mark.parametrize("payload", [
     cbor2.dumps([1, 2]),
     b"\xff",

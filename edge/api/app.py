@@ -135,12 +135,12 @@ def create_app(d) -> FastAPI:
 
     @app.get("/status", tags=["status"])
     async def status(who: Caller = Depends(guard)):
-        return {"mode": d.gate.mode.value, "mode_scope": d.store.meta("mode_scope", "gate"),
+        return {"mode": d.gate.mode.value, "mode_scope": d.gate.modes.scope,
                 "devices": {n: h.value for n, h in d.board.health.items()},
                 "allowlist_version": int(d.store.meta("allowlist_version", "0")),
                 "outbox_depth": d.link.outbox.depth if d.link else None,
                 "fail_modes": {door.name: door.fail_mode for door in d.cfg.doors},
-                "fire_input": bool(d.fire_input), "held_exits": len(d.gate.held_exits),
+                "fire_input": bool(d.gate.fire_input), "held_exits": len(d.gate.held_exits),
                 "last_seq": d.gate.journal.last_seq()}
 
     @app.get("/events", tags=["events"])
@@ -208,7 +208,7 @@ def create_app(d) -> FastAPI:
         window.append(now)
         d.gate.record("override.opened", {"door": door, "person": who.person, "role": who.role,
                                           "reason": body.reason})
-        opened = await d.outputs.pulse(door)
+        opened = await d.open_door(door, cause="override")
         kick()
         return {"door": door, "opened": opened}
 
@@ -222,11 +222,17 @@ def create_app(d) -> FastAPI:
                                        "type": "value_error"}])
         if target is not Mode.LOCKDOWN and who.role != "supervisor":
             raise HTTPException(403, "only a supervisor ends a lockdown or changes fire mode")
-        if d.gate.mode is Mode.FIRE and target is not Mode.FIRE and d.fire_input:
+        if d.gate.mode is Mode.FIRE and target is not Mode.FIRE and d.gate.fire_input:
             raise HTTPException(409, "the fire input is still active")
-        entry = d.gate.set_mode(target, who.person, body.reason, scope=body.scope)
+        if body.scope == "site" and target is not Mode.FIRE:
+            # a site change always takes a new version, even when this gate is in that mode already
+            entry = d.gate.set_mode(target, who.person, body.reason, scope="site",
+                                    version=d.gate.modes.next_version())
+        else:
+            entry = d.gate.set_mode(target, who.person, body.reason, scope=body.scope)
         if d.link and body.scope == "site" and target is not Mode.FIRE:
-            d.link.publish_site_mode(target.value, who.person, body.reason)
+            # SPEC §2: the site hears it with the version this gate just gave the change
+            d.link.publish_site_mode(target.value, who.person, body.reason, d.gate.modes.version)
         kick()
         return {"mode": d.gate.mode.value, "changed": entry is not None}
 
@@ -298,7 +304,7 @@ def create_app(d) -> FastAPI:
         door = d.gate.release(visit, who.person, body.reason)
         if door is None:
             raise HTTPException(404, f"no held exit for visit {visit!r}")
-        opened = await d.outputs.pulse(door.name, door.direction.value)
+        opened = await d.open_door(door.name, door.direction.value, cause="release")
         kick()
         return {"visit": visit, "door": door.name, "opened": opened}
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
+from collections import deque
 from pathlib import Path
 
 from edge.config import GateConfig
 from edge.devices import DeviceBoard
 from edge.gate import Gate
 from edge.link.client import Incoming, MqttClient
-from edge.link.messages import BadMessage, GateKey, PeerEvent, Signoff, SiteMode, parse
+from edge.link.messages import BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, Signoff, SiteMode, parse
 from edge.link.outbox import Outbox
 from edge.link.sync import AllowlistSync
 from edge.model import Mode
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ALARM_EVERY_S = 60.0  # one bad-message alarm per topic per minute; the rest are counted in it
 STATUS_EVERY_S = 60.0
+RETRY_WAITING_S = 1.0  # inbound messages the database refused are tried again this often (SPEC §6)
 
 
 class CentralLink:
@@ -67,6 +70,13 @@ class CentralLink:
         self._last_status: str | None = None
         self._mode_seen = gate.mode
         self.stopping = False
+        self.closed = False  # after stop(): late callbacks find no database to write to
+        # SPEC §2: a number that rises at every connection of this gate and survives restarts
+        self.session = int(self.store.meta("mqtt_session", "0"))
+        # Inbound messages the database could not take yet (a full disk), applied in order when it can;
+        # acknowledged only then, so a restart meanwhile gets them again from the broker (SPEC §6).
+        self.waiting: deque[Incoming] = deque()
+        self._retry_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -75,24 +85,27 @@ class CentralLink:
                 (self.t_heartbeat, 0), (self.t_muster_req, 1), (self.t_peers, 1), (self.t_keys, 1)]
         client_id = self.m.client_id or f"gatekeeper-{self.cfg.site.id}-{self.me}"
         self.client = MqttClient(self.m, self.base, client_id, self.t_status, loop, subs, self._on_message,
-                                 self._on_published, self._on_state)
+                                 self._on_published, self._on_state, self._next_will)
         self.outbox = Outbox(self.store, self.client.publish, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
         self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,
-                                  self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot))
+                                  self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot),
+                                  heard=self.gate.heard)
         self.sync.start()
         self.board.register("broker", "mqtt")
         self.client.start()
 
     def stop(self) -> None:
         self.stopping = True  # the disconnect below is ours: no device.fault for it
-        if self.outbox:
-            self.outbox.persist(force=True)
         if self.client:
             # A clean goodbye: offline, retained, since the broker sends no will after a disconnect.
             self.client.stop((self.t_status, json.dumps(self._status("offline")).encode()))
+            self.client.drain_acks()  # acks that arrived during the goodbye count too
         if self.sync:
             self.sync.stop()
+        if self.outbox:
+            self.outbox.persist(force=True)  # the last acks, before the database closes
+        self.closed = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pump the outbox when asked (a new entry) or every 50 ms; status once a minute or on change."""
@@ -106,6 +119,8 @@ class CentralLink:
             self.outbox.pump()
             self.outbox.persist()
             self.sync.check_retry()
+            if self.waiting and time.monotonic() >= self._retry_at:
+                self._retry_waiting()
             if self.gate.mode is not self._mode_seen:
                 if self.gate.mode is Mode.FIRE:
                     self.publish_muster()  # P16: who is on site, the moment fire mode starts
@@ -117,24 +132,40 @@ class CentralLink:
                 next_status = now + STATUS_EVERY_S
 
     def _post(self, fn, *args) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop has closed: the daemon is stopping
+
+    def _next_will(self) -> str:
+        """Before every connection (paho's thread): the session number rises, and the last will says it."""
+        self.session += 1
+        self._post(self.store.defer_meta, "mqtt_session", str(self.session))
+        return json.dumps({"state": "offline", "session": self.session})
 
     # -- out ------------------------------------------------------------------------------------
     def _event_topic(self, etype: str) -> str:
         return f"{self.source}/events/{etype}"
 
     def _on_published(self, mids: list[int]) -> None:
+        if self.closed:
+            return
         self.outbox.on_acks(mids)
         if len(self.outbox.inflight) < self.m.max_inflight // 2:
             self.kick.set()  # room in the window: refill now rather than at the next tick
 
-    def _on_state(self, up: bool, why: str) -> None:
+    def _on_state(self, up: bool, why: str, session_present: bool = True) -> None:
         if self.stopping:
             return
         self.connected = up
         if up:
-            log.info("broker %s:%d %s", self.m.host, self.m.port, why)
+            log.info("broker %s:%d %s (session %d%s)", self.m.host, self.m.port, why, self.session,
+                     "" if session_present else ", none kept at the broker")
             self.board.up("broker")
+            if not session_present:
+                # SPEC §2: batches sent while we had no session never reach us: ask for a snapshot now,
+                # rather than at the next change (a new gate at version 0 gets its allow-list at once)
+                self.sync.resync(force=True)
             self._publish_status()
             if self.own_key:  # P13: every gate of the site trusts our walk-in passes
                 kid, pem = self.own_key
@@ -145,18 +176,20 @@ class CentralLink:
             self.board.down("broker", f"{self.m.host}:{self.m.port} {why}")
 
     def _status_text(self) -> str:
-        """What a status change is: state, mode, version, devices (not the outbox depth, which moves
-        with every event)."""
+        """What a status change is: state, mode, version, devices, session (not the time or the last seq,
+        which move all the time and are sent with every status anyway)."""
         body = self._status()
-        body.pop("outbox_depth")
+        body.pop("last_seq")
         return json.dumps(body, sort_keys=True)
 
     def _status(self, state: str | None = None) -> dict:
+        """SPEC §2 status. `last_seq` lets the central system see a loss before the next event comes."""
         devices = {n: h.value for n, h in self.board.health.items() if n != "broker"}
         if state is None:
             state = "degraded" if any(v == "down" for v in devices.values()) else "online"
         return {"state": state, "mode": self.gate.mode.value, "allowlist_version": self.sync.version if self.sync else 0,
-                "devices": devices, "outbox_depth": self.outbox.depth if self.outbox else 0}
+                "devices": devices, "session": self.session, "last_seq": self.gate.journal.last_seq(),
+                "epoch": self.store.epoch}
 
     def _publish_status(self) -> None:
         self._last_status = self._status_text()
@@ -164,10 +197,10 @@ class CentralLink:
         body["time"] = rfc3339(time.time())
         self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
 
-    def publish_site_mode(self, mode: str, by: str, reason: str) -> None:
+    def publish_site_mode(self, mode: str, actor: str, reason: str, version: int) -> None:
         """P15: a site lockdown (or its end) from this gate reaches every gate of the site; retained so a
-        gate that was away learns it when it comes back."""
-        body = {"mode": mode, "by": by, "reason": reason, "time": rfc3339(time.time())}
+        gate that was away learns it when it comes back. SPEC §2: ordered by `version`, not by clocks."""
+        body = {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339(time.time()), "version": version}
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
     def publish_muster(self) -> None:
@@ -178,6 +211,8 @@ class CentralLink:
 
     def _applied(self, keys_changed: bool) -> None:
         """The worker committed a batch or a snapshot: mirror it now rather than at the next scan."""
+        if self.closed:
+            return
         self.store.refresh(force=True)
         if keys_changed:
             self.reload_keys()
@@ -189,26 +224,51 @@ class CentralLink:
 
     # -- in -------------------------------------------------------------------------------------
     def _on_message(self, msg: Incoming) -> None:
+        if self.closed:
+            return  # not acknowledged: the broker sends it again after the restart
+        if self.waiting and msg.topic not in (self.t_heartbeat, self.t_muster_req):
+            self.waiting.append(msg)  # behind what the database refused: order is kept
+            return
+        if not self._handle(msg):
+            self.waiting.append(msg)
+            self._retry_at = time.monotonic() + RETRY_WAITING_S
+
+    def _retry_waiting(self) -> None:
+        while self.waiting:
+            if not self._handle(self.waiting[0]):
+                self._retry_at = time.monotonic() + RETRY_WAITING_S
+                return
+            self.waiting.popleft()
+        log.warning("inbound messages held while the database refused writes are applied")
+
+    def _handle(self, msg: Incoming) -> bool:
+        """Apply one message. False when the database refused it (kept, not acknowledged, tried again);
+        anything malformed, oversized or out of schema changes nothing and raises an alarm (SPEC §2)."""
         t = msg.topic
         done = lambda: self.client.ack(msg)  # noqa: E731 - acknowledged only once applied
         try:
             if t == self.t_changes:
-                self._heard()
-                self.sync.on_changes(msg.payload, done)
-                return
+                self.sync.on_changes(msg.payload, done)  # the worker acknowledges it when it is applied
+                return True
             if t == self.t_snapshot:
-                self._heard()
                 self.sync.on_snapshot(msg.payload, done)
-                return
+                return True
             if t == self.t_signoff:
-                self._heard()
-                self._signoff(parse(Signoff, msg.payload))
+                s = parse(Signoff, msg.payload)
+                self.gate.heard()  # P23: a well-formed word from the central system, and only that
+                # acknowledged once written: now, or after a full disk with the gate's other held writes
+                self.gate.sign_off(s.visit, s.host, "central", then=done)
+                self.kick.set()
+                return True
             elif t == self.t_mode:
-                self._heard()
-                self._site_mode(parse(SiteMode, msg.payload), msg.retain)
+                m = parse(SiteMode, msg.payload)
+                if self.gate.site_mode(Mode(m.mode), m.actor, m.reason, m.version) is not None:
+                    self.kick.set()
             elif t == self.t_heartbeat:
-                self._heard()
+                parse(Heartbeat, msg.payload)
+                self.gate.heard()
             elif t == self.t_muster_req:
+                parse(MusterRequest, msg.payload)
                 self.publish_muster()
             elif t.startswith(f"{self.root}/") and t.endswith("/key") and t.count("/") == self.root.count("/") + 2:
                 if t != self.t_key:
@@ -220,13 +280,16 @@ class CentralLink:
                 log.debug("ignored message on %s", t)
         except BadMessage as e:
             self._alarm(t, str(e))
+        except sqlite3.OperationalError as e:
+            log.error("message on %s waits: the database refused it (%s)", t, e)
+            return False
+        except Exception as e:  # a bug must not stall the link: named, alarmed, and the message let go
+            log.exception("message on %s could not be handled", t)
+            self._alarm(t, f"not handled: {e.__class__.__name__}: {e}", "handler_failed")
         done()
+        return True
 
-    def _heard(self) -> None:
-        # P23 counts any word from the central system; kept in memory, written with the next commit
-        self.store.set_meta("central_heard_at", repr(time.time()))
-
-    def _alarm(self, topic: str, why: str) -> None:
+    def _alarm(self, topic: str, why: str, alarm: str = "bad_message") -> None:
         now = time.monotonic()
         last, suppressed = self._alarms.get(topic, (0.0, 0))
         if last and now - last < ALARM_EVERY_S:
@@ -234,30 +297,8 @@ class CentralLink:
             return
         self._alarms[topic] = (now, 0)
         log.error("refused a message on %s: %s", topic, why)
-        self.gate.record("alarm.raised", {"alarm": "bad_message", "topic": topic, "error": why[:300],
+        self.gate.record("alarm.raised", {"alarm": alarm, "topic": topic, "error": why[:300],
                                           "suppressed_before": suppressed})
-        self.kick.set()
-
-    def _signoff(self, s: Signoff) -> None:
-        """P9: the host signed the visit off; the visitor's next exit scan goes through. Opens nothing."""
-        self.gate.sign_off(s.visit, s.host, "central")
-        self.kick.set()
-
-    def _site_mode(self, m: SiteMode, retained: bool) -> None:
-        """P15 from the central system or another gate. A stale retained message does not undo a newer
-        local change, and the key switch keeps its lockdown until it is turned back."""
-        target = Mode(m.mode)
-        if target is self.gate.mode or self.gate.mode is Mode.FIRE:
-            return
-        sent = _epoch(m.time)
-        local = float(self.store.meta("mode_at", "0"))
-        if sent is not None and sent <= local:
-            log.info("site mode %s from %s is older than this gate's last change: ignored", m.mode, m.by)
-            return
-        if target is Mode.NORMAL and self.store.meta("mode_by") == "lockdown_input":
-            log.warning("site mode normal from %s ignored: the lockdown key switch is on", m.by)
-            return
-        self.gate.set_mode(target, m.by or "central", m.reason or "site mode", scope="site")
         self.kick.set()
 
     def _gate_key(self, gate: str, k: GateKey) -> None:

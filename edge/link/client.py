@@ -37,7 +37,8 @@ class Incoming:
 class MqttClient:
     def __init__(self, cfg: MqttSection, base: Path, client_id: str, will_topic: str, loop: asyncio.AbstractEventLoop,
                  subscriptions: list[tuple[str, int]], on_message: Callable[[Incoming], None],
-                 on_published: Callable[[list[int]], None], on_state: Callable[[bool, str], None]):
+                 on_published: Callable[[list[int]], None], on_state: Callable[[bool, str, bool], None],
+                 will: Callable[[], str] = lambda: json.dumps({"state": "offline"})):
         self.cfg = cfg
         self.loop = loop
         self.subscriptions = subscriptions
@@ -69,7 +70,11 @@ class MqttClient:
             key = str(_resolve(base, cfg.key_file)) if cfg.key_file else None
             self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                                 tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        # The broker publishes this, retained, when we vanish without saying goodbye.
+        # The broker publishes this, retained, when we vanish without saying goodbye. It is made again
+        # before every connection, so it carries that connection's session number (SPEC §2).
+        self.will_topic, self.will = will_topic, will
+        self.client.on_pre_connect = lambda client, userdata: client.will_set(self.will_topic, self.will(), qos=1,
+                                                                             retain=True)
         self.client.will_set(will_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
         self.client.on_connect = self._cb_connect
         self.client.on_disconnect = self._cb_disconnect
@@ -108,9 +113,15 @@ class MqttClient:
             self.client.ack(msg.mid, msg.qos)
 
     # paho's thread -> the loop
+    def _post(self, fn, *args) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop has closed: the daemon is stopping, and a message not acked comes again
+
     def _cb_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
-            self.loop.call_soon_threadsafe(self._on_state, False, f"refused: {reason}")
+            self._post(self._on_state, False, f"refused: {reason}", False)
             return
         for topic, qos in self.subscriptions:  # in on_connect, so they come back after every reconnect
             if self.v5:
@@ -119,14 +130,16 @@ class MqttClient:
             else:
                 client.subscribe(topic, qos)
         self.connected = True
-        self.loop.call_soon_threadsafe(self._on_state, True, "connected")
+        # SPEC §2: no session at the broker (a new gate, an expired session, a broker that lost its store)
+        # means batches may have been missed: the link asks for a snapshot.
+        self._post(self._on_state, True, "connected", bool(flags.session_present))
 
     def _cb_disconnect(self, client, userdata, flags, reason, properties) -> None:
         self.connected = False
-        self.loop.call_soon_threadsafe(self._on_state, False, f"disconnected: {reason}")
+        self._post(self._on_state, False, f"disconnected: {reason}", False)
 
     def _cb_message(self, client, userdata, message) -> None:
-        self.loop.call_soon_threadsafe(self._on_message, Incoming(
+        self._post(self._on_message, Incoming(
             message.topic, message.payload, bool(message.retain), message.mid, message.qos))
 
     def _cb_publish(self, client, userdata, mid, reason, properties) -> None:
@@ -136,7 +149,11 @@ class MqttClient:
             if self._acks_scheduled:
                 return
             self._acks_scheduled = True
-        self.loop.call_soon_threadsafe(self._deliver_acks)
+        self._post(self._deliver_acks)
+
+    def drain_acks(self) -> None:
+        """Hand over acks that arrived and were not delivered yet (at stop, before the watermark is saved)."""
+        self._deliver_acks()
 
     def _deliver_acks(self) -> None:
         with self._acks_lock:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
 
@@ -56,11 +56,44 @@ class Signoff(_Msg):
 
 
 class SiteMode(_Msg):
+    """SPEC §2: every field required; `version` orders changes without trusting clocks."""
     model_config = ConfigDict(extra="ignore", frozen=True)
     mode: Literal["lockdown", "normal"]  # never fire: fire mode is not started from the network (P16)
-    by: Annotated[str, Field(max_length=64)] | None = None
-    reason: Annotated[str, Field(max_length=200)] | None = None
-    time: str | None = None
+    actor: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(max_length=200)]
+    time: Annotated[str, Field(max_length=40)]
+    version: int = Field(ge=0, le=2**53)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        return _rfc3339(v)
+
+
+class Heartbeat(_Msg):
+    """SPEC §2 `central/heartbeat`: `{"time":...}` (P23; the central system's clock)."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    time: Annotated[str, Field(max_length=40)]
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        return _rfc3339(v)
+
+
+class MusterRequest(_Msg):
+    """SPEC §2 `muster/request`: `{}`."""
+
+
+def _rfc3339(v: str) -> str:
+    from datetime import datetime
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{v[:40]!r} is not an RFC 3339 time") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"{v[:40]!r} has no UTC offset")
+    return v
 
 
 class GateKey(_Msg):

@@ -18,7 +18,9 @@ from edge.store.journal import Journal
 log = logging.getLogger(__name__)
 
 BATCH = 500
-PERSIST_EVERY_S = 0.2  # the watermark is a hint for restarts: writing it on every ack would double the I/O
+# The watermark is a hint for restarts: it rides along with the next decision's commit, and is written on
+# its own (without an fsync) only when no commit came for this long. Losing it only sends events twice.
+PERSIST_EVERY_S = 5.0
 
 
 class Outbox:
@@ -73,14 +75,15 @@ class Outbox:
 
     def persist(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.acked != self._persisted and (force or now - self._persist_at >= PERSIST_EVERY_S):
-            try:
-                with self.store.tx():
-                    self.store.set_meta("outbox_acked", str(self.acked))
-            except sqlite3.OperationalError:
-                return  # the database takes no writes now (SPEC §6); the watermark is only a restart hint
+        if self.acked != self._persisted:
+            self.store.defer_meta("outbox_acked", str(self.acked))
             self._persisted = self.acked
+        if force or now - self._persist_at >= PERSIST_EVERY_S:
             self._persist_at = now
+            try:
+                self.store.flush_deferred(durable=force)
+            except sqlite3.OperationalError:
+                pass  # the database takes no writes now (SPEC §6); it stays deferred
 
     def gap_after_prune(self) -> None:
         """Entries pruned before they were sent cannot be sent: start after them (retention never

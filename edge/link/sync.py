@@ -13,9 +13,12 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import sqlite3
 import threading
 import time
 from typing import Callable
+
+from edge.records import unknown_kind_alarm
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,8 @@ class AllowlistSync:
 
     def __init__(self, store, request_resync: Callable[[int], None], on_applied: Callable[[bool], None],
                  alarm: Callable[[str, str], None], retry_s: float, loop_post: Callable[..., None],
-                 topics: tuple[str, str] = ("allowlist/changes", "allowlist/snapshot")):
+                 topics: tuple[str, str] = ("allowlist/changes", "allowlist/snapshot"),
+                 heard: Callable[[], None] = lambda: None):
         self.path = str(store.path)
         self.request_resync = request_resync
         self.on_applied = on_applied
@@ -49,6 +53,7 @@ class AllowlistSync:
         self.retry_s = retry_s
         self.loop_post = loop_post
         self.topics = topics  # (changes, snapshot): named in alarms
+        self.heard = heard  # P23: a well-formed batch or chunk from the central system (even a duplicate)
         self.version = int(store.meta("allowlist_version", "0"))
         self.resync_sent_at: float | None = None
         self._pending: dict[int, Callable[[], None]] = {}
@@ -71,6 +76,7 @@ class AllowlistSync:
         if self.proc.is_alive():
             self.proc.terminate()
         self.results.put(None)
+        self._reader.join(5)
 
     def _submit(self, kind: str, payload: bytes, done: Callable[[], None]) -> None:
         self._next += 1
@@ -92,6 +98,12 @@ class AllowlistSync:
 
     def _result(self, r: tuple) -> None:
         kind, job, info = r
+        if kind in ("applied", "duplicate", "gap", "staging"):
+            self.heard()
+        if kind == "waiting":
+            log.error("allow-list %s waits: the database refuses writes (%s); it is applied when it can",
+                      info["what"], info["why"])
+            return  # the same job reports again when it is applied
         if kind == "bad":
             self.alarm(self.topics[0] if info["topic"] == "changes" else self.topics[1], info["why"])
         elif kind == "gap":
@@ -141,7 +153,7 @@ def worker_main(path: str, jobs, results, parent: int) -> None:
             return
         kind, jid, payload = job
         try:
-            getattr(w, kind)(jid, payload)
+            w.until_written(kind, lambda: getattr(w, kind)(jid, payload), jid)
         except Exception as e:  # a bug must not end sync for good: the snapshot is asked for again
             logging.getLogger(__name__).exception("allow-list sync job %s failed", kind)
             results.put(("error", jid, {"why": f"{kind}: {e.__class__.__name__}: {e}"}))
@@ -158,9 +170,27 @@ class Worker:
         self.stage_version: int | None = None
         self.stage_chunks = 0
         self.staged: set[int] = set()
+        self.unknown_kinds: list[str] = []  # P1: records of the staged snapshot of an unknown category
+        self.unknown_count = 0
 
     def version(self) -> int:
         return int(self.store.meta("allowlist_version", "0"))
+
+    def until_written(self, what: str, job, jid: int) -> None:
+        """SPEC §6: a change the database cannot take now (a full disk) waits and is applied as soon as it
+        can, before any later one: jobs run one at a time, in arrival order, and none is skipped."""
+        delay, told = 0.5, False
+        while True:
+            try:
+                return job()
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) or "busy" in str(e):
+                    raise  # not a refusal of writes: a bug or a stuck writer, reported as an error
+                if not told:
+                    self.results.put(("waiting", jid, {"what": what, "why": str(e)}))
+                    told = True
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def changes(self, jid: int, payload: bytes) -> None:
         from edge.link.messages import BadMessage, ChangeBatch, parse
@@ -190,12 +220,14 @@ class Worker:
                           [_key_row(k) for k in b.keys_add])
             c.executemany("DELETE FROM keys WHERE kid=?", [(k,) for k in b.keys_remove])
             self.store.set_meta("allowlist_version", str(b.to_version))
-            self.store.set_meta("central_heard_at", repr(now))
             self.journal.append("allowlist.applied", {
                 "source": "batch", "from_version": b.from_version, "to_version": b.to_version,
                 "upserts": len(b.upserts), "deletes": len(b.deletes), "revokes": len(b.revoke),
                 "blocklist_add": len(b.blocklist_add), "blocklist_remove": len(b.blocklist_remove),
                 "keys_add": len(b.keys_add), "keys_remove": len(b.keys_remove)}, now)
+            alarm = unknown_kind_alarm(b.upserts, "batch")
+            if alarm:
+                self.journal.append("alarm.raised", alarm, now)
         self.results.put(("applied", jid, {"source": "batch", "version": b.to_version,
                                            "keys_changed": bool(b.keys_add or b.keys_remove)}))
 
@@ -210,6 +242,7 @@ class Worker:
         if self.stage_version != chunk.version or self.stage_chunks != chunk.chunks:
             # A chunk of another version discards what was staged (SPEC §2).
             self.stage_version, self.stage_chunks, self.staged = chunk.version, chunk.chunks, set()
+            self.unknown_kinds, self.unknown_count = [], 0
             self._reset_stage()
         if chunk.chunk not in self.staged:
             self._stage(chunk)
@@ -240,6 +273,10 @@ class Worker:
         from edge.store.allowlist import _UPSERT
         c = self.store.conn
         rows = [r.row() for r in chunk.upserts]
+        alarm = unknown_kind_alarm(chunk.upserts, "snapshot")
+        if alarm:
+            self.unknown_kinds += alarm["credentials"][: 20 - len(self.unknown_kinds)]
+            self.unknown_count += alarm["count"]
         insert = _UPSERT.replace("INTO credentials", "INTO stage_credentials")
         for i in range(0, len(rows), STAGE_ROWS):
             with self.store.tx():
@@ -268,11 +305,14 @@ class Worker:
             for t in STAGE_TABLES[1:]:
                 c.execute(f"DROP TABLE {t}")
             self.store.set_meta("allowlist_version", str(version))
-            self.store.set_meta("central_heard_at", repr(now))
             self.journal.append("allowlist.applied", {
                 "source": "snapshot", "from_version": have, "to_version": version,
                 "records": counts["stage_credentials"], "revokes": counts["stage_revocations"],
                 "blocklist": counts["stage_blocklist"], "keys": counts["stage_keys"]}, now)
+            if self.unknown_count:
+                self.journal.append("alarm.raised", {
+                    "alarm": "unknown_category", "priority": "normal", "source": "snapshot",
+                    "count": self.unknown_count, "credentials": self.unknown_kinds}, now)
         return counts["stage_credentials"]
 
     def drop_old(self, jid: int, payload) -> None:

@@ -16,6 +16,7 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.model import known_kind
 from edge.passes import base45
 from edge.passes.cose import KID, loads_strict, parse_sign1, sig_structure, sign1
 from edge.passes.keys import KeyRing
@@ -189,10 +190,13 @@ def _claims(kid: str, payload: bytes) -> PassClaims:
     if party is not None and party < 1:
         raise PassRejected("malformed", "party must be at least 1")
     esc = _get(m, "esc", bool)
+    cat, tier = _get(m, "cat", str, required=True), _get(m, "tier", str)
+    if not known_kind(cat, tier):
+        raise PassRejected("malformed", f"category {cat!r} or tier {tier!r} is not one of SPEC §2's (P1)")
     return PassClaims(
         kid=kid, iss=_get(m, ISS, str), sub=_get(m, SUB, str, required=True), exp=_time(m, EXP, required=True),
         nbf=_time(m, NBF, required=True), iat=_time(m, IAT), cti=cti, vis=_get(m, "vis", str) or "",
-        cat=_get(m, "cat", str, required=True), tier=_get(m, "tier", str), areas=tuple(areas),
+        cat=cat, tier=tier, areas=tuple(areas),
         party=1 if party is None else party, host=_get(m, "host", str), esc=bool(esc), sch=_get(m, "sch", str),
         idh=_get(m, "idh", str),
     )

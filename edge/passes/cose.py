@@ -93,6 +93,8 @@ def parse_sign1(data: bytes) -> tuple[bytes, Mapping, Mapping, bytes, bytes]:
         raise ValueError("protected header: algorithm is not EdDSA (-8)")
     if CRIT in header:
         raise ValueError("protected header: critical headers this profile does not know")
+    if unprotected:
+        raise ValueError("unprotected header: must be empty (SPEC §3)")
     kid = header.get(KID)
     if not isinstance(kid, bytes):
         raise ValueError("protected header: no kid")

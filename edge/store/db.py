@@ -17,6 +17,8 @@ from edge.store.permits import active_permits
 
 log = logging.getLogger(__name__)
 
+WAL_LIMIT_BYTES = 4 << 20
+
 
 def dict_rows(cur: sqlite3.Cursor) -> list[dict]:
     """A query's rows as column-name dicts (the API's views of the gate's own records)."""
@@ -39,14 +41,19 @@ class Store:
             self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self.conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed decision survives a power cut (SPEC §6); NORMAL only survives a crash.
-            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._sync = "FULL" if durable else "NORMAL"
+            self.conn.execute(f"PRAGMA synchronous={self._sync}")
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA temp_store=MEMORY")
+            # After a checkpoint the WAL file is cut back to this size, so a backlog written after a full
+            # disk cannot leave a WAL that fills the disk again (SPEC §6).
+            self.conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the database: {e}") from None
         self.lock = threading.RLock()
         self._in_tx = False
+        self._deferred: dict[str, str] = {}  # meta values that ride along with the next commit
         if created:
             log.info("created database %s", self.path)
         self.epoch = self._ensure_meta("epoch", lambda: uuid.uuid4().hex)
@@ -79,11 +86,34 @@ class Store:
         return self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
 
     def meta(self, key: str, default: str | None = None) -> str | None:
+        if key in self._deferred:
+            return self._deferred[key]
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+        self._deferred.pop(key, None)
+
+    def defer_meta(self, key: str, value: str) -> None:
+        """A hint for restarts (the outbox watermark, when the central was last heard): written with the
+        next transaction, so it costs no durable commit of its own. `flush_deferred` writes it now."""
+        self._deferred[key] = value
+
+    def flush_deferred(self, durable: bool = True) -> None:
+        """Write what was deferred now. Not `durable`: no fsync of its own (a power cut may lose it, a
+        crash does not), for hints whose loss only costs work (events sent twice)."""
+        if not self._deferred:
+            return
+        with self.lock:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.tx():
+                    pass  # tx() writes what was deferred
+            finally:
+                if not durable:
+                    self.conn.execute(f"PRAGMA synchronous={self._sync}")
 
     @contextmanager
     def tx(self):
@@ -94,16 +124,32 @@ class Store:
                 return
             self.conn.execute("BEGIN IMMEDIATE")
             self._in_tx = True
+            deferred, self._deferred = self._deferred, {}
             try:
+                if deferred:
+                    self.conn.executemany("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE"
+                                          " SET value=excluded.value", deferred.items())
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
-                self._in_tx = False
-                self.refresh(force=True)  # the mirrors may hold rolled-back changes
+                self._deferred = {**deferred, **self._deferred}  # still to be written, newer values first
+                self._rollback()
                 raise
-            self.conn.execute("COMMIT")
             self._in_tx = False
-            self._version_seen = self._data_version()
+            # Nothing about data_version here: it moves only for other connections' commits, and reading
+            # it now would swallow one committed since the last scan (a revocation imported meanwhile).
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already rolled back (a full disk at COMMIT does that)
+        self._in_tx = False
+        try:
+            self.refresh(force=True)  # the mirrors may hold rolled-back changes
+        except sqlite3.Error as e:
+            self._version_seen = -1  # reloaded at the next scan
+            log.error("cannot reload the decision's lists after a rollback: %s", e)
 
     # In-memory mirrors of the small tables the decision reads on every scan. Another process
     # (`gatekeeper allowlist import`) may change them: PRAGMA data_version tells us, cheaply.
@@ -127,6 +173,13 @@ class Store:
         self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
         self._version_seen = v
         return True
+
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Move the write-ahead log back into the database file (and cut it to WAL_LIMIT_BYTES)."""
+        try:
+            self.conn.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.Error as e:
+            log.warning("checkpoint refused: %s", e)
 
     def close(self) -> None:
         try:

@@ -85,19 +85,21 @@ class Journal:
         return row[0] or 0
 
     def verify(self) -> tuple[bool, str]:
-        """Walk the chain; returns (ok, what is wrong or how many rows were checked)."""
-        prev = None
-        expected_seq = None
+        """Walk the chain; returns (ok, what is wrong or how many rows were checked). Rows pruned by
+        retention leave an anchor (the last pruned row's seq and hash) that the oldest kept row must follow."""
+        first = self.store.conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
+        if first is None:
+            return True, "0 entries, chain intact"
+        if first == 1:
+            prev, expected_seq = self.store.genesis_hash(), 1
+        else:
+            anchor = self.store.meta("journal_anchor")
+            if anchor is None:
+                return False, f"rows before seq {first} are gone and no pruning anchor says why"
+            a_seq, a_hash = anchor.split(":", 1)
+            prev, expected_seq = a_hash, int(a_seq) + 1
         n = 0
-        for e in self.entries():
-            if prev is None:
-                # The oldest kept row anchors the chain (older rows may have been pruned by retention).
-                first = self.store.conn.execute("SELECT min(seq) FROM journal").fetchone()[0]
-                prev = self.store.genesis_hash() if first == 1 else None
-                if prev is None:
-                    prev, expected_seq, n = e.hash, e.seq + 1, 1
-                    continue
-                expected_seq = e.seq
+        for e in self.entries(first - 1):
             if e.seq != expected_seq:
                 return False, f"gap: expected seq {expected_seq}, found {e.seq}"
             if chain(prev, e.seq, e.id, e.time, e.type, e.data) != e.hash:
@@ -105,12 +107,30 @@ class Journal:
             prev, expected_seq, n = e.hash, e.seq + 1, n + 1
         return True, f"{n} entries, chain intact"
 
-    def prune(self, older_than: float, keep_from_seq: int | None = None) -> int:
-        """P19 retention; the newest row is always kept so `seq` never restarts, and nothing from
-        `keep_from_seq` on (events the broker has not acknowledged yet)."""
+    def prune(self, older_than: float, keep_from_seq: int | None = None, batch: int = 2000) -> int:
+        """P19 retention: the oldest rows, in seq order, up to the first one not older than `older_than`,
+        so the rest stays one unbroken chain whatever the clock said when each row was written. The newest
+        row is always kept (seq never restarts), and nothing from `keep_from_seq` on (events the broker
+        has not acknowledged yet). The last pruned row's seq and hash stay as the chain's anchor. In small
+        transactions: the decisions never wait long for the write lock."""
         limit = keep_from_seq if keep_from_seq is not None else 1 << 62
-        with self.store.tx() as c:
-            cur = c.execute(
-                "DELETE FROM journal WHERE time < ? AND seq < (SELECT max(seq) FROM journal) AND seq < ?",
-                (rfc3339(older_than), limit))
-            return cur.rowcount
+        cutoff = rfc3339(older_than)
+        pruned = 0
+        while True:
+            with self.store.tx() as c:
+                last = c.execute("SELECT max(seq) FROM journal").fetchone()[0]
+                if last is None:
+                    return pruned
+                rows = c.execute("SELECT seq, time, hash FROM journal WHERE seq < ? AND seq < ? ORDER BY seq LIMIT ?",
+                                 (last, limit, batch)).fetchall()
+                old = []
+                for row in rows:
+                    if row[1] >= cutoff:
+                        break
+                    old.append(row)
+                if not old:
+                    return pruned
+                self.store.set_meta("journal_anchor", f"{old[-1][0]}:{old[-1][2]}")
+                pruned += c.execute("DELETE FROM journal WHERE seq <= ?", (old[-1][0],)).rowcount
+            if len(old) < len(rows) or len(rows) < batch:
+                return pruned

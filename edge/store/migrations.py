@@ -55,4 +55,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX permits_credential ON permits(credential);
     CREATE TABLE gate_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, gate TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 5: exits held for a host's sign-off (P9) survive a restart, so a guard can still release them.
+    """
+    CREATE TABLE held_exits(visit TEXT PRIMARY KEY, reader TEXT NOT NULL, credential TEXT NOT NULL,
+                            at REAL NOT NULL) WITHOUT ROWID;
+    """,
 ]
