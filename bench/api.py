@@ -26,7 +26,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from common import ROOT, add_staff_badge, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
+from common import (  # noqa: E402  (puts the project on sys.path)
+    ROOT, add_staff_badge, guard_token, pct, print_table, site_toml)
 
 import httpx  # noqa: E402
 
@@ -39,12 +40,6 @@ port = {api_port}
 
 BADGE = b"04A1B2C3\r\n"
 PATHS = ("/status", "/events?limit=50", "/occupancy", "/metrics", "/health")
-
-
-def guard_token(config: Path) -> str:
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "tokens", "add", "--config", str(config), "--person", "bench",
-                        "--role", "guard"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
-    return r.stdout.strip().splitlines()[-1]
 
 
 def drain(stream) -> None:

@@ -1,6 +1,7 @@
 """What the benchmarks share: a one-door site, percentiles and the printed table."""
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def add_staff_badge(db: Path) -> None:
         store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
                                      None))
     store.close()
+
+
+def guard_token(config: Path) -> str:
+    """A guard's API token for the site, made as an operator would (`gatekeeper tokens add`)."""
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "tokens", "add", "--config", str(config), "--person", "bench",
+                        "--role", "guard"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    return r.stdout.strip().splitlines()[-1]
 
 
 def site_toml(io_port: int, reader_port: int, *, pulse_s: float = 3, extra: str = "") -> str:

@@ -41,3 +41,12 @@ def test_api_benchmark_prints_its_table():
     for row in ("API request", "API errors", "decision, no API load", "decision under API load",
                 "badge line to decision under API load"):
         assert row in r.stdout
+
+
+def test_pipeline_benchmark_prints_its_table():
+    r = subprocess.run([sys.executable, "bench/pipeline.py", "--scans", "3"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for row in ("floor: badge line to coil", "gatekeeper: badge line to coil", "gatekeeper / floor",
+                "scans delayed > 50 ms", "API requests during the scans", "API errors", "MQTT events received"):
+        assert row in r.stdout
