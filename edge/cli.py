@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     cfg, base = load_config(args.config)
-    check_files(cfg, base, args.config)
+    part_problems = check_files(cfg, base, args.config, parts_fatal=args.check)
+    for p in part_problems:  # the API or the central link will fault and retry; the doors work meanwhile
+        logging.getLogger("gatekeeper").error("%s", p)
     if args.check:
         from edge.keyring import build_keyring
         build_keyring(cfg, base)  # key files must load too
@@ -100,10 +102,15 @@ def cmd_demo(args) -> int:
     return run_demo(args.state, story_only=args.story_only)
 
 
-def _open_store(config: str):
+def _open_store(config: str, must_exist: bool = False):
+    from edge.errors import GatekeeperError
     from edge.store import Store
     cfg, base = load_config(config)
-    return cfg, Store(resolve(base, cfg.storage.path))
+    path = resolve(base, cfg.storage.path)
+    if must_exist and not path.exists():
+        # reading a journal must never make a new database (with a new epoch) where the gate keeps its own
+        raise GatekeeperError(f"no database at {path}: has the gate run with this config?")
+    return cfg, Store(path)
 
 
 def cmd_allowlist_import(args) -> int:
@@ -174,7 +181,7 @@ def cmd_tokens_list(args) -> int:
 
 def cmd_events(args) -> int:
     from edge.store.journal import Journal
-    cfg, store = _open_store(args.config)
+    cfg, store = _open_store(args.config, must_exist=True)
     journal = Journal(store)
     if args.verify:
         ok, what = journal.verify()
@@ -183,9 +190,14 @@ def cmd_events(args) -> int:
     source = f"acs/{cfg.site.id}/{cfg.site.gate}"
     after = args.after_seq
     while True:
-        for e in journal.entries(after):
+        # a page at a time, each read short: a reader that stays open would keep the daemon's write-ahead
+        # log from being checkpointed, and let it grow until the disk is full
+        page = list(journal.entries(after, 500))
+        for e in page:
             print(json.dumps(e.envelope(source, store.epoch), ensure_ascii=False, separators=(",", ":")), flush=True)
             after = e.seq
+        if len(page) == 500:
+            continue
         if not args.follow:
             return 0
         time.sleep(0.2)

@@ -91,7 +91,7 @@ class Module:
             if door and self.walk_through:
                 asyncio.get_running_loop().create_task(self.walk(door))
         elif was and not value:
-            print(f"door_io coil {addr} locked", flush=True)
+            print(f"door_io coil {addr} locked at={time.monotonic_ns()}", flush=True)
 
     def set_input(self, n: int, value: bool) -> None:
         if self.inputs.get(n, False) != value:

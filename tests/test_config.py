@@ -41,7 +41,8 @@ def test_a_missing_key_file_is_refused(tmp_path):
     site = make_site(tmp_path / "site")
     (site.dir / "keys" / "central-1.pub").unlink()
     r = gatekeeper("run", "--config", str(site.config), "--check")
-    assert r.returncode == 2 and "central-1" in r.stderr and "cannot load the public key" in r.stderr
+    assert r.returncode == 2 and "central-1" in r.stderr and "public_key_file" in r.stderr
+    assert "No such file" in r.stderr
 
 
 def test_a_missing_config_file_is_named(tmp_path):
@@ -81,7 +82,7 @@ def test_p13_a_walkin_gate_without_its_site_secret_is_refused_at_check(tmp_path)
     assert gatekeeper("run", "--config", str(site.config), "--check").returncode == 0
     (site.dir / "id.secret").unlink()
     r = gatekeeper("run", "--config", str(site.config), "--check")
-    assert r.returncode != 0 and "walkin.id_secret_file: cannot read it" in r.stderr
+    assert r.returncode != 0 and "walkin: cannot read id_secret_file" in r.stderr
     (site.dir / "id.secret").write_text("short\n")
     r = gatekeeper("run", "--config", str(site.config), "--check")
     assert r.returncode != 0 and "at least 16 bytes" in r.stderr
@@ -92,3 +93,35 @@ def test_p13_a_damaged_walkin_key_stops_the_daemon_naming_the_file(tmp_path):
     (site.dir / "walkin.key").write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n")
     r = gatekeeper("run", "--config", str(site.config), timeout=60)
     assert r.returncode == 2 and "walkin.key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_names_every_missing_or_unreadable_file_at_once(tmp_path):
+    """An installer runs --check once and sees every file to supply: the broker's password and CA, the
+    API's certificate and key, a pass key: each named with its key."""
+    site = make_site(tmp_path / "site")
+    (site.dir / "keys" / "central-1.pub").unlink()
+    site.config.write_text(site.config.read_text() + '''
+[mqtt]
+username = "gate-1"
+password_file = "secrets/mqtt-password"
+tls = true
+ca_file = "secrets/ca.pem"
+
+[api]
+bind = "0.0.0.0"
+tls_cert_file = "secrets/api.pem"
+tls_key_file = "secrets/api.key"
+''')
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2
+    for where, key in (("keys[0] (central-1)", "public_key_file"), ("mqtt", "password_file"), ("mqtt", "ca_file"),
+                       ("api", "tls_cert_file"), ("api", "tls_key_file")):
+        assert f"{where}: cannot read {key}" in r.stderr, (key, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_events_on_a_missing_database_makes_none(tmp_path):
+    site = make_site(tmp_path / "site")
+    r = gatekeeper("events", "--config", str(site.config))
+    assert r.returncode == 1 and "no database" in r.stderr
+    assert not site.db.exists()

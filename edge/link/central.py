@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ALARM_EVERY_S = 60.0  # one bad-message alarm per topic per minute; the rest are counted in it
 STATUS_EVERY_S = 60.0
 RETRY_WAITING_S = 1.0  # inbound messages the database refused are tried again this often (SPEC §6)
+CLIENT_RETRY_S = 30.0
 
 
 class CentralLink:
@@ -77,6 +78,8 @@ class CentralLink:
         # acknowledged only then, so a restart meanwhile gets them again from the broker (SPEC §6).
         self.waiting: deque[Incoming] = deque()
         self._retry_at = 0.0
+        self._client_started = False
+        self._client_retry_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -93,11 +96,21 @@ class CentralLink:
                                   heard=self.gate.heard)
         self.sync.start()
         self.board.register("broker", "mqtt")
-        self.client.start()
+        self._start_client()
+
+    def _start_client(self) -> None:
+        """Connect (paho retries on its own from then on). A password or TLS file that cannot be read is
+        a named fault of the link, tried again every CLIENT_RETRY_S: the doors never wait for it."""
+        try:
+            self.client.start()
+            self._client_started = True
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            self._client_retry_at = time.monotonic() + CLIENT_RETRY_S
+            self.board.down("broker", f"cannot connect: {e.__class__.__name__}: {e}"[:200])
 
     def stop(self) -> None:
         self.stopping = True  # the disconnect below is ours: no device.fault for it
-        if self.client:
+        if self.client and self._client_started:
             # A clean goodbye: offline, retained, since the broker sends no will after a disconnect.
             self.client.stop((self.t_status, json.dumps(self._status("offline")).encode()))
             self.client.drain_acks()  # acks that arrived during the goodbye count too
@@ -116,6 +129,10 @@ class CentralLink:
             except asyncio.TimeoutError:
                 pass
             self.kick.clear()
+            if not self._client_started:
+                if time.monotonic() >= self._client_retry_at:
+                    self._start_client()
+                continue
             self.outbox.pump()
             self.outbox.persist()
             self.sync.check_retry()
@@ -219,7 +236,7 @@ class CentralLink:
         self.kick.set()
 
     def _send_resync(self, have: int) -> None:
-        log.warning("asking the central system for an allow-list snapshot (have version %d)", have)
+        log.info("asking the central system for an allow-list snapshot (have version %d)", have)
         self.client.publish(self.t_resync, json.dumps({"have_version": have}), qos=1)
 
     # -- in -------------------------------------------------------------------------------------

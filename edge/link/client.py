@@ -59,17 +59,8 @@ class MqttClient:
         self.client.max_inflight_messages_set(cfg.max_inflight)
         self.client.max_queued_messages_set(0)  # the outbox bounds what it hands over
         self.client.reconnect_delay_set(0.5, 15)
-        if cfg.username:
-            password = None
-            if cfg.password_file:
-                password = _resolve(base, cfg.password_file).read_text().strip()
-            self.client.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            ca = str(_resolve(base, cfg.ca_file)) if cfg.ca_file else None
-            cert = str(_resolve(base, cfg.cert_file)) if cfg.cert_file else None
-            key = str(_resolve(base, cfg.key_file)) if cfg.key_file else None
-            self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
-                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.base = base
+        self._started_tls = False
         # The broker publishes this, retained, when we vanish without saying goodbye. It is made again
         # before every connection, so it carries that connection's session number (SPEC §2).
         self.will_topic, self.will = will_topic, will
@@ -82,7 +73,26 @@ class MqttClient:
         self.client.on_publish = self._cb_publish
         self.client.on_subscribe = lambda *a: None
 
+    def _credentials(self) -> None:
+        """The password and TLS files, read when connecting: a missing one is a link fault, retried."""
+        cfg, base = self.cfg, self.base
+        if cfg.username:
+            password = None
+            if cfg.password_file:
+                password = _resolve(base, cfg.password_file).read_text().strip()
+            self.client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            ca = str(_resolve(base, cfg.ca_file)) if cfg.ca_file else None
+            cert = str(_resolve(base, cfg.cert_file)) if cfg.cert_file else None
+            key = str(_resolve(base, cfg.key_file)) if cfg.key_file else None
+            self.client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
+                                tls_version=ssl.PROTOCOL_TLS_CLIENT)
+
     def start(self) -> None:
+        """Raises OSError or ssl.SSLError when the password or a TLS file cannot be read."""
+        if not self._started_tls:
+            self._credentials()
+            self._started_tls = True
         props = None
         clean = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         if self.v5:
