@@ -31,12 +31,13 @@ from common import (  # noqa: E402  (puts the project on sys.path)
 
 import httpx  # noqa: E402
 
-from edge.procs import free_port  # noqa: E402
+from edge.procs import listen_port  # noqa: E402
 
 API = """
 [api]
-port = {api_port}
+port = 0
 """
+WAIT_S = 60.0  # the limit of every wait for an event: a slow start on a busy machine is not a failure
 
 BADGE = b"04A1B2C3\r\n"
 PATHS = ("/status", "/events?limit=50", "/occupancy", "/metrics", "/health")
@@ -48,7 +49,17 @@ def drain(stream) -> None:
         pass
 
 
-def wait_healthy(base: str, daemon: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+def api_base(daemon: subprocess.Popen, log: Path) -> str:
+    """The API's address, from the daemon's `gatekeeper api on http://HOST:PORT` (the config asks for port 0);
+    the rest of its output is read on a thread so the pipe never fills."""
+    for line in daemon.stdout:
+        if line.startswith("gatekeeper api on"):
+            threading.Thread(target=drain, args=(daemon.stdout,), daemon=True).start()
+            return f"http://127.0.0.1:{listen_port(line)}"
+    sys.exit(f"gatekeeper exited with {daemon.wait()} before its API listened:\n{log.read_text()[-3000:]}")
+
+
+def wait_healthy(base: str, daemon: subprocess.Popen, log: Path, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
@@ -73,6 +84,17 @@ def journal_after(client: httpx.Client, seq: int) -> tuple[list[dict], int]:
             return out, seq
         out += batch
         seq = batch[-1]["seq"]
+
+
+def wait_grants(client: httpx.Client, seq: int, n: int, timeout: float = WAIT_S) -> tuple[list[dict], int]:
+    """The journal after `seq` once it holds `n` grants (or when `timeout` is up: a dropped scan shows as fewer)."""
+    out, deadline = [], time.monotonic() + timeout
+    while True:
+        got, seq = journal_after(client, seq)
+        out += got
+        if len(grants(out)) >= n or time.monotonic() > deadline:
+            return out, seq
+        time.sleep(0.05)  # polling the journal through the API: the next look, not a guess at how long
 
 
 def grants(envelopes: list[dict]) -> list[dict]:
@@ -177,47 +199,44 @@ async def api_load(base: str, token: str, rate: float, seconds: float) -> tuple[
 def run(seconds: float, rate: float, per_s: float) -> list[tuple[str, str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
-        io_port, reader_port, api_port = free_port(), free_port(), free_port()
         config = d / "site.toml"
-        config.write_text(site_toml(io_port, reader_port, pulse_s=0.05, extra=API.format(api_port=api_port)))
-        add_staff_badge(d / "gatekeeper.db")
-        token = guard_token(config)
-        base = f"http://127.0.0.1:{api_port}"
-        # the bench is the serial reader: it owns the socket the daemon dials
-        srv = socket.create_server(("127.0.0.1", reader_port))
-        srv.settimeout(60)
+        # the bench is the serial reader: it owns the socket the daemon dials, on a port it bound (0)
+        srv = socket.create_server(("127.0.0.1", 0))
+        srv.settimeout(WAIT_S)
         log = d / "daemon.log"
         procs: list[subprocess.Popen] = []
         try:
-            io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", "--port", str(io_port), "--door",
+            io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", "--port", "0", "--door",
                                    "main:lock=0"], cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
             procs.append(io)
-            io.stdout.readline()  # listening
+            io_port = listen_port(io.stdout.readline())  # `door_io listening on HOST:PORT`
             threading.Thread(target=drain, args=(io.stdout,), daemon=True).start()
+            config.write_text(site_toml(io_port, srv.getsockname()[1], pulse_s=0.05, extra=API))
+            add_staff_badge(d / "gatekeeper.db")
+            token = guard_token(config)
             with open(log, "w") as err:
                 daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
-                                           str(config)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+                                           str(config)], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
             procs.append(daemon)
+            base = api_base(daemon, log)
             wait_healthy(base, daemon, log)
             conn, _ = srv.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
                 # the first grant proves the line and the I/O module are up; the measurement starts after it
                 seq = 0
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + WAIT_S
                 while True:
-                    conn.sendall(BADGE)
-                    time.sleep(0.5)
-                    got, seq = journal_after(client, seq)
+                    conn.sendall(BADGE)  # again if none is granted: one sent while the line opened is lost
+                    got, seq = wait_grants(client, seq, 1, 5.0)
                     if decision_ms(got):
                         break
                     if time.monotonic() > deadline:
-                        sys.exit(f"no grant within 30 s of the first scan:\n{log.read_text()[-3000:]}")
+                        sys.exit(f"no grant within {WAIT_S:.0f} s of the first scan:\n{log.read_text()[-3000:]}")
 
                 h0 = histogram(client)
                 sent = scans_for(conn, per_s, seconds)
-                time.sleep(0.5)  # the last scans reach the journal
-                got, seq = journal_after(client, seq)
+                got, seq = wait_grants(client, seq, len(sent))  # the last scans reach the journal
                 quiet, quiet_line = decision_ms(got), line_to_decision_ms(sent, got)
                 h1 = histogram(client)
 
@@ -229,8 +248,7 @@ def run(seconds: float, rate: float, per_s: float) -> list[tuple[str, str, str, 
                 finally:
                     stop.set()
                     th.join()
-                time.sleep(0.5)
-                got, seq = journal_after(client, seq)
+                got, seq = wait_grants(client, seq, len(sent))
                 loaded, loaded_line = decision_ms(got), line_to_decision_ms(sent, got)
                 h2 = histogram(client)
             conn.close()

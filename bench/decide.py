@@ -117,8 +117,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
         private = generate_keypair("bench-1", d)
-        from edge.procs import free_port
-        (d / "site.toml").write_text(site_toml(free_port(), free_port(), extra=KEY))
+        from edge.procs import HeldPort
+        # no I/O module and no reader run here: their ports are held, not listened on, so the daemon's
+        # connections are refused at once (as by a device that is off) and no other program answers them
+        io, reader = HeldPort(), HeldPort()
+        (d / "site.toml").write_text(site_toml(io.port, reader.port, extra=KEY))
         cfg, base = load_config(d / "site.toml")
         store = Store(d / "gatekeeper.db")
         build_s = build(store, args.size)
@@ -146,6 +149,8 @@ def main() -> None:
         bench_rss = rss_mb()
         store.close()
         ready_s, daemon_rss = daemon_ready(d / "site.toml")
+        io.close()
+        reader.close()
 
         results = [
             ("cache build", f"{args.size:,} credentials", f"{build_s:.1f} s", "-"),

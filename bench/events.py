@@ -23,7 +23,7 @@ from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the pr
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from edge.procs import free_port  # noqa: E402
+from edge.procs import HeldPort, listen_port  # noqa: E402
 from edge.store import Store  # noqa: E402
 from edge.store.journal import Journal  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
@@ -32,6 +32,7 @@ MQTT = """
 [mqtt]
 port = {broker_port}
 """
+WAIT_S = 60.0  # the limit of a wait for an event: a slow start on a busy machine is not a failure
 
 
 
@@ -64,7 +65,8 @@ class Central:
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        ready.wait(10)
+        if not ready.wait(WAIT_S):
+            raise SystemExit(f"the bench's MQTT client was not subscribed within {WAIT_S:.0f} s")
 
     def _on_message(self, c, u, msg) -> None:
         body = msg.payload
@@ -93,7 +95,20 @@ class Consumer:
                                    "-i", "bench-consumer", "-F", "%p"], stdout=self.f)
         self._seen: set[int] = set()
         self._pos = 0
-        time.sleep(0.5)  # subscribed before the gate starts publishing
+
+    def wait_subscribed(self, central: "Central") -> None:
+        """Until a probe published on the consumer's topics is in its file: then it is subscribed, before the
+        gate starts publishing (mosquitto_sub says nothing when its subscription is acknowledged). A probe sent
+        before that is lost, so one is sent again each second."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            central.publish("acs/bench/probe/events/probe", b"probe")  # no "seq": not counted as an event
+            look_until = min(deadline, time.monotonic() + 1.0)  # QoS 1 on loopback: milliseconds
+            while time.monotonic() < look_until:
+                if b"probe" in self.out.read_bytes():
+                    return
+                time.sleep(0.01)
+        raise SystemExit(f"mosquitto_sub was not subscribed within {WAIT_S:.0f} s")
 
     def seqs(self) -> set[int]:
         with open(self.out, "rb") as f:
@@ -150,8 +165,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
         broker = Broker(d / "broker", persistence=False).start()
-        reader_port = free_port()
-        (d / "site.toml").write_text(site_toml(free_port(), reader_port, extra=MQTT.format(broker_port=broker.port)))
+        nobody = HeldPort()  # the site's I/O module is not there: refused, never another program's port
         db = d / "gatekeeper.db"
         # 1. an outage's backlog: events journaled while no broker was reachable
         store = Store(db, durable=False)
@@ -166,9 +180,12 @@ def main() -> None:
 
         central = Central(broker.port)
         consumer = Consumer(broker.port, d / "events.out")
-        reader = subprocess.Popen([sys.executable, "-m", "simulators.badge_reader", "--listen",
-                                   f"127.0.0.1:{reader_port}"], cwd=ROOT, stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL, text=True)
+        consumer.wait_subscribed(central)
+        reader = subprocess.Popen([sys.executable, "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0"],
+                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        reader_port = listen_port(reader.stdout.readline())  # `badge_reader listening on HOST:PORT`
+        threading.Thread(target=lambda: [None for _ in reader.stdout], daemon=True).start()  # a line per scan
+        (d / "site.toml").write_text(site_toml(nobody.port, reader_port, extra=MQTT.format(broker_port=broker.port)))
         daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
                                    str(d / "site.toml")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True)
@@ -254,7 +271,12 @@ def main() -> None:
                       f'"revoke":[],"blocklist":[],"keys":[]}}' for k, c in enumerate(chunks)]
             scanner = threading.Thread(target=scans, daemon=True)
             scanner.start()
-            time.sleep(1)  # scans under way before the snapshot
+            deadline = time.monotonic() + WAIT_S
+            while not conn.execute("SELECT 1 FROM journal WHERE seq > ? AND type LIKE 'access.%'",
+                                   (seq_before,)).fetchone():  # scans under way before the snapshot
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no scan decided within {WAIT_S:.0f} s")
+                time.sleep(0.01)
             t0 = time.perf_counter()
             for body in bodies:
                 central.c.publish("acs/bench/gate-1/allowlist/snapshot", body, qos=1)
@@ -278,6 +300,7 @@ def main() -> None:
             central.c.loop_stop()
             consumer.stop()
             broker.stop()
+            nobody.close()
     print_table(rows)
 
 if __name__ == "__main__":

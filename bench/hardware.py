@@ -16,24 +16,39 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from common import ROOT, add_staff_badge, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
-from edge.procs import free_port  # noqa: E402
+from edge.procs import HeldPort, listen_port  # noqa: E402
 
 
-
-
-def start_gate(d: Path, io_args: list[str]) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """The door I/O simulator (its stdout carries the unlock times) and `gatekeeper run`."""
+def start_io(io_args: list[str]) -> tuple[subprocess.Popen, int]:
+    """The door I/O simulator (its stdout carries the unlock times), and the port it listens on (over TCP it
+    binds port 0 and says which port it got)."""
     io = subprocess.Popen([sys.executable, "-m", "simulators.door_io", *io_args, "--door", "main:lock=0"],
                           cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    line = io.stdout.readline()
+    if "listening" not in line:
+        io.kill()
+        io.wait()
+        raise SystemExit(f"door_io did not start: {line!r}")
+    return io, (listen_port(line) if "--rtu" not in io_args else 0)
+
+
+def start_daemon(d: Path) -> subprocess.Popen:
+    """`gatekeeper run`, once ready: the I/O module's first attempt made (the locks driven to locked) and each
+    reader opened (its line emptied, so what is sent from now on arrives)."""
     daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "error", "run", "--config",
-                               str(d / "site.toml")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    io.stdout.readline()  # listening
-    return io, daemon
+                               str(d / "site.toml")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    for line in daemon.stdout:
+        if line.startswith("gatekeeper ready"):
+            threading.Thread(target=lambda: [None for _ in daemon.stdout], daemon=True).start()  # keep the pipe read
+            return daemon
+    raise SystemExit(f"the daemon exited before it was ready ({daemon.wait()})")
 
 
 def unlock_at(io: subprocess.Popen) -> int:
@@ -54,26 +69,27 @@ baudrate = 9600
 def serial_to_coil(scans: int, rtu: bool = False) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
-        io_port, reader_port = free_port(), free_port()
-        text = site_toml(io_port, reader_port, pulse_s=0.05)
+        # the bench is the serial reader: it owns the socket, so it knows when the terminator left
+        srv = socket.create_server(("127.0.0.1", 0))
         bridge = None
-        io_args = ["--port", str(io_port)]
+        io_args = ["--port", "0"]
         if rtu:  # the module on a 9600 baud line: two bridged ptys that pace bytes like the wire
             bridge = subprocess.Popen([sys.executable, "-m", "simulators.ptybridge", "--baudrate", "9600"], cwd=ROOT,
                                       stdout=subprocess.PIPE, text=True)
             module_end, gate_end = bridge.stdout.readline().split()[1:3]
-            text = text.replace(f'[[io_modules]]\nname = "io1"\nport = {io_port}\n', RTU.format(device=gate_end))
             io_args = ["--rtu", module_end]
+        io, io_port = start_io(io_args)
+        text = site_toml(io_port, srv.getsockname()[1], pulse_s=0.05)
+        if rtu:
+            text = text.replace(f'[[io_modules]]\nname = "io1"\nport = {io_port}\n', RTU.format(device=gate_end))
         (d / "site.toml").write_text(text)
         add_staff_badge(d / "gatekeeper.db")
-        # the bench is the serial reader: it owns the socket, so it knows when the terminator left
-        srv = socket.create_server(("127.0.0.1", reader_port))
-        io, daemon = start_gate(d, io_args)
+        daemon = None
         lat = []
         try:
+            daemon = start_daemon(d)  # the line is open and the locks locked
             conn, _ = srv.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            time.sleep(1.0)  # the daemon finishes opening the line and drives the locks to locked
             for _ in range(scans):
                 conn.sendall(b"04A1B2C3")
                 t0 = time.monotonic_ns()
@@ -82,10 +98,10 @@ def serial_to_coil(scans: int, rtu: bool = False) -> list[float]:
                 while "locked" not in (line := io.stdout.readline()) or "unlocked" in line:
                     pass  # the 50 ms pulse ends: the next scan starts from a locked door
         finally:
-            daemon.terminate()
-            io.terminate()
-            daemon.wait(10)
-            io.wait(10)
+            for p in (daemon, io):
+                if p:
+                    p.terminate()
+                    p.wait(10)
             srv.close()
             if bridge:
                 bridge.terminate()
@@ -100,18 +116,19 @@ def camera_to_coil(shows: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
         key = generate_keypair("bench-1", d)
-        io_port, cam_port = free_port(), free_port()
-        cam = subprocess.Popen([sys.executable, "-m", "simulators.camera", "--listen", f"127.0.0.1:{cam_port}",
+        cam = subprocess.Popen([sys.executable, "-m", "simulators.camera", "--listen", "127.0.0.1:0",
                                 "--fps", "30", "--hold", "0.4"], cwd=ROOT, stdout=subprocess.PIPE,
                                stdin=subprocess.PIPE, text=True)
         url = cam.stdout.readline().split()[-1]
         extra = (f'[[readers]]\nname = "cam"\ntype = "camera"\nsource = "{url}"\ndoor = "main"\ndirection = "in"\n'
                  '[[keys]]\nkid = "bench-1"\npublic_key_file = "bench-1.pub"\n')
-        (d / "site.toml").write_text(site_toml(io_port, free_port(), pulse_s=0.05, extra=extra))
-        io, daemon = start_gate(d, ["--port", str(io_port)])
+        nobody = HeldPort()  # the site's serial reader is not there: refused, never another program's port
+        io, io_port = start_io(["--port", "0"])
+        daemon = None
+        (d / "site.toml").write_text(site_toml(io_port, nobody.port, pulse_s=0.05, extra=extra))
         lat = []
         try:
-            time.sleep(2.0)  # the daemon opens the stream and drives the locks to locked
+            daemon = start_daemon(d)  # the stream is open and the locks locked
             now = time.time()
             for i in range(shows):
                 text = issue_pass(key, "bench-1", holder=f"h-{i}", category="staff", areas=["site"],
@@ -125,8 +142,10 @@ def camera_to_coil(shows: int) -> list[float]:
                 time.sleep(0.5)  # the next pass comes after this one left the picture
         finally:
             for p in (daemon, io, cam):
-                p.terminate()
-                p.wait(10)
+                if p:
+                    p.terminate()
+                    p.wait(10)
+            nobody.close()
         return lat
 
 
@@ -142,14 +161,16 @@ def osdp_to_coil(cards: int) -> list[float]:
                                cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True)
         (d / "osdp.scbk").write_text(key)
-        io_port = free_port()
         extra = (f'[[readers]]\nname = "osdp"\ntype = "osdp"\nurl = "{cp_end}"\nscbk_file = "osdp.scbk"\n'
                  'door = "main"\ndirection = "in"\n')
-        (d / "site.toml").write_text(site_toml(io_port, free_port(), pulse_s=0.05, extra=extra))
+        nobody = HeldPort()  # the site's serial reader is not there: refused, never another program's port
+        io, io_port = start_io(["--port", "0"])
+        daemon = None
+        (d / "site.toml").write_text(site_toml(io_port, nobody.port, pulse_s=0.05, extra=extra))
         add_staff_badge(d / "gatekeeper.db")
-        io, daemon = start_gate(d, ["--port", str(io_port)])
         lat = []
         try:
+            daemon = start_daemon(d)
             while "online" not in sim.stdout.readline():
                 pass
             for _ in range(cards):
@@ -162,8 +183,10 @@ def osdp_to_coil(cards: int) -> list[float]:
                 time.sleep(0.3)
         finally:
             for p in (daemon, io, sim, bridge):
-                p.terminate()
-                p.wait(10)
+                if p:
+                    p.terminate()
+                    p.wait(10)
+            nobody.close()
         return lat
 
 

@@ -44,7 +44,7 @@ from common import ROOT, guard_token, pct, print_table, site_toml  # noqa: E402 
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from edge.procs import free_port  # noqa: E402
+from edge.procs import listen_port  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
 
 BADGE = b"04A1B2C3\r\n"
@@ -282,14 +282,25 @@ class Daemon:
                                          stdout=subprocess.PIPE, stderr=err, text=True)
         stack.callback(stop_process, self.proc)
         self.ready, self.said_ready = threading.Event(), False
+        self.api, self.api_url = threading.Event(), ""
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
         for text in self.proc.stdout:
+            if text.startswith("gatekeeper api on"):  # the config asks for port 0: the port it got
+                self.api_url = f"http://127.0.0.1:{listen_port(text)}"
+                self.api.set()
             if text.startswith("gatekeeper ready"):
                 self.said_ready = True
                 self.ready.set()
-        self.ready.set()  # it exited: wake the waiter
+        self.ready.set()  # it exited: wake the waiters
+        self.api.set()
+
+    def wait_api(self) -> str:
+        if not self.api.wait(WAIT_S) or not self.api_url:
+            fail(f"gatekeeper's API did not listen within {WAIT_S:.0f} s (exit code {self.proc.poll()}):\n"
+                 + self.log.read_text()[-3000:])
+        return self.api_url
 
     def wait_ready(self) -> None:
         if not self.ready.wait(WAIT_S) or not self.said_ready:
@@ -380,15 +391,14 @@ def api_load(base: str, token: str, rate: float, stop, out) -> None:
 def gate(d: Path, n: int, rate: float, api_rate: float, mqtt_on: bool, api_on: bool) -> dict:
     with contextlib.ExitStack() as stack:
         coils, line = Coils(stack), Line(stack)
-        extra, sub, api_port = "", None, 0
+        extra, sub = "", None
         if mqtt_on:
             broker = Broker(d / "broker", persistence=False).start()
             stack.callback(broker.stop)
             sub = Subscriber(broker.port, stack)  # subscribed before the gate publishes anything
             extra += f"[mqtt]\nport = {broker.port}\n"
         if api_on:
-            api_port = free_port()  # the daemon binds this one itself
-            extra += f"[api]\nport = {api_port}\n"
+            extra += "[api]\nport = 0\n"  # any free port: the daemon binds it and prints which
         config = d / "site.toml"
         config.write_text(site_toml(coils.port, line.port, pulse_s=0.05, extra=extra))
         (d / "staff.jsonl").write_text(json.dumps(STAFF) + "\n")
@@ -405,7 +415,7 @@ def gate(d: Path, n: int, rate: float, api_rate: float, mqtt_on: bool, api_on: b
 
         load_rx, stop_load = None, SPAWN.Event()
         if api_on:
-            load_rx = start_child(stack, api_load, f"http://127.0.0.1:{api_port}", token, api_rate, stop_load)
+            load_rx = start_child(stack, api_load, daemon.wait_api(), token, api_rate, stop_load)
             if first_message(load_rx, "the API load") != "started":
                 fail("the API load did not start")
         lat = timed_scans(line, coils, n, rate)

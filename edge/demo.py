@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.procs import Child, free_port, python_module
+from edge.procs import Child, listen_port, python_module, set_entry_port
 
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 KID = "central-1"
@@ -22,6 +22,7 @@ NAMES = {
     "h-4001": "Ma Tao (blocklisted)",
 }
 BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0FFEE0", "ma": "0BADBAD0"}
+WAIT_S = 60.0  # for a decision or a process's line: the wait ends as soon as it comes; a busy machine is slow
 
 
 def run_demo(state: str, *, story_only: bool = False) -> int:
@@ -33,26 +34,25 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
     if shutil.which("mosquitto"):  # the central link joins the demo when a local broker can run
         from simulators.mosquitto import Broker
         broker = Broker(state_dir / "broker", persistence=False)
-    site, db, passes = prepare(state_dir, broker.port if broker else None)
     children: list[Child] = []
     try:
         if broker:
-            broker.start()
+            broker.start()  # it picks its port, which the config below names
+        site, db, passes = prepare(state_dir, broker.port if broker else None)
+        if broker:
             central = Child("central", python_module(
                 "simulators.central", "--broker", broker.url, "--site", "demo", "--client-id", "demo-central",
                 # the central system holds the same people: a new gate asks it for a snapshot (SPEC §2)
                 "--data", str(state_dir / "people.jsonl"), "--heartbeat", "60"), stdin=True)
             children.append(central)
-            central.wait_for("central ready", 30)
+            central.wait_for("central ready")
         readers = start_simulators(site, children)
         if broker:
             readers["central"] = central
-        daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)))
-        children.append(daemon)
-        daemon.wait_for("gatekeeper ready", 30)
+        console_port = start_daemon(site, db, children)
         tail = JournalTail(db)
         play_story(readers, tail, passes, site)
-        print(console_banner(site, site.parent / "tokens.txt"), flush=True)
+        print(console_banner(console_port, site.parent / "tokens.txt"), flush=True)
         if story_only:
             return 0
         interactive(readers, tail)
@@ -67,7 +67,8 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
 
 
 def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path, dict[str, str]]:
-    """A fresh demo site: keys, config with free ports, allow-list, passes."""
+    """A fresh demo site: keys, config, allow-list, passes. The config's hardware ports are set once the
+    simulators listen (start_simulators)."""
     from edge.passes.keys import generate_keypair
     from edge.passes import issue_pass
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -79,9 +80,6 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     keys.mkdir()
     private = generate_keypair(KID, keys)
     text = DEMO_TOML.read_text()
-    text = re.sub(r"port = 15020", f"port = {free_port()}", text)
-    for n in (17001, 17002, 17003):
-        text = text.replace(f"127.0.0.1:{n}", f"127.0.0.1:{free_port()}")
     if broker_port:
         text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nclient_id = "demo-gate-1"\n'
     text = text.replace("port = 8080", f"port = {_console_port()}")
@@ -120,14 +118,42 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
 
 
 def _console_port() -> int:
-    """8080 when it is free, so the console's address is the one the README gives; any free port else."""
+    """8080 when it is free, so the console's address is the one the README gives; else 0, any port the daemon
+    gets (it prints it). 8080 is outside the range outgoing connections take their ports from: only another
+    program listening there can take it before the daemon does (see start_daemon)."""
     import socket
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", 8080))
             return 8080
         except OSError:
-            return free_port()
+            return 0
+
+
+def start_daemon(site: Path, db: Path, children: list[Child]) -> int:
+    """The daemon, ready; and the port its console listens on, from its `gatekeeper api on ...` line. The API
+    is bound before the daemon says it is ready, or has failed (a `device.fault` named api, journaled by then):
+    if 8080 was taken after it looked free, the daemon is started again on a port of its own."""
+    while True:
+        daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)))
+        children.append(daemon)
+        daemon.wait_for("gatekeeper ready")
+        text = site.read_text()
+        if _api_fault(db) and re.search(r"(?m)^\[api\]\nport = [1-9]", text):
+            daemon.stop()
+            children.remove(daemon)
+            site.write_text(re.sub(r"(?m)^(\[api\]\nport = )\d+", r"\g<1>0", text))
+            continue
+        return listen_port(daemon.wait_for("gatekeeper api on", already=True))
+
+
+def _api_fault(db: Path) -> bool:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT 1 FROM journal WHERE type = 'device.fault' AND "
+                            "json_extract(data, '$.device') = 'api'").fetchone() is not None
+    finally:
+        conn.close()
 
 
 def _console_tokens(site: Path, db: Path, out: Path) -> None:
@@ -144,9 +170,7 @@ def _console_tokens(site: Path, db: Path, out: Path) -> None:
     out.chmod(0o600)
 
 
-def console_banner(site: Path, tokens_file: Path) -> str:
-    import tomllib
-    port = tomllib.loads(site.read_text())["api"]["port"]
+def console_banner(port: int, tokens_file: Path) -> str:
     guard = tokens_file.read_text().splitlines()[0].split(": ", 1)[1]
     return (f"\nGuard console: http://127.0.0.1:{port}/  (sign in with the guard token {guard};\n"
             f"  the supervisor's is in {tokens_file})")
@@ -157,18 +181,23 @@ def _iso(t: int) -> str:
 
 
 def start_simulators(site: Path, children: list[Child]) -> dict[str, Child]:
+    """The door I/O module and the badge readers, each on a port it bound itself (0) and printed; the config
+    is rewritten with those ports before the daemon reads it."""
     import tomllib
-    cfg = tomllib.loads(site.read_text())
-    io = Child("door_io", python_module("simulators.door_io", "--site", str(site), "--module", "io1"), stdin=True)
+    text = site.read_text()
+    cfg = tomllib.loads(text)
+    io = Child("door_io", python_module("simulators.door_io", "--site", str(site), "--module", "io1", "--port", "0"),
+               stdin=True)
     children.append(io)
-    io.wait_for("door_io listening")
+    text = set_entry_port(text, "io_modules", "io1", listen_port(io.wait_for("door_io listening")))
     readers = {"io": io}
     for r in cfg["readers"]:
-        host, port = r["url"].removeprefix("socket://").rsplit(":", 1)
-        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:{port}"), stdin=True)
+        host = r["url"].removeprefix("socket://").rsplit(":", 1)[0]
+        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:0"), stdin=True)
         children.append(c)
-        c.wait_for("badge_reader listening")
+        text = set_entry_port(text, "readers", r["name"], listen_port(c.wait_for("badge_reader listening")))
         readers[r["name"]] = c
+    site.write_text(text)
     return readers
 
 
@@ -185,9 +214,11 @@ class JournalTail:
         self.after = 0
         self.conn = None
 
-    def next(self, types: tuple[str, ...], timeout: float = 10.0) -> tuple[str, dict] | None:
+    def next(self, types: tuple[str, ...], timeout: float = WAIT_S) -> tuple[str, dict] | None:
+        """The next entry of one of `types`, as soon as it is journaled; the journal is read at least once,
+        so an entry committed with the last one is found even with a short `timeout`."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             if self.conn is None and self.db.exists():
                 self.conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
             if self.conn is not None:
@@ -196,8 +227,9 @@ class JournalTail:
                     self.after = seq
                     if etype in types:
                         return etype, json.loads(data)
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.05)
-        return None
 
 
 DECISIONS = ("access.granted", "access.denied", "exit.held")
@@ -219,10 +251,11 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
         readers[reader].send(text)
         got = tail.next(DECISIONS)
         if got is None:
-            print("  (no decision within 10 s: is the daemon running?)", flush=True)
+            print(f"  (no decision within {WAIT_S:.0f} s: is the daemon running?)", flush=True)
             return
         show(*got)
-        extra = tail.next(("visitor.arrived",), timeout=0.3) if got[1].get("category") == "vip" else None
+        # journaled with the grant, in the same commit: there already, or not coming
+        extra = tail.next(("visitor.arrived",), timeout=0) if got[1].get("category") == "vip" else None
         if extra:
             print(f"  -> visitor.arrived: host {extra[1]['host']} told at once"
                   f"{' (PRIORITY: special tier)' if extra[1].get('priority') else ''}", flush=True)
@@ -242,7 +275,7 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
         if tail.next(("visit.signed_off",)):
             print("  -> visit.signed_off received over MQTT", flush=True)
         scan("main-out", passes["visitor"], "Zhang Lei scans his pass at the exit again")
-        if tail.next(("visit.checked_out",), timeout=2):
+        if tail.next(("visit.checked_out",), timeout=0):  # journaled with the grant, as above
             print("  -> the pass is consumed: it will not open any gate of the site again", flush=True)
     print("- The guard turns the lockdown key switch", flush=True)
     readers["io"].send("input 101 on")
@@ -266,10 +299,10 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
 def _central_report(central: Child, tail: "JournalTail") -> dict | None:
     """What the central simulator has from gate-1, once it has everything journaled so far."""
     last = tail.last_seq()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         central.send("report")
-        line = central.wait_for("central report", 5)
+        line = central.wait_for("central report")
         gates = json.loads(line.split(" ", 2)[2]).get("gates", {})
         g = gates.get("gate-1")
         if g and g.get("max_seq", 0) >= last:

@@ -62,8 +62,8 @@ class Line:
             self._sock = None
             self.connected.clear()
 
-    def serve_tcp(self, host: str, port: int) -> tuple[str, int]:
-        srv = socket.create_server((host, port))
+    def serve_tcp(self, host: str, port: int, reuse_port: bool = False) -> tuple[str, int]:
+        srv = socket.create_server((host, port), reuse_port=reuse_port)
         addr = srv.getsockname()[:2]
 
         def accept() -> None:
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", metavar="HOST:PORT", help="serve the line on TCP (port 0: any free port)")
     where.add_argument("--pty", action="store_true", help="make a pseudo-terminal and print its path")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="listen with SO_REUSEPORT: a port held by another socket of ours (a test restarting the "
+                        "reader on its port) can be listened on")
     p.add_argument("--script", help="a file of lines to send")
     p.add_argument("--garbage", type=int, default=0, metavar="N", help="send N random bytes first")
     p.add_argument("--interval", type=float, default=0.0, help="seconds between lines")
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         host, _, port = args.listen.rpartition(":")
         try:
-            h, pt = line.serve_tcp(host or "127.0.0.1", int(port))
+            h, pt = line.serve_tcp(host or "127.0.0.1", int(port), args.reuse_port)
         except (OSError, ValueError) as e:
             raise SystemExit(f"badge_reader: cannot listen on {args.listen}: {e}") from None
         print(f"badge_reader listening on {h}:{pt}", flush=True)

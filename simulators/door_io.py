@@ -11,15 +11,18 @@ same address counting its unlocks (so a 3 s pulse can be seen after it ended), a
 Turnstile lanes (from `--site`) pulse their passage input once per person: with `--walk-through` after
 every pass pulse, or on `pass LANE in|out`.
 
-Stdin commands: `input N on|off`, `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering),
-`up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies at all),
-`flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT` when serving.
+Stdin commands: `input N on|off`, `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering;
+the port stays held), `up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies
+at all), `flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT`
+when serving.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
+import socket
 import sys
 import threading
 import time
@@ -234,13 +237,18 @@ class InOrderTcpServer(ModbusTcpServer):
 
 
 class Server:
-    """The pymodbus server, which can be taken down and brought back on the same port (`down`/`up`)."""
+    """The pymodbus server, which can be taken down and brought back on the same port (`down`/`up`).
+
+    While it is down the port stays ours: a socket bound to it, not listening, so the gate's connections
+    are refused as with a module that is gone, and no other process can take the port in the meantime (a
+    port bound from 0 is in the range the kernel hands out for outgoing connections)."""
 
     def __init__(self, module: Module, host: str, port: int, unit: int, rtu: str | None = None, baudrate: int = 9600):
         self.module, self.host, self.port, self.unit = module, host, port, unit
         self.rtu, self.baudrate = rtu, baudrate
         self.server: ModbusTcpServer | None = None
         self.task: asyncio.Task | None = None
+        self.held: socket.socket | None = None
 
     async def up(self) -> None:
         if self.server is not None:
@@ -254,16 +262,25 @@ class Server:
                 await asyncio.sleep(0.01)
             return
         self.server = InOrderTcpServer(device(self.module, self.unit), address=(self.host, self.port))
+        # SO_REUSEPORT on the listener, so that the socket holding the port while down can share it
+        self.server.call_create = functools.partial(self.server.call_create, reuse_port=True)
         self.task = asyncio.create_task(self.server.serve_forever())
         while self.server.transport is None:
             if self.task.done():
                 self.task.result()  # raises the bind error
             await asyncio.sleep(0.01)
         self.port = self.server.transport.sockets[0].getsockname()[1]
+        if self.held is not None:
+            self.held.close()
+            self.held = None
 
     async def down(self) -> None:
         if self.server is None:
             return
+        if not self.rtu:
+            self.held = socket.socket()
+            self.held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.held.bind((self.host, self.port))
         await self.server.shutdown()
         self.server = None
         if self.task:

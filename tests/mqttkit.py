@@ -8,6 +8,8 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
+from sitekit import WAIT_S
+
 
 class Peer:
     def __init__(self, port: int, subscribe: str | list[str] = "acs/#", client_id: str | None = None,
@@ -24,7 +26,7 @@ class Peer:
         self.c.reconnect_delay_set(0.1, 1)
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
-        assert self.subscribed.wait(10), "no SUBACK from the broker"
+        assert self.subscribed.wait(WAIT_S), "no SUBACK from the broker"
 
     def _on_connect(self, client, userdata, flags, reason, props):
         for t in self.topics:
@@ -35,7 +37,7 @@ class Peer:
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
             self.cond.notify_all()
 
-    def wait(self, pred, timeout: float = 20.0, what: str = "messages"):
+    def wait(self, pred, timeout: float = WAIT_S, what: str = "messages"):
         deadline = time.monotonic() + timeout
         with self.cond:
             while not (v := pred(self.messages)):
@@ -53,7 +55,7 @@ class Peer:
     def publish(self, topic: str, payload, retain: bool = False, qos: int = 1) -> None:
         body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
         info = self.c.publish(topic, body, qos=qos, retain=retain)
-        info.wait_for_publish(10)
+        info.wait_for_publish(WAIT_S)
 
     def close(self) -> None:
         self.c.disconnect()

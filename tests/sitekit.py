@@ -13,11 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.procs import free_port
+from edge.procs import HeldPort, listen_port, set_entry_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KID = "central-1"
 DAY = 86400
+WAIT_S = 60.0  # how long a test waits for something before it fails: the wait ends as soon as it happens, and a
+# busy machine (other suites, other work) can take many times longer than an idle one
+# The port in a new site's config until its hardware is started: 1 (tcpmux) is privileged, outside every range the
+# kernel hands ports out from, and nothing here listens on it, so a daemon started before its simulators is refused
+# (a device not there), never answered by some other test's simulator.
+NO_PORT = 1
 
 
 def iso(t: float) -> str:
@@ -37,6 +43,7 @@ class Proc:
                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
+        self.eof = threading.Event()  # every line the process wrote is in `lines`
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -44,11 +51,12 @@ class Proc:
             line = line.rstrip("\n")
             self.output.append(line)
             self.lines.put(line)
+        self.eof.set()
 
-    def wait_for(self, needle: str, timeout: float = 20.0, already: bool = False) -> str:
-        """The next output line containing `needle`; with `already`, an earlier line counts too."""
+    def wait_for(self, needle: str, timeout: float = WAIT_S, already: bool = False) -> str:
+        """The next output line containing `needle`; with `already`, an earlier line counts too (the latest)."""
         if already:
-            for line in list(self.output):
+            for line in reversed(list(self.output)):
                 if needle in line:
                     return line
         deadline = time.monotonic() + timeout
@@ -56,7 +64,7 @@ class Proc:
             try:
                 line = self.lines.get(timeout=min(left, 0.2))
             except queue.Empty:
-                if self.p.poll() is not None and self.lines.empty():
+                if self.eof.is_set() and self.lines.empty():
                     break
                 continue
             if needle in line:
@@ -88,11 +96,19 @@ class Proc:
 class Procs:
     def __init__(self) -> None:
         self.all: list[Proc] = []
+        self.held: list[HeldPort] = []
 
     def start(self, name: str, *args: str, stdin: bool = False, env: dict | None = None) -> Proc:
         p = Proc(name, [sys.executable, *args], stdin=stdin, env=env)
         self.all.append(p)
         return p
+
+    def hold(self, port: int = 0) -> HeldPort:
+        """A port kept ours until these processes stop (see HeldPort): a listener started on it with
+        `--reuse-port` can go and come back on the same port without another process taking it meanwhile."""
+        h = HeldPort(port)
+        self.held.append(h)
+        return h
 
     def stop_all(self) -> None:
         for p in reversed(self.all):
@@ -100,6 +116,8 @@ class Procs:
                 p.stop()
             except Exception:
                 p.kill()
+        for h in self.held:
+            h.close()
 
 
 @dataclass
@@ -111,6 +129,17 @@ class Site:
     reader_ports: dict[str, int]
     private_key: object = None
     extra: dict = field(default_factory=dict)
+    daemon: Proc | None = None  # the running daemon, whose output says where its API listens
+
+    def set_io_port(self, port: int) -> None:
+        """The I/O module io1 listens on `port` (its simulator said so): the config says it too."""
+        self.io_port = port
+        self.config.write_text(set_entry_port(self.config.read_text(), "io_modules", "io1", port))
+
+    def set_reader_port(self, name: str, port: int) -> None:
+        """The reader `name` (socket://) listens on `port`: the config says it too."""
+        self.reader_ports[name] = port
+        self.config.write_text(set_entry_port(self.config.read_text(), "readers", name, port))
 
     def issue(self, **kw) -> str:
         from edge.passes import issue_pass
@@ -131,7 +160,14 @@ class Site:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.extra['api_port']}"
+        """The running daemon's API, on loopback. The config asks for port 0; the daemon prints the port it
+        bound (`gatekeeper api on SCHEME://HOST:PORT`), and that line is waited for here."""
+        if self.daemon is None:
+            raise AssertionError("no daemon runs for this site (Gate.start_daemon sets site.daemon)")
+        line = self.daemon.wait_for("gatekeeper api on", already=True)
+        self.extra["api_port"] = listen_port(line)
+        scheme = line.split("gatekeeper api on ", 1)[1].split(":", 1)[0]
+        return f"{scheme}://127.0.0.1:{self.extra['api_port']}"
 
     def add_reader(self, **fields) -> None:
         """One more [[readers]] entry (a camera, an OSDP reader...) appended to the config."""
@@ -148,10 +184,11 @@ class Site:
 
     def wait_api(self) -> None:
         import httpx
+        url = self.api_url  # the daemon printed it once its socket listens
 
         def answers() -> bool:
             try:
-                return httpx.get(self.api_url + "/health", timeout=2).status_code == 200
+                return httpx.get(url + "/health", timeout=10).status_code == 200
             except httpx.TransportError:
                 return False
         wait_until(answers, what="the API answering")
@@ -189,7 +226,7 @@ path = "gatekeeper.db"
 [[io_modules]]
 name = "io1"
 host = "127.0.0.1"
-port = {io_port}
+port = {no_port}
 timeout_s = 0.5
 
 [site_inputs]
@@ -217,19 +254,19 @@ pulse_s = 0.3
 
 [[readers]]
 name = "main-in"
-url = "socket://127.0.0.1:{main_in}"
+url = "socket://127.0.0.1:{no_port}"
 door = "main"
 direction = "in"
 
 [[readers]]
 name = "main-out"
-url = "socket://127.0.0.1:{main_out}"
+url = "socket://127.0.0.1:{no_port}"
 door = "main"
 direction = "out"
 
 [[readers]]
 name = "office-in"
-url = "socket://127.0.0.1:{office_in}"
+url = "socket://127.0.0.1:{no_port}"
 door = "office"
 direction = "in"
 
@@ -244,7 +281,9 @@ ID_SECRET = "a-test-site-secret-of-32-bytes!!"
 
 def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", private_key=None,
               mqtt_extra: str = "", api: bool = False, walkin: bool = False) -> Site:
-    """A site folder. With `broker_port`, the gate talks to that broker; gates of one site share a key."""
+    """A site folder. With `broker_port`, the gate talks to that broker; gates of one site share a key.
+    Its I/O module and readers are at NO_PORT until their simulators run (Gate.start_hardware, or
+    site.set_io_port / site.set_reader_port with the port a simulator reported)."""
     from edge.passes.keys import generate_keypair, public_pem
     d.mkdir(parents=True, exist_ok=True)
     (d / "keys").mkdir(exist_ok=True)
@@ -253,23 +292,19 @@ def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", 
     else:
         private = private_key
         (d / "keys" / f"{KID}.pub").write_bytes(public_pem(private.public_key()))
-    ports = {"main_in": free_port(), "main_out": free_port(), "office_in": free_port()}
-    io_port = free_port()
     cfg = d / "site.toml"
-    text = SITE_TOML.format(io_port=io_port, **ports).replace('gate = "gate-1"', f'gate = "{gate}"')
+    text = SITE_TOML.format(no_port=NO_PORT).replace('gate = "gate-1"', f'gate = "{gate}"')
     if broker_port is not None:
         text += f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive_s = 5\nresync_retry_s = 5\n{mqtt_extra}\n'
     extra = {}
-    if api:  # the local API on loopback (SPEC §4)
-        extra["api_port"] = free_port()
-        text += f"\n[api]\nport = {extra['api_port']}\n"
+    if api:  # the local API on loopback (SPEC §4), on the port the daemon gets and prints (see Site.api_url)
+        text += "\n[api]\nport = 0\n"
     if walkin:  # P13: the site's ID secret; the gate makes its own signing key on first start
         (d / "id.secret").write_text(ID_SECRET + "\n")
         text += '\n[walkin]\nid_secret_file = "id.secret"\n'
     cfg.write_text(text)
-    return Site(d, cfg, d / "gatekeeper.db", io_port,
-                {"main-in": ports["main_in"], "main-out": ports["main_out"], "office-in": ports["office_in"]}, private,
-                extra)
+    return Site(d, cfg, d / "gatekeeper.db", NO_PORT, {"main-in": NO_PORT, "main-out": NO_PORT, "office-in": NO_PORT},
+                private, extra)
 
 
 def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -296,7 +331,7 @@ class JournalWatch:
         finally:
             conn.close()
 
-    def next(self, types: tuple[str, ...] | str, timeout: float = 15.0, **match) -> tuple[int, str, dict]:
+    def next(self, types: tuple[str, ...] | str, timeout: float = WAIT_S, **match) -> tuple[int, str, dict]:
         """The next entry of one of `types` (and matching `match`) after the last one returned."""
         if isinstance(types, str):
             types = (types,)
@@ -311,7 +346,7 @@ class JournalWatch:
                              f"last: {self.rows(max(0, self.after - 5))}")
 
 
-def wait_until(cond, timeout: float = 10.0, what: str = "condition"):
+def wait_until(cond, timeout: float = WAIT_S, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = cond()
@@ -338,6 +373,6 @@ class Collector:
             self.states.append(state)
             self.cond.notify_all()
 
-    def wait(self, pred, timeout=15):
+    def wait(self, pred, timeout=WAIT_S):
         with self.cond:
             assert self.cond.wait_for(pred, timeout), (self.lines, self.states)

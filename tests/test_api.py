@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from sitekit import gatekeeper, make_site, wait_until
+from sitekit import WAIT_S, gatekeeper, make_site, wait_until
 from test_e2e_gate import STAFF, staffed_gate
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,7 @@ def api(tmp_path_factory, module_procs):
     tokens = {role: site.token(role) for role in ("guard", "supervisor", "central")}
     g = staffed_gate(site, module_procs)
     g.daemon.wait_for("io module io1 ready", already=True)
-    client = httpx.Client(base_url=site.api_url, timeout=10)
+    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
     site.wait_api()
     yield g, client, tokens
     client.close()
@@ -187,7 +187,7 @@ def test_p9_a_supervisors_signoff_lets_the_next_exit_through(api):
 
 def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_requested_with(api):
     g, client, tokens = api
-    with httpx.Client(base_url=str(client.base_url), timeout=10) as browser:
+    with httpx.Client(base_url=str(client.base_url), timeout=WAIT_S) as browser:
         assert browser.post("/session", json={"token": "gk_wrong"}).status_code == 401
         r = browser.post("/session", json={"token": tokens["guard"]})
         assert r.json() == {"person": "p-guard", "role": "guard"}
@@ -204,7 +204,7 @@ def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_request
         assert browser.get("/status").status_code == 401
     # revoking a token ends the console sessions made from it at once
     temp = g.site.token("guard", "p-leaver")
-    with httpx.Client(base_url=str(client.base_url), timeout=10) as browser:
+    with httpx.Client(base_url=str(client.base_url), timeout=WAIT_S) as browser:
         assert browser.post("/session", json={"token": temp}).status_code == 200
         assert browser.get("/status").status_code == 200
         tid = next(line.split()[0] for line in gatekeeper("tokens", "list", "--config", str(g.site.config)).stdout

@@ -20,7 +20,7 @@ from edge.permits import PermitDesk
 from edge.store import Store
 from edge.errors import Refused
 from edge.walkin import Desk, id_hash
-from sitekit import ID_SECRET, make_site
+from sitekit import ID_SECRET, WAIT_S, make_site
 from test_e2e_gate import Gate
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ def desk(tmp_path_factory, module_procs):
     g = Gate(site, module_procs)
     g.start_hardware()
     g.start_daemon()
-    client = httpx.Client(base_url=site.api_url, timeout=10)
+    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
     site.wait_api()
     yield g, client, tokens
     client.close()

@@ -8,7 +8,6 @@ import pytest
 from drivers.camera import CameraReader, decode_frame
 from edge.passes import issue_pass
 from edge.passes.keys import generate_keypair
-from edge.procs import free_port
 from simulators.camera import render
 from sitekit import Collector, make_site, wait_until
 from test_e2e_gate import Gate
@@ -29,8 +28,7 @@ def test_a_frame_decodes_clean_and_noisy_and_a_blank_one_is_empty(pass_text):
 
 
 def test_the_stream_gives_each_pass_once_per_window_and_survives_a_drop(procs, pass_text):
-    cam = procs.start("camera", "-m", "simulators.camera", "--listen", f"127.0.0.1:{free_port()}", "--hold", "1.5",
-                      stdin=True)
+    cam = procs.start("camera", "-m", "simulators.camera", "--listen", "127.0.0.1:0", "--hold", "1.5", stdin=True)
     url = cam.wait_for("camera listening").split()[-1]
     seen = Collector()
     reader = CameraReader("cam-1", url, on_line=seen.on_line, on_state=seen.on_state, dedup_s=3, max_backoff_s=0.5)
@@ -64,7 +62,7 @@ def test_a_video_file_is_a_source_too(procs, tmp_path, pass_text):
 
 
 def test_a_pass_shown_to_the_gate_camera_opens_the_door_once(tmp_path, procs):
-    cam = procs.start("camera", "-m", "simulators.camera", "--listen", f"127.0.0.1:{free_port()}", stdin=True)
+    cam = procs.start("camera", "-m", "simulators.camera", "--listen", "127.0.0.1:0", stdin=True)
     url = cam.wait_for("camera listening").split()[-1]
     site = make_site(tmp_path / "site")
     site.add_reader(name="main-cam", type="camera", source=url, door="main", direction="in")

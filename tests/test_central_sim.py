@@ -9,6 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from simulators.mosquitto import Broker
+from sitekit import WAIT_S
 
 MIB = 1024 * 1024
 
@@ -34,21 +35,21 @@ class Sub:
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
-        assert self.subscribed.wait(10), "no SUBACK"
+        assert self.subscribed.wait(WAIT_S), "no SUBACK"
 
     def _on_message(self, client, userdata, msg):
         with self.cond:
             self.messages.append((msg.topic, msg.payload))
             self.cond.notify_all()
 
-    def wait(self, pred, timeout: float = 20.0):
+    def wait(self, pred, timeout: float = WAIT_S):
         with self.cond:
             assert self.cond.wait_for(lambda: pred(self.messages), timeout), \
                 f"not seen in {timeout} s; have {[t for t, _ in self.messages]}"
 
     def publish(self, topic: str, payload) -> None:
         body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
-        self.c.publish(topic, body, qos=1).wait_for_publish(10)
+        self.c.publish(topic, body, qos=1).wait_for_publish(WAIT_S)
 
     def close(self) -> None:
         self.c.disconnect()
@@ -177,4 +178,4 @@ def test_sigterm_and_stdin_eof(procs, broker):
     finally:
         gate.close()
     assert central.stop() == 0
-    central.wait_for("central stopped", timeout=5)
+    central.wait_for("central stopped")

@@ -8,19 +8,21 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from sitekit import ROOT, make_site
-from edge.procs import free_port
+from sitekit import ROOT, WAIT_S, make_site
 from test_e2e_gate import Gate
 
 pytestmark = pytest.mark.e2e
 
 SHOTS = ROOT / "test-artifacts" / "console"
+# Playwright's assertions give up after 5 s; what they wait for (a live feed entry, a reply) can take longer on
+# a busy machine. Each still ends as soon as the page shows it.
+expect.set_options(timeout=WAIT_S * 1000)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, module_procs):
-    cam = module_procs.start("camera", "-m", "simulators.camera", "--listen", f"127.0.0.1:{free_port()}", stdin=True)
+    cam = module_procs.start("camera", "-m", "simulators.camera", "--listen", "127.0.0.1:0", stdin=True)
     url = cam.wait_for("camera listening").split()[-1]
     s = make_site(tmp_path_factory.mktemp("site"), api=True, walkin=True)
     s.add_reader(name="main-cam", type="camera", source=url, door="main", direction="in")

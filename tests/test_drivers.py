@@ -11,7 +11,7 @@ from drivers.errors import ModbusUnavailable
 from drivers.line_protocol import MAX_LINE, LineBuffer, classify
 from drivers.modbus_io import ModbusTcpIO
 from drivers.serial_reader import SerialLineReader
-from edge.procs import free_port
+from edge.procs import HeldPort, listen_port
 from sitekit import Collector
 
 
@@ -68,9 +68,10 @@ def test_serial_reader_reads_lines_from_a_pty(procs):
 
 
 def test_serial_reader_over_socket_reconnects_after_the_device_returns(procs):
-    port = free_port()
-    sim = procs.start("tcp-reader", "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}", stdin=True)
-    sim.wait_for("badge_reader listening")
+    sim = procs.start("tcp-reader", "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0", "--reuse-port",
+                      stdin=True)
+    port = listen_port(sim.wait_for("badge_reader listening"))
+    procs.hold(port)  # the port stays ours while the device is gone: it comes back on the same one
     c = Collector()
     r = SerialLineReader("r1", f"socket://127.0.0.1:{port}", on_line=c.on_line, on_state=c.on_state,
                          max_backoff_s=0.5)
@@ -80,7 +81,8 @@ def test_serial_reader_over_socket_reconnects_after_the_device_returns(procs):
         c.wait(lambda: c.lines == ["0102030405"])
         sim.kill()
         c.wait(lambda: c.states[-1] == "down")
-        sim = procs.start("tcp-reader", "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}", stdin=True)
+        sim = procs.start("tcp-reader", "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}",
+                          "--reuse-port", stdin=True)
         sim.wait_for("badge_reader connected")
         sim.send("0A0B0C0D")
         c.wait(lambda: c.lines[-1:] == ["0A0B0C0D"])
@@ -111,11 +113,16 @@ def test_modbus_io_drives_coils_and_reads_inputs_of_the_simulator(procs):
 
 
 def test_modbus_io_names_a_module_that_does_not_answer():
+    nobody = HeldPort()  # bound, never listening: a connection is refused, and no other process can listen there
+
     async def scenario():
-        io = ModbusTcpIO("io9", "127.0.0.1", free_port(), timeout_s=0.3)
+        io = ModbusTcpIO("io9", "127.0.0.1", nobody.port, timeout_s=0.3)
         with pytest.raises(ModbusUnavailable, match="io9"):
             await io.connect()
         with pytest.raises(ModbusUnavailable, match="not connected"):
             await io.write_coil(0, True)
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        nobody.close()

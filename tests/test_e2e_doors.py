@@ -1,6 +1,8 @@
 """Door supervision end to end (P16–P18): the door I/O simulator's contacts, buttons and fire input."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sitekit import make_site, wait_until
@@ -35,13 +37,16 @@ def test_p17_a_door_opened_without_a_grant_is_forced(gate):
 
 
 def test_p17_a_granted_door_opens_and_relocks_as_soon_as_it_closes(gate):
+    scanned = time.monotonic()  # the pulse starts after this, so it cannot end before scanned + 8 s
     _, etype, _ = gate.scan("main-in", STAFF)
     assert etype == "access.granted"
     wait_until(lambda: not gate.locked(0), what="unlocked by the grant")
     gate.door_io.send("walk main")  # someone pushes it open, walks through, it swings shut
     gate.journal.next("door.opened", door="main")
     gate.journal.next("door.closed", door="main")
-    wait_until(lambda: gate.locked(0), timeout=3, what="relocked at the close, long before the 8 s pulse ends")
+    # locked again while the 8 s pulse would still run: the close relocked it, not the pulse's end
+    wait_until(lambda: gate.locked(0), timeout=scanned + 7.5 - time.monotonic(),
+               what="relocked at the close, before the 8 s pulse ends")
     assert not [d for _, t, d in gate.journal.rows() if t == "door.forced"]
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from pymodbus.client import ModbusTcpClient
 
+from edge.procs import listen_port
 from sitekit import DAY, JournalWatch, iso, make_site, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -32,20 +33,36 @@ class Gate:
         self.journal = JournalWatch(site.db)
         self.io = None
         self.daemon = None
+        self.held = {}  # reader name -> its port, held while the reader is away (see start_reader)
 
     def start_hardware(self):
+        """The door I/O module and every reader of `site.reader_ports`, each on a port it bound itself (port 0,
+        then reported); the config is rewritten with those ports before any daemon reads it."""
         self.door_io = self.procs.start("door_io", "-m", "simulators.door_io", "--site", str(self.site.config),
-                                        "--module", "io1", stdin=True)
-        self.door_io.wait_for("door_io listening")
-        for name, port in self.site.reader_ports.items():
-            r = self.procs.start(name, "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}", stdin=True)
-            r.wait_for("badge_reader listening")
-            self.readers[name] = r
-        self.io = ModbusTcpClient("127.0.0.1", port=self.site.io_port, timeout=2)
+                                        "--module", "io1", "--port", "0", stdin=True)
+        self.site.set_io_port(listen_port(self.door_io.wait_for("door_io listening")))
+        for name in list(self.site.reader_ports):
+            self.start_reader(name)
+        self.io = ModbusTcpClient("127.0.0.1", port=self.site.io_port, timeout=10)  # a reply, not a wait: ends at once
         assert self.io.connect()
+
+    def start_reader(self, name: str):
+        """The badge reader simulator `name`: the first time on a port of its own (0, reported), which is then
+        held for it, so that after it stopped or was killed (a reader that vanishes) it comes back on the same
+        port, the one the config names, and no other process can have taken that port meanwhile."""
+        port = self.held[name].port if name in self.held else 0
+        r = self.procs.start(name, "-m", "simulators.badge_reader", "--listen", f"127.0.0.1:{port}", "--reuse-port",
+                             stdin=True)
+        got = listen_port(r.wait_for("badge_reader listening"))
+        if name not in self.held:
+            self.held[name] = self.procs.hold(got)
+            self.site.set_reader_port(name, got)
+        self.readers[name] = r
+        return r
 
     def start_daemon(self):
         self.daemon = self.procs.start("daemon", "-m", "edge.cli", "run", "--config", str(self.site.config))
+        self.site.daemon = self.daemon  # where its API listens is in its output
         self.daemon.wait_for("gatekeeper ready")
         for r in self.readers.values():
             r.wait_for("badge_reader connected")

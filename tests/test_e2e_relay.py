@@ -6,7 +6,7 @@ import re
 import pytest
 
 from drivers.relay_board import frame, parse
-from edge.procs import free_port
+from edge.procs import listen_port
 from sitekit import JournalWatch, make_site
 from test_e2e_gate import STAFF
 
@@ -20,9 +20,8 @@ def test_relay_frames_carry_their_checksum():
 
 
 def test_a_granted_badge_switches_the_relay_channel_on_then_off(tmp_path, procs):
-    port = free_port()
-    board = procs.start("relay_board", "-m", "simulators.relay_board", "--listen", f"127.0.0.1:{port}", stdin=True)
-    board.wait_for("relay_board listening")
+    board = procs.start("relay_board", "-m", "simulators.relay_board", "--listen", "127.0.0.1:0", stdin=True)
+    port = listen_port(board.wait_for("relay_board listening"))
     site = make_site(tmp_path / "site")
     text = site.config.read_text()
     text = re.sub(r'\[\[io_modules\]\]\nname = "io1"\nhost = "127.0.0.1"\nport = \d+\n',
@@ -33,9 +32,8 @@ def test_a_granted_badge_switches_the_relay_channel_on_then_off(tmp_path, procs)
     site.config.write_text(text)
     assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
                                "areas": ["site"]}]).returncode == 0
-    reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen",
-                         f"127.0.0.1:{site.reader_ports['main-in']}", stdin=True)
-    reader.wait_for("badge_reader listening")
+    reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0", stdin=True)
+    site.set_reader_port("main-in", listen_port(reader.wait_for("badge_reader listening")))
     daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
     daemon.wait_for("gatekeeper ready")
     board.wait_for("relay_board channel 1 off")  # start: every output driven off (locked), no pulse

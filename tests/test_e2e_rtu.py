@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from edge.procs import listen_port
 from sitekit import JournalWatch, make_site
 from test_e2e_gate import STAFF
 
@@ -25,9 +26,8 @@ def test_p2_a_granted_badge_pulses_the_lock_over_modbus_rtu(tmp_path, procs):
     io = procs.start("door_io", "-m", "simulators.door_io", "--site", str(site.config), "--module", "io1",
                      "--rtu", module_end, stdin=True)
     io.wait_for("door_io listening")
-    reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen",
-                         f"127.0.0.1:{site.reader_ports['main-in']}", stdin=True)
-    reader.wait_for("badge_reader listening")
+    reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0", stdin=True)
+    site.set_reader_port("main-in", listen_port(reader.wait_for("badge_reader listening")))
     daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
     daemon.wait_for("gatekeeper ready")
     daemon.wait_for("io module io1 ready", already=True)

@@ -9,7 +9,7 @@ import pytest
 
 from simulators.mosquitto import Broker
 from mqttkit import Peer, batch, record, rfc3339_now, site_mode
-from sitekit import JournalWatch, make_site, wait_until
+from sitekit import WAIT_S, JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = pytest.mark.e2e
@@ -51,8 +51,7 @@ def local_version(g: Gate) -> int:
 def central_has_everything(central: Peer, g: Gate) -> None:
     """Wait until the central peer holds every journaled event of the gate, then check how they came."""
     last = JournalWatch(g.site.db).rows()[-1][0]
-    central.wait(lambda m: {e["seq"] for e in central.events()} >= set(range(1, last + 1)), timeout=30,
-                 what=f"events 1..{last}")
+    central.wait(lambda m: {e["seq"] for e in central.events()} >= set(range(1, last + 1)), what=f"events 1..{last}")
     assert_complete_in_order(central.events(), last)
 
 
@@ -159,7 +158,7 @@ def test_garbage_oversized_and_out_of_schema_sync_messages_change_nothing(tmp_pa
         for payload in bad:
             central.publish(topic, payload)
         # one alarm a minute per topic (the rest are counted in the next one), naming the topic
-        _, _, alarm = watch.next("alarm.raised", timeout=20)
+        _, _, alarm = watch.next("alarm.raised")
         assert alarm["alarm"] == "bad_message" and topic.endswith(alarm["topic"]) and alarm["error"]
         central.publish("acs/test/allowlist/changes", batch(0, 1, upserts=[record(f"badge:{OTHER}", "h-2")]))
         wait_until(lambda: local_version(g) == 1, what="a good batch after the bad ones")
@@ -352,7 +351,7 @@ def test_p13_p4_p14_a_walkin_from_one_gate_works_at_another_and_the_gates_record
     g2 = start_gate(tmp_path, procs, broker, "gate-2", private_key=g1.site.private_key)
     central = Peer(broker.port, "acs/test/+/key")
     guard, sup = g1.site.token("guard"), g1.site.token("supervisor")
-    api = httpx.Client(base_url=g1.site.api_url, timeout=10)
+    api = httpx.Client(base_url=g1.site.api_url, timeout=WAIT_S)
     try:
         central.wait(lambda m: [t for t, _, _ in m if t == "acs/test/gate-1/key"], what="gate-1's walk-in key")
         late = Peer(broker.port, "acs/test/gate-1/key")  # a gate that joins later still gets it: retained
@@ -406,7 +405,7 @@ def test_p14_a_permit_made_at_one_gate_reaches_every_gate_through_the_central_sy
     sup = {"Authorization": f"Bearer {g1.site.token('supervisor')}"}
     permit = {"credential": "badge:0C0C0C0D", "holder": "c-2", "name": "Wang Wu", "company": "Build Co",
               "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
-    with httpx.Client(base_url=g1.site.api_url, timeout=10) as api:
+    with httpx.Client(base_url=g1.site.api_url, timeout=WAIT_S) as api:
         p = api.post("/permits", json=permit, headers=sup).json()
         central.wait_for(f"central permit {p['permit']} created at gate-1")
         central.wait_for("central batch 0->1")

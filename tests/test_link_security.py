@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from simulators.mosquitto import Broker
-from sitekit import JournalWatch, make_site, wait_until
+from sitekit import WAIT_S, JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, staffed_gate
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +72,7 @@ def test_gate_connects_with_password_and_client_certificate(tmp_path, procs, pki
         g.scan("main-in", STAFF)
         log = (tmp_path / "broker" / "mosquitto.log")
         # the broker saw gate-1 authenticate over TLS with its certificate
-        wait_until(lambda: "u'gate-1'" in log.read_text(), timeout=15, what="the broker logging gate-1's login")
+        wait_until(lambda: "u'gate-1'" in log.read_text(), what="the broker logging gate-1's login")
         site = g.site
         faults = [d for _, t, d in JournalWatch(site.db).rows() if t == "device.fault" and d["device"] == "broker"]
         assert not faults
@@ -103,15 +103,16 @@ def test_a_wrong_password_is_one_fault_and_the_gate_keeps_deciding(tmp_path, pro
 def test_the_api_beyond_loopback_is_served_over_tls_and_its_session_cookie_is_secure(tmp_path, procs, pki):
     import httpx
     site = make_site(tmp_path / "site", api=True)
-    port = site.extra["api_port"]
     site.config.write_text(site.config.read_text().replace(
-        f"[api]\nport = {port}\n",
-        f'[api]\nbind = "0.0.0.0"\nport = {port}\ntls_cert_file = "{pki["server"]}"\ntls_key_file = "{pki["server_key"]}"\n'))
+        "[api]\nport = 0\n",
+        f'[api]\nbind = "0.0.0.0"\nport = 0\ntls_cert_file = "{pki["server"]}"\ntls_key_file = "{pki["server_key"]}"\n'))
     token = site.token("guard")
     staffed_gate(site, procs)
-    url = f"https://127.0.0.1:{port}"
+    url = site.api_url  # from the daemon's `gatekeeper api on https://0.0.0.0:PORT`
+    assert url.startswith("https://")
+    port = site.extra["api_port"]
     wait_until(lambda: _answers(url, pki["ca"]), what="the API over TLS")
-    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=pki["ca"]), timeout=10) as client:
+    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=pki["ca"]), timeout=WAIT_S) as client:
         r = client.post("/session", json={"token": token})
         assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
     with pytest.raises(httpx.TransportError):  # no plain HTTP on that port
@@ -121,6 +122,6 @@ def test_the_api_beyond_loopback_is_served_over_tls_and_its_session_cookie_is_se
 def _answers(url: str, ca) -> bool:
     import httpx
     try:
-        return httpx.get(url + "/health", verify=ssl.create_default_context(cafile=ca), timeout=2).status_code == 200
+        return httpx.get(url + "/health", verify=ssl.create_default_context(cafile=ca), timeout=10).status_code == 200
     except httpx.TransportError:
         return False
