@@ -102,6 +102,7 @@ class Daemon:
         print(f"gatekeeper ready: site {self.cfg.site.id} gate {self.cfg.site.gate}", flush=True)
         await self.stop.wait()
         notify("STOPPING=1")
+        self.board.stopping = True  # what goes down from here on is us stopping, not a fault
         if api is not None:
             api.stop()
         for rd in readers:
@@ -110,7 +111,7 @@ class Daemon:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for m in self.outputs.modules.values():
-            await m.io.close()
+            await m.shutdown()
         if self.link:
             self.link.stop()
         # SPEC §6: what the database still refuses is written now or counted for the next start
@@ -157,13 +158,13 @@ class Daemon:
             except Exception:  # a bug must not stop the gate; the scan is logged and dropped
                 log.exception("reader %s: scan could not be decided", reader)
                 continue
-            _log_outcome(out)
-            if reader in self.feedback:
-                self.feedback[reader].feedback(out.opens)
-            if out.opens:  # the door first: the outbox is woken once the lock is driven (SPEC: one
-                # durable commit and the coil write on the scan's path, nothing else)
+            if out.opens:  # the door first: one durable commit and the coil write are the scan's path;
+                # the reader's feedback, the log line and the outbox come once the lock is driven
                 grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
                 await self.open_door(out.door.name, out.door.direction.value, grant)
+            if reader in self.feedback:
+                self.feedback[reader].feedback(out.opens)
+            _log_outcome(out)
             if self.link:
                 self.link.kick.set()
 

@@ -22,6 +22,7 @@ class DeviceBoard:
         self.health: dict[str, Health] = {}
         self._kind: dict[str, str] = {}
         self._faulted: set[str] = set()
+        self.stopping = False  # the daemon is stopping: devices going away are not faults
 
     def register(self, name: str, kind: str) -> None:
         self.health[name] = Health.DOWN  # not connected yet; no fault until a connection fails
@@ -40,7 +41,7 @@ class DeviceBoard:
 
     def down(self, name: str, error: str, extra: dict | None = None) -> None:
         self.health[name] = Health.DOWN
-        if name in self._faulted:
+        if name in self._faulted or self.stopping:
             return
         self._faulted.add(name)
         log.error("device %s fault: %s", name, error)

@@ -109,7 +109,7 @@ class Gate:
         self.clock_alarm = False
         self.metrics = Metrics()
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
-                                 checkpoint=store.checkpoint)
+                                 checkpoint=store.checkpoint, drained=store.held_written)
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -162,7 +162,11 @@ class Gate:
         if out.decision.granted and not self.door_ready(out.door.name):
             # P18/P19: the journal says what happened at the door, not only what was decided
             out = replace(out, decision=replace(out.decision, flags=out.decision.flags + ("output_down",)))
-        entries = self.holdback.run(self.commit, out, now) or ()
+        entries = self.holdback.run(self.commit, out, now)
+        if entries is None:  # held (SPEC §6): what the decision changed is in force all the same
+            if out.decision.consumes:
+                self.store.hold("consumed", out.cred.visit_key)
+            entries = ()
         d = out.decision
         self.metrics.decided("granted" if d.granted else "held" if d.held else "denied", d.reason,
                              time.perf_counter() - t0)
@@ -356,7 +360,10 @@ class Gate:
                     return None
                 self.store.signoffs.add(visit)
                 return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "by": by}, now)
-        return self.holdback.run(write, then=then)
+        entry = self.holdback.run(write, then=then)
+        if entry is None and self.holdback.held:
+            self.store.hold("signoffs", visit)  # held, and in force: the visitor's next exit goes through
+        return entry
 
     def release(self, visit: str, person: str, reason: str, now: float | None = None) -> DoorView | None:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
@@ -383,6 +390,8 @@ class Gate:
                         "visit": visit, "credential_ref": cred.ref, "holder": cred.holder, "door": door.name,
                         "party": cred.party, "released_by": person}, now)
         self.holdback.run(write)
+        if self.holdback.held and door.perimeter:
+            self.store.hold("consumed", visit)
         return door
 
     # -- turnstile lanes (P7, P11) ---------------------------------------------------------------------
@@ -433,6 +442,9 @@ class Gate:
         """Change and journal the gate's mode; no event when nothing changes. A local change (no
         `version`) takes the next version; a site message's change applies only if it is newer."""
         st = self.modes
+        if st.mode is Mode.FIRE and mode is not Mode.FIRE and self.fire_input:
+            log.warning("mode %s by %s refused: the fire input is still active (P16)", mode.value, by)
+            return None
         if version is None:
             if mode is st.mode:
                 return None
@@ -485,10 +497,12 @@ class Gate:
             if fire and self.mode is not Mode.FIRE:
                 out.append(self.set_mode(Mode.FIRE, "fire_input", "fire alarm from the fire panel"))
         if key_switch is not None:
-            self.key_switch = key_switch
-            if key_switch and self.mode is Mode.NORMAL:
+            # On its turns, not its level: a supervisor may end the lockdown while the key is still turned,
+            # and it is not made again a moment later. The first reading after a start counts as a turn.
+            turned, self.key_switch = key_switch != self.key_switch, key_switch
+            if turned and key_switch and self.mode is Mode.NORMAL:
                 out.append(self.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on"))
-            elif not key_switch and self.mode is Mode.LOCKDOWN and self.modes.by in (None, "lockdown_input"):
+            elif turned and not key_switch and self.mode is Mode.LOCKDOWN and self.modes.by in (None, "lockdown_input"):
                 out.append(self.set_mode(Mode.NORMAL, "lockdown_input", "key switch off"))
         return out
 

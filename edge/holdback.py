@@ -37,11 +37,12 @@ def reserve_size(total: int, free: int) -> int:
 
 class Holdback:
     def __init__(self, db_path: Path, record: Callable[[str, dict], object], max_held: int = MAX_HELD,
-                 checkpoint: Callable[[], None] | None = None):
+                 checkpoint: Callable[[], None] | None = None, drained: Callable[[], None] | None = None):
         self.reserve = Path(str(db_path) + ".reserve")
         self.lost_file = Path(str(db_path) + ".lost")
         self.record = record
         self.checkpoint = checkpoint or (lambda: None)
+        self.drained = drained or (lambda: None)  # every held write is committed
         self.held: deque[tuple[Callable, tuple, Callable | None]] = deque()
         self.max_held = max_held
         self.lost = 0
@@ -124,6 +125,8 @@ class Holdback:
             for _ in batch:
                 _call(self.held.popleft()[2])
             self.checkpoint()
+            if not self.held:
+                self.drained()
         if self.since_error is not None or self.lost:
             lost = self.lost + self._read_lost_file()
             try:

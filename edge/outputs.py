@@ -87,6 +87,18 @@ class IoModule:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             await _wait(stop, self.poll_s)
+        # stopping: the daemon relocks and closes (shutdown), after the last pulse was cut short
+
+    async def shutdown(self) -> None:
+        """At a stop: pulses under way end now, every lock is left locked, the connection closed."""
+        for timer in self._relock.values():
+            timer.cancel()
+        self._relock.clear()
+        if self.io.connected:
+            try:
+                await self._lock_all()
+            except DriverError as e:
+                log.warning("io module %s: locks not confirmed locked at stop: %s", self.cfg.name, e)
         await self.io.close()
 
     async def _lock_all(self) -> None:

@@ -118,6 +118,7 @@ def _people(site):
 
 def _start(g: Gate, disk: SmallDisk) -> None:
     g.daemon = disk.start("daemon", "-m", "edge.cli", "run", "--config", str(g.site.config))
+    g.site.daemon = g.daemon  # where the API's port is read from
     g.daemon.wait_for("gatekeeper ready")
     for r in g.readers.values():
         r.wait_for("badge_reader connected", already=True)

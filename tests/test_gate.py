@@ -359,3 +359,32 @@ def test_p23_only_a_heard_central_refreshes_the_allow_list_age(site):
         assert g.evaluate("main-in", "pass", pass_text, now + 32).decision.granted
     finally:
         store.close()
+
+
+def test_p8_a_pass_consumed_while_the_database_refuses_writes_stays_consumed(site, gate):
+    """SPEC §6: the consumption is held with the journal, and in force at once: the pass cannot go round
+    again before the database takes writes, nor after."""
+    now = time.time()
+    text = visitor_pass(site, now, holder="h-40", visit="v-40")
+    assert gate.present("main-in", "pass", text, now).opens
+    gate.sign_off("v-40", "h-1", "central", now + 1)
+    gate.store.conn.execute("PRAGMA query_only = ON")
+    out = gate.present("main-out", "pass", text, now + 2)
+    assert out.opens and out.decision.consumes and out.entries == ()
+    assert gate.present("main-in", "pass", text, now + 3).decision.reason == "pass_consumed"
+    assert gate.present("main-out", "pass", text, now + 4).decision.reason == "pass_consumed"
+    gate.store.conn.execute("PRAGMA query_only = OFF")
+    assert gate.holdback.flush(gate.store.tx)
+    assert gate.present("main-in", "pass", text, now + 5).decision.reason == "pass_consumed"
+
+
+def test_p9_a_signoff_held_while_the_database_refuses_writes_lets_the_visitor_out(site, gate):
+    now = time.time()
+    text = visitor_pass(site, now, holder="h-41", visit="v-41")
+    assert gate.present("main-in", "pass", text, now).opens
+    gate.store.conn.execute("PRAGMA query_only = ON")
+    gate.sign_off("v-41", "h-1", "central", now + 1)
+    out = gate.present("main-out", "pass", text, now + 2)
+    assert out.opens and out.decision.reason == "ok"
+    gate.store.conn.execute("PRAGMA query_only = OFF")
+    assert gate.holdback.flush(gate.store.tx)

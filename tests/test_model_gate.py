@@ -121,7 +121,7 @@ class GateMachine(RuleBasedStateMachine):
         self.mode_by = None
         self.version, self.actor, self.seen = 0, "", 0
         self.fire_input = False
-        self.key_switch = False
+        self.key_switch = False  # as first read when the gate started
         self.heard_at = float(self.store.meta("created_at"))
         self.decisions = 0  # decisions made; every one must reach the journal
         self.outage = False
@@ -197,6 +197,14 @@ class GateMachine(RuleBasedStateMachine):
         if d.consumes:
             self.consumed.add(key)
 
+    @rule(which=st.sampled_from(["v1", "v2"]))
+    def a_whole_visit(self, which):
+        """In, signed off by the host, out: the common path in one step, so that sequences reach the pass's
+        consumption often (while the database refuses writes, too)."""
+        self.scan_pass("main-in", which)
+        self.signoff(which, True)
+        self.scan_pass("main-out", which)
+
     @rule(which=st.sampled_from(sorted(BADGES)))
     def revoke_badge_elsewhere(self, which):
         self._commit_elsewhere([("revoke", which)])
@@ -254,6 +262,8 @@ class GateMachine(RuleBasedStateMachine):
 
     @rule()
     def guard_lockdown(self):
+        if self.mode is Mode.FIRE:
+            return  # the API refuses a guard here (403): only a supervisor leaves fire mode
         self.gate.set_mode(Mode.LOCKDOWN, "g-1", "drill")
         if self.mode is not Mode.LOCKDOWN:
             self._local(Mode.LOCKDOWN, "g-1")
@@ -275,13 +285,18 @@ class GateMachine(RuleBasedStateMachine):
     def site_inputs(self, fire, key):
         self.module.inputs[100], self.module.inputs[101] = fire, key
         self._run(self.io._poll())
-        self.fire_input = fire
-        self.key_switch = key
+        self._inputs_read(fire, key)
+
+    def _inputs_read(self, fire, key):
+        """P16: the fire input starts fire mode; P15: the key switch, on its turns, starts a lockdown and,
+        returning, ends the one it made (a first reading after a start counts as a turn)."""
+        turned = key != self.key_switch
+        self.fire_input, self.key_switch = fire, key
         if fire and self.mode is not Mode.FIRE:
             self._local(Mode.FIRE, "fire_input")
-        if key and self.mode is Mode.NORMAL:
+        if turned and key and self.mode is Mode.NORMAL:
             self._local(Mode.LOCKDOWN, "lockdown_input")
-        elif not key and self.mode is Mode.LOCKDOWN and self.mode_by in (None, "lockdown_input"):
+        elif turned and not key and self.mode is Mode.LOCKDOWN and self.mode_by in (None, "lockdown_input"):
             self._local(Mode.NORMAL, "lockdown_input")
 
     @rule(door=st.sampled_from([0, 2]), is_open=st.booleans())
@@ -295,6 +310,8 @@ class GateMachine(RuleBasedStateMachine):
         assert self.gate.holdback.close(self.store.tx) == 0
         self.store.close()
         self._open()  # its first poll reads the site inputs again
+        self.key_switch = None
+        self._inputs_read(self.module.inputs.get(100, False), self.module.inputs.get(101, False))
 
     @precondition(lambda self: not self.outage and not self.full)
     @rule(kind=st.sampled_from(["readonly", "full"]))
@@ -327,10 +344,11 @@ class GateMachine(RuleBasedStateMachine):
 
     @invariant()
     def locks_locked_outside_fire_once_pulses_end(self):
+        self._run(self.io._poll())  # a freed door relocks on the poll after fire ends (at once if shut)
         if self.gate.mode is Mode.FIRE:
             return
-        self._run(asyncio.sleep(PULSE_S * 2))
-        self._run(self.io._poll())  # a freed door relocks on the poll after fire ends (at once if shut)
+        if any(self.module.coils.values()):
+            self._run(asyncio.sleep(PULSE_S * 2))  # pulses end: their relock timers run on the loop  # a freed door relocks on the poll after fire ends (at once if shut)
         for door, coil, contact in (("main", 0, 0), ("office", 1, 2)):
             if self.module.coils.get(coil) and self.module.inputs.get(contact):
                 continue  # a door freed for a fire and still standing open locks as it shuts
@@ -349,9 +367,9 @@ class GateMachine(RuleBasedStateMachine):
         assert ok, why
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.timeout(900)
 def test_model_of_the_gate_holds_after_any_sequence():
     run = GateMachine.TestCase
-    run.settings = settings(max_examples=40, stateful_step_count=40, deadline=None, derandomize=True,
+    run.settings = settings(max_examples=120, stateful_step_count=50, deadline=None, derandomize=True,
                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     run("runTest").runTest()

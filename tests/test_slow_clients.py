@@ -89,6 +89,7 @@ def test_slow_api_clients_do_not_starve_the_doors_under_1024_open_files(tmp_path
     g.daemon = Proc("daemon", ["prlimit", "--nofile=1024", sys.executable, "-m", "edge.cli", "run", "--config",
                                str(site.config)])
     procs.all.append(g.daemon)
+    site.daemon = g.daemon  # where the API's port is read from
     g.daemon.wait_for("gatekeeper ready")
     for r in g.readers.values():
         r.wait_for("badge_reader connected")

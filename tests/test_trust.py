@@ -255,3 +255,31 @@ def test_malformed_heartbeat_and_muster_request_raise_alarms_and_change_nothing(
         central.wait(lambda m: [t for t, _, retained in m if not retained], what="the muster list on {}")
     finally:
         central.close()
+
+
+def test_a_stop_saves_the_last_acks_and_leaves_no_traceback(tmp_path, procs, broker):
+    """SIGTERM after the broker acknowledged everything: the watermark says so (no event sent again after
+    the restart), the status it leaves is `offline` with its session, and nothing fails on the way out."""
+    g = start_gate(tmp_path, procs, broker, daemon=False)
+    central = Peer(broker.port, ["acs/test/gate-1/events/#", "acs/test/gate-1/status"])
+    try:
+        g.start_daemon()
+        for _ in range(5):
+            g.scan("main-in", STAFF)
+        last = g.journal.rows()[-1][0]
+        central.wait(lambda m: {json.loads(p)["seq"] for t, p, _ in m if "/events/" in t} >= set(range(1, last + 1)),
+                     what="every event at the broker")
+        assert g.daemon.stop() == 0
+        out = "\n".join(g.daemon.output)
+        for bad in ("Traceback", "Exception in thread", "closed database"):
+            assert bad not in out, out
+        import sqlite3
+        conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+        acked = int(conn.execute("SELECT value FROM meta WHERE key='outbox_acked'").fetchone()[0])
+        conn.close()
+        assert acked == last
+        status = central.wait(lambda m: [json.loads(p) for t, p, _ in m if t.endswith("/status")
+                                         and json.loads(p)["state"] == "offline"], what="the offline status")[-1]
+        assert status["session"] >= 1 and status["last_seq"] == last and "outbox_depth" not in status, out
+    finally:
+        central.close()

@@ -220,7 +220,7 @@ def create_app(d) -> FastAPI:
         if target is Mode.FIRE and body.scope == "site":
             raise HTTPException(422, [{"loc": ["body", "scope"], "msg": "fire mode is per gate, never site-wide",
                                        "type": "value_error"}])
-        if target is not Mode.LOCKDOWN and who.role != "supervisor":
+        if (target is not Mode.LOCKDOWN or d.gate.mode is Mode.FIRE) and who.role != "supervisor":
             raise HTTPException(403, "only a supervisor ends a lockdown or changes fire mode")
         if d.gate.mode is Mode.FIRE and target is not Mode.FIRE and d.gate.fire_input:
             raise HTTPException(409, "the fire input is still active")

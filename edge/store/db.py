@@ -54,6 +54,9 @@ class Store:
         self.lock = threading.RLock()
         self._in_tx = False
         self._deferred: dict[str, str] = {}  # meta values that ride along with the next commit
+        # Consequences in force but not yet written (their writes held while the database refuses them,
+        # SPEC §6): the mirrors keep them across reloads until the held writes are committed.
+        self.overlay: dict[str, set[str]] = {"consumed": set(), "signoffs": set()}
         if created:
             log.info("created database %s", self.path)
         self.epoch = self._ensure_meta("epoch", lambda: uuid.uuid4().hex)
@@ -167,8 +170,8 @@ class Store:
         self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
         # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
         self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
-        self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")}
-        self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")}
+        self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
+        self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
         self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
         self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
         self._version_seen = v
@@ -180,6 +183,18 @@ class Store:
             self.conn.execute(f"PRAGMA wal_checkpoint({mode})")
         except sqlite3.Error as e:
             log.warning("checkpoint refused: %s", e)
+
+    def hold(self, table: str, key: str) -> None:
+        """A consequence in force now whose write is held (SPEC §6): the mirror has it at once and keeps it."""
+        self.overlay[table].add(key)
+        getattr(self, table).add(key)
+
+    def held_written(self) -> None:
+        """Every held write is committed: the database itself now says what the overlay said."""
+        if any(self.overlay.values()):
+            for keys in self.overlay.values():
+                keys.clear()
+            self.refresh(force=True)
 
     def close(self) -> None:
         try:
