@@ -116,7 +116,9 @@ class GuardedProtocol(HttpToolsProtocol):
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a taken port is an error we can name and retry."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it a
+    # response written in two parts waits for the client's delayed ACK (40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
