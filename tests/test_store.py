@@ -172,3 +172,12 @@ def test_database_of_a_newer_version_is_refused(tmp_path):
     c.commit(), c.close()
     with pytest.raises(StoreError, match="newer"):
         Store(p)
+
+
+def test_spec6_the_disk_reserve_is_sized_to_the_disk():
+    from edge.holdback import reserve_size
+    mib = 1 << 20
+    assert reserve_size(20 * mib, 18 * mib) == 409 * 1024 + 614  # 2% of a 20 MB disk
+    assert reserve_size(64 * 1024 * mib, 30 * 1024 * mib) == 8 * mib  # capped on a big disk
+    assert reserve_size(4 * mib, 3 * mib) == 256 * 1024  # at least 256 KiB
+    assert reserve_size(20 * mib, mib) == 0  # too little room left to hold any back

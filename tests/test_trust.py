@@ -283,3 +283,22 @@ def test_a_stop_saves_the_last_acks_and_leaves_no_traceback(tmp_path, procs, bro
         assert status["session"] >= 1 and status["last_seq"] == last and "outbox_depth" not in status, out
     finally:
         central.close()
+
+
+def test_a_missing_api_certificate_is_a_fault_and_the_doors_keep_working(tmp_path, procs):
+    """`--check` names the files; the daemon, started anyway, opens doors and reports the API as a fault
+    naming the certificate, rather than logging an address nothing listens on."""
+    site = make_site(tmp_path / "site")
+    site.config.write_text(site.config.read_text() + '\n[api]\nbind = "0.0.0.0"\nport = 0\n'
+                           'tls_cert_file = "secrets/api.pem"\ntls_key_file = "secrets/api.key"\n')
+    from sitekit import gatekeeper
+    r = gatekeeper("run", "--config", str(site.config), "--check")
+    assert r.returncode == 2 and "cannot read tls_cert_file" in r.stderr
+    g = staffed_gate(site, procs)
+    _, _, fault = g.journal.next("device.fault", device="api")
+    assert "api.pem" in fault["error"]
+    assert not any("gatekeeper api on" in line for line in g.daemon.output)
+    before = g.unlocks(0)
+    _, etype, _ = g.scan("main-in", STAFF)
+    assert etype == "access.granted"
+    wait_until(lambda: g.unlocks(0) == before + 1, what="the door opened")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -161,6 +162,10 @@ class ApiService:
                 sock = None
                 try:
                     a = self.cfg
+                    for key in ("tls_cert_file", "tls_key_file"):  # named in the fault, not just "no such file"
+                        name = getattr(a, key)
+                        if name and not os.access(resolve(self.base, name), os.R_OK):
+                            raise OSError(f"cannot read {key} {resolve(self.base, name)}")
                     config = uvicorn.Config(
                         create_app(self.daemon), log_level="warning", access_log=False, lifespan="off",
                         http=GuardedProtocol, timeout_keep_alive=5,
