@@ -17,6 +17,15 @@ def procs():
     p.stop_all()
 
 
+@pytest.fixture
+def broker(tmp_path):
+    """A mosquitto of the test's own (persistent sessions), stopped whatever happens."""
+    from simulators.mosquitto import Broker
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="module")
 def module_procs():
     p = Procs()

@@ -6,19 +6,10 @@ import threading
 import uuid
 
 import paho.mqtt.client as mqtt
-import pytest
 
-from simulators.mosquitto import Broker
 from sitekit import WAIT_S
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
 
 
 class Sub:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
@@ -21,7 +20,6 @@ import pytest
 from mqttkit import Peer, batch, record, rfc3339_now
 from sitekit import ROOT, JournalWatch, Proc, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
-from test_link import broker  # noqa: F401 - the broker fixture
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")]

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from simulators.mosquitto import Broker
 from mqttkit import Peer, batch, record, rfc3339_now, site_mode
 from sitekit import WAIT_S, JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
@@ -16,13 +15,6 @@ pytestmark = pytest.mark.e2e
 
 DECISIONS = ("access.granted", "access.denied", "exit.held")
 OTHER = "0A0B0C0D"
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path / "broker").start()
-    yield b
-    b.stop()
 
 
 def start_gate(tmp_path, procs, broker, name="gate-1", private_key=None, items=None, daemon=True, **site_kw) -> Gate:

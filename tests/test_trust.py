@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from mqttkit import Peer, rfc3339_now, site_mode
-from sitekit import JournalWatch, make_site, wait_until
-from test_e2e_gate import STAFF, Gate, staffed_gate
-from test_link import broker, start_gate  # noqa: F401 - the broker fixture
+from sitekit import make_site, wait_until
+from test_e2e_gate import STAFF, staffed_gate
+from test_link import start_gate
 
 pytestmark = pytest.mark.e2e
 
