@@ -613,6 +613,11 @@ class Campaign:
         self.violations.append(v)
         self.note(f"VIOLATION of invariant {inv}: {what} {detail} [{hint}]")
 
+    def add_violation(self, v: dict) -> None:
+        """One found after the fact (the coil analysis), dated by its own step."""
+        self.violations.append(v)
+        self.logf.write(f"{v['t']:.3f} [{v['step']}] VIOLATION of invariant {v['inv']}: {v['what']} [{v['hint']}]\n")
+
     def step_at(self, t: float) -> int:
         no = -1
         for s in self.steps:
@@ -952,6 +957,10 @@ class Campaign:
                  if c.category == "staff" and c is not self.supervisor]
         kinds = {"staff": 26, "recent": 16 if recent else 0, "supervisor": 5, "contractor": 12 if stale_phase else 5,
                  "visitor": 40 if stale_phase else 28, "unknown": 5, "garbage": 5, "badpass": 8, "expired": 2}
+        if stale_phase and m.staleness(now) == "stale" and rng.random() < 0.6:
+            pick = self.pick_fresh_only()
+            if pick:
+                return pick
         kind = rng.choices(list(kinds), weights=list(kinds.values()))[0]
         if kind == "staff":
             c = rng.choice(staff)
@@ -991,6 +1000,24 @@ class Campaign:
                 return rng.choice(["lab-out", "lab-out", "lab-in", "main-out"])
             return rng.choice(["main-out", "main-in", "lab-in"])
         return rng.choice(["main-in", "lab-in", "main-in", "lab-in", "main-out", "lab-out"])
+
+    def pick_fresh_only(self) -> tuple[Cred, str] | None:
+        """A visitor or contractor that a gate which heard the central system a moment ago must admit:
+        what a stale gate admits wrongly (P23)."""
+        m, now = self.model, time.monotonic()
+        saved = m.heard_sure, m.heard_possible
+        m.heard_sure = m.heard_possible = now
+        try:
+            cands = [p for p in m.passes if not p.expired] + [c for c in m.records.values() if c.category == "contractor"]
+            self.rng.shuffle(cands)
+            for c in cands:
+                for reader in ("main-in", "lab-in"):
+                    door, direction = READERS[reader]
+                    if m.predict(c, DOORS[door], direction, now, self.malformed_since).verdict == "grant":
+                        return c, reader
+            return None
+        finally:
+            m.heard_sure, m.heard_possible = saved
 
     def pick_granted(self, readers=("main-in", "lab-in"), exclude=()) -> tuple[Cred, str] | None:
         """A credential the model says must be granted at one of these readers, if there is one."""
@@ -1045,7 +1072,9 @@ class Campaign:
         m, rng = self.model, self.rng
         effects = []
         targets = [c for c in m.records.values() if c is not self.supervisor and m.valid(c)]
-        targets += [p for p in m.passes if p.ref not in m.revoked and p.holder not in m.blocked]
+        usable = [p for p in m.passes if p.ref not in m.revoked and p.holder not in m.blocked]
+        if len(usable) > len(m.passes) // 2:  # half the visitors stay usable, for the rules only they meet
+            targets += usable
         rng.shuffle(targets)
         taken: list[Cred] = []
         for c in targets[:rng.randint(1, 2)]:
@@ -1208,7 +1237,11 @@ class Campaign:
         return menu
 
     def step_malformed(self):
-        key, payload, label = self.rng.choice(self.malformed_menu())
+        menu = self.malformed_menu()
+        if self.silent and self.model.staleness(time.monotonic()) == "stale" and self.rng.random() < 0.7:
+            # the topics a gate hears the central system on: one of these must not make a stale gate fresh (P23)
+            menu = [x for x in menu if x[0] in ("heartbeat", "signoff", "changes", "snapshot")]
+        key, payload, label = self.rng.choice(menu)
         topic = T[key]
         cmark, jm = self.central.mark(), self.journal.mark()
         t = self.central.publish(topic, payload, qos=0 if key == "heartbeat" else 1)
@@ -1240,7 +1273,8 @@ class Campaign:
         if m.mode == "fire" or m.key or self.silent:
             return self.instead(self.step_scan)
         target = "normal" if m.mode == "lockdown" else "lockdown"
-        kind = self.rng.choice(["fresh", "fresh", "stale", "replay"] if self.fresh_msgs else ["fresh"])
+        kind = self.rng.choice(["fresh", "fresh", "stale", "stale", "replay", "old"] if self.fresh_msgs
+                               else ["fresh", "old"])
         if kind == "fresh":
             v = self.next_version()
             msg = {"mode": target, "actor": "central", "reason": "site drill", "time": rfc3339(), "version": v}
@@ -1257,6 +1291,10 @@ class Campaign:
             v = self.rng.randint(1, self.v_applied)
             msg = {"mode": target, "actor": "central", "reason": "replayed", "time": rfc3339(), "version": v}
             what = f"a site-mode {target} with a fresh time but version {v} (last applied v{self.v_applied})"
+        elif kind == "old":  # a gate or a bridge that still speaks the old form: out of the schema now
+            msg = {"mode": target, "by": "gate-0", "reason": "old form", "time": rfc3339()}
+            what = f"a site-mode {target} of the old form (by, time; no actor, no version)"
+            self.malformed.append({"step": self.step_no, "topic": T["mode"], "label": what, "t": time.monotonic()})
         else:
             msg = self.rng.choice(self.fresh_msgs)
             what = f"a replay of the site-mode message {msg['mode']} v{msg['version']}"
@@ -1587,7 +1625,7 @@ class Campaign:
             opts.append((12, self.step_malformed))  # and then the next visitors (A3)
         else:
             opts += [(3, self.step_batch), (3, self.step_signoff), (2, self.step_heartbeat),
-                     (3.5, self.step_site_mode), (1.5, self.step_daemon_kill)]
+                     (5, self.step_site_mode), (1.5, self.step_daemon_kill)]
         if m.mode == "fire":
             opts.append((6, self.step_fire))  # fire episodes end within the campaign
         weights = [w for w, _ in opts]
@@ -1728,7 +1766,7 @@ class Campaign:
                     if any(w["a"] <= e["t"] <= w["b"] for w in windows if w["cause"]["kind"] == "fire"):
                         continue  # fire mode frees the fail-safe door again after a reconnection or a restart
                     step = self.step_at(e["t"])
-                    self.violations.append({
+                    self.add_violation({
                         "inv": 1, "step": step, "t": e["t"], "hint": "P2 / P18 (nothing but a grant, an override or "
                         "fire mode unlocks; a (re)start pulses nothing)", "detail": "recent steps:\n" + self.context(step),
                         "what": f"lock coil {coil} ({door.name}) was written 1 with no grant, override or fire mode to "
@@ -1769,7 +1807,7 @@ class Campaign:
                         hint = "P2 / P17 (a lock relocks after its pulse)"
                         if any(s0 <= u0 <= s1 for s0, s1 in self.slow_windows):
                             hint = "B8 (slow API clients starve the door loop: the relock came late) / " + hint
-                    self.violations.append({"inv": 2, "step": step, "what": what, "hint": hint, "t": u0,
+                    self.add_violation({"inv": 2, "step": step, "what": what, "hint": hint, "t": u0,
                                             "detail": "recent steps:\n" + self.context(step)})
 
     @staticmethod
@@ -1812,15 +1850,22 @@ class Campaign:
         for inv in sorted({v["inv"] for v in self.violations}):
             vs = [v for v in self.violations if v["inv"] == inv]
             out.append(f"\n[invariant {inv}: {names[inv]}] {len(vs)} time(s)")
-            for v in vs[:3]:
+            firsts = []  # the first of each kind (by what it points to), then the rest by step number
+            for v in vs:
+                if v["hint"] not in [f["hint"] for f in firsts]:
+                    firsts.append(v)
+            rest = [v for v in vs if v not in firsts]
+            vs = firsts + rest
+            for v in vs[:max(3, len(firsts))]:
                 out.append(f"  seed {self.seed}, step {v['step']}: {v['what']}")
                 if v["detail"] and not v["detail"].startswith("recent steps"):
                     out.append(f"    {v['detail']}")
                 out.append(f"    points to: {v['hint']}")
                 ctx = v["detail"] if v["detail"].startswith("recent steps") else "recent steps:\n" + self.context(v["step"])
                 out.append("    " + ctx)
-            if len(vs) > 3:
-                out.append(f"  ... and {len(vs) - 3} more: steps {[v['step'] for v in vs[3:]][:20]}")
+            shown = max(3, len(firsts))
+            if len(vs) > shown:
+                out.append(f"  ... and {len(vs) - shown} more: steps {[v['step'] for v in vs[shown:]][:20]}")
         return "\n".join(out)
 
     def trim_log(self) -> None:
