@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 SUPERVISE_S = 1.0  # a module without inputs to watch is still read this often, to notice it is gone
 DOOR_POLL_S = 0.1  # door contacts and request-to-exit buttons, when no site_inputs section sets poll_ms
 MAX_BACKOFF_S = 10.0
+RELOCK_RETRY_S = 0.1
 
 
 class IoModule:
@@ -52,6 +53,7 @@ class IoModule:
         self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
         self.unlocked: set[int] = set()  # coils this gate last commanded on
+        self.relock_due = False  # an unlock got no answer: relock as soon as the module answers
         self.last_error = ""
         board.register(cfg.name, "io_module")
 
@@ -65,6 +67,7 @@ class IoModule:
                     finally:
                         self.attempted.set()
                     await self._lock_all()  # P18: locked first, never a pulse, on every (re)connect
+                    self.relock_due = False
                     for st in self.states.values():
                         st.freed = False  # fire mode frees them again on the next poll if it is still on
                     self.board.up(self.cfg.name)
@@ -83,7 +86,9 @@ class IoModule:
                 # P18: the hardware now does what each door declares; say which
                 self.board.down(self.cfg.name, str(e), {"doors": {d.name: d.fail_mode for d in self.doors}})
                 await self.io.close()
-                await _wait(stop, backoff)
+                # an unlock that got no answer may be carried out late: until a relock is confirmed, the
+                # module is tried again at once, not after a growing backoff
+                await _wait(stop, RELOCK_RETRY_S if self.relock_due else backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             await _wait(stop, self.poll_s)
@@ -113,7 +118,14 @@ class IoModule:
         # An unlock that times out may be waiting inside a module that stopped answering (a hung module
         # resumes and carries out what it had read): the driver then sends a relock right behind it on
         # the same connection, so that late unlock lasts a moment, never a pulse. It cannot be recalled.
-        await self.io.write_coil(coil, on, undo_on_timeout=on)
+        try:
+            await self.io.write_coil(coil, on, undo_on_timeout=on)
+        except DriverError:
+            if on:
+                # and should the module drop that relock (some process one request per read), the
+                # reconnection relocks everything as soon as the module answers again
+                self.relock_due = True
+            raise
         if not on:
             self.unlocked.discard(coil)
 

@@ -207,13 +207,6 @@ def rfc3339(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def free_port() -> int:
-    """For the daemon's API port, which its config must name: the one listener here not bound on port 0."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
@@ -459,6 +452,15 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def api_port(self) -> int | None:
+        """The port this start's API bound (`gatekeeper api on SCHEME://HOST:PORT`, said before READY=1)."""
+        text = self.log.read_text(errors="replace")
+        this_start = text.rsplit("==== start ", 1)[-1]
+        for line in this_start.splitlines():
+            if line.startswith("gatekeeper api on "):
+                return int(line.rsplit(":", 1)[1])
+        return None
+
     def kill9(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)  # the daemon and its sync worker, as at a power cut
@@ -667,7 +669,7 @@ class Campaign:
         self.module = ModbusModule(d, {0: False, 2: False, FIRE_INPUT: False, KEY_INPUT: False})
         self.module.start()
         self.lines = {name: SerialLine(name) for name in READERS}
-        self.api_port = free_port()
+        self.api_port = 0  # the config asks for any port; each start of the daemon says which it bound
         self.config = d / "site.toml"
         self.config.write_text(CONFIG.format(
             site=SITE, gate=GATE, max_age=MAX_AGE_S, modbus=self.module.port, fire=FIRE_INPUT, key=KEY_INPUT,
@@ -773,7 +775,8 @@ class Campaign:
             self.violation(4, f"the daemon did not send READY=1 ({why}); rc {self.daemon.proc.poll()}",
                            detail=self.daemon.log_tail(), hint="B10")
             raise Abort("the daemon does not start")
-        self.note(f"daemon started ({why}), pid {self.daemon.proc.pid}")
+        self.api_port = self.daemon.api_port() or self.api_port
+        self.note(f"daemon started ({why}), pid {self.daemon.proc.pid}, API on port {self.api_port}")
         if self.module.state == "up":
             self.wait_io_live(after_t=t0, why=f"the daemon's {why}")
         for name, line in self.lines.items():
@@ -1243,7 +1246,7 @@ class Campaign:
             menu = [x for x in menu if x[0] in ("heartbeat", "signoff", "changes", "snapshot")]
         key, payload, label = self.rng.choice(menu)
         topic = T[key]
-        cmark, jm = self.central.mark(), self.journal.mark()
+        cmark = self.central.mark()
         t = self.central.publish(topic, payload, qos=0 if key == "heartbeat" else 1)
         self.malformed.append({"step": self.step_no, "topic": topic, "label": label, "t": t})
         self.note(f"malformed message on {topic}: {label}")
