@@ -26,6 +26,8 @@ from edge.config import ApiSection, resolve
 log = logging.getLogger(__name__)
 
 SWEEP_S = 0.5
+YOUNG_S = 0.05  # a connection this new is not pushed out to make room: its request may be unread yet
+ACCEPT_BATCH = 64  # connections accepted per turn of the loop, so requests already in are read in between
 MAX_BACKOFF_S = 30.0
 # What a connection is doing, from the most to the least worth keeping when one must go.
 BUSY, BODY, HEAD, IDLE = "busy", "body", "head", "idle"
@@ -68,8 +70,11 @@ class Guard:
             proto.transport.abort()
 
     def _oldest(self):
+        """The connection to push out: idle first, then the one waiting longest for its request; never one
+        younger than YOUNG_S, whose request (a guard's, sent whole at once) may just not be read yet."""
+        young = time.monotonic() - YOUNG_S
         for phase in EVICT_ORDER:
-            waiting = [(since, id(p), p) for p, (ph, since) in self.conns.items() if ph == phase]
+            waiting = [(since, id(p), p) for p, (ph, since) in self.conns.items() if ph == phase and since < young]
             if waiting:
                 return min(waiting)[2]
         return None
@@ -168,7 +173,7 @@ class ApiService:
                             raise OSError(f"cannot read {key} {resolve(self.base, name)}")
                     config = uvicorn.Config(
                         create_app(self.daemon), log_level="warning", access_log=False, lifespan="off",
-                        http=GuardedProtocol, timeout_keep_alive=5,
+                        http=GuardedProtocol, timeout_keep_alive=5, backlog=ACCEPT_BATCH,
                         timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
                         ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
                         ssl_keyfile=str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None)
