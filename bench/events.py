@@ -194,30 +194,32 @@ def main() -> None:
                 if line.startswith("gatekeeper ready"):
                     break
             t_ready = time.perf_counter()
-            # The gate's rate is what the broker acknowledged (the outbox watermark); delivery to a consumer
-            # (mosquitto_sub, written in C, so the consumer is not the bottleneck) proves nothing was lost.
+            # The gate's rate is what reached a consumer through the broker (mosquitto_sub, written in C, so
+            # the consumer is not the bottleneck), which also proves nothing was lost. The outbox watermark
+            # in the database is a restart hint written at most once a second: it only has to catch up.
+            want = set(range(1, args.backlog + 1))
             acked_marks = []
             while True:
-                acked = outbox_acked(db)
-                acked_marks.append((time.perf_counter(), acked))
-                if acked >= args.backlog:
+                have = len(want & consumer.seqs())
+                acked_marks.append((time.perf_counter(), have))
+                if have >= args.backlog:
                     break
                 if time.perf_counter() - t_ready > 900:
-                    raise SystemExit(f"backlog not acknowledged: {acked} of {args.backlog}")
-                time.sleep(0.25)
-            to_broker = time.perf_counter() - t_ready
-            want = set(range(1, args.backlog + 1))
-            while not want <= consumer.seqs():
-                if time.perf_counter() - t_ready > 900:
-                    raise SystemExit(f"backlog not delivered: {len(want - consumer.seqs())} missing")
+                    raise SystemExit(f"backlog not delivered: {args.backlog - have} missing")
                 time.sleep(0.25)
             delivered = time.perf_counter() - t_ready
+            while outbox_acked(db) < args.backlog:
+                if time.perf_counter() - t_ready > 900:
+                    raise SystemExit(f"backlog not acknowledged: {outbox_acked(db)} of {args.backlog}")
+                time.sleep(0.1)
+            to_broker = time.perf_counter() - t_ready
             gaps = len(want - consumer.seqs())
             a = next(m for m in acked_marks if m[1] >= args.backlog // 10)
             b = acked_marks[-1]
             sustained = (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else args.backlog / to_broker
-            rows.append(("sustained publish rate", "QoS 1, broker-acked", f"{sustained:,.0f} events/s", "≥ 8,000/s"))
-            rows.append((f"backlog of {args.backlog:,} drained", "acked by the broker", f"{to_broker:.1f} s", "≤ 180 s"))
+            rows.append(("sustained publish rate", "QoS 1, at the consumer", f"{sustained:,.0f} events/s", "≥ 8,000/s"))
+            rows.append((f"backlog of {args.backlog:,} drained", "acked, and the watermark saved", f"{to_broker:.1f} s",
+                         "≤ 180 s"))
             rows.append((f"backlog of {args.backlog:,} delivered", f"{gaps} missing at the consumer",
                          f"{delivered:.1f} s", "zero loss"))
             print("(" + "; ".join(" ".join(r[:3]) for r in rows) + ")", flush=True)

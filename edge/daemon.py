@@ -41,6 +41,7 @@ class Daemon:
         self.store = Store(resolve(self.base, self.cfg.storage.path))
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
         self.board = DeviceBoard(self.gate.record)
+        self.gate.reload_keys = self._reload_keys
         # the front desk: walk-ins signed with the gate's own key (P13), contractors' permits (P14)
         self.desk = None
         if self.cfg.walkin is not None:

@@ -106,6 +106,7 @@ class Gate:
         # written with the next commit as a hint for restarts
         self.heard_at = float(store.meta("central_heard_at") or store.meta("created_at"))
         self.door_ready: Callable[[str], bool] = lambda door: True  # the daemon says whether a door's output answers
+        self.reload_keys: Callable[[], None] = lambda: None  # the daemon rebuilds the keyring (config + synced keys)
         self.clock_alarm = False
         self.metrics = Metrics()
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
@@ -149,6 +150,9 @@ class Gate:
         # Whatever process committed last (an import of revocations, the sync worker), this scan decides
         # on it: PRAGMA data_version moves with every other connection's commit.
         self.store.refresh()
+        if self.store.keys_changed:  # trusted keys imported by another process: passes are checked against them
+            self.store.keys_changed = False
+            self.reload_keys()
         cred = self.credential(kind, value)
         decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)

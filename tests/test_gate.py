@@ -388,3 +388,21 @@ def test_p9_a_signoff_held_while_the_database_refuses_writes_lets_the_visitor_ou
     assert out.opens and out.decision.reason == "ok"
     gate.store.conn.execute("PRAGMA query_only = OFF")
     assert gate.holdback.flush(gate.store.tx)
+
+
+def test_keys_imported_while_running_are_trusted_at_the_next_scan(site, gate, tmp_path):
+    """A key imported by another process (SPEC §1 `{"key": ...}`): the next pass it signed verifies."""
+    from edge.passes import issue_pass
+    from edge.passes.keys import generate_keypair, public_pem
+    reloaded = []
+    gate.reload_keys = lambda: reloaded.append(build_keyring(*load_config(site.config), gate.store)) or \
+        setattr(gate, "keyring", reloaded[-1])
+    key = generate_keypair("central-2", tmp_path / "k2")
+    now = time.time()
+    text = issue_pass(key, "central-2", holder="h-50", category="visitor", areas=["site/lobby"],
+                      valid_from=now - 60, valid_until=now + 3600, host="h-1")
+    assert gate.present("main-in", "pass", text, now).decision.reason == "bad_signature"
+    assert site.import_lines([{"key": {"kid": "central-2", "public_key": public_pem(key.public_key()).decode(),
+                                       "scope": ["visitor"]}}]).returncode == 0
+    assert gate.present("main-in", "pass", text, now).decision.reason == "ok"
+    assert len(reloaded) == 1

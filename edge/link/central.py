@@ -230,7 +230,7 @@ class CentralLink:
         """The worker committed a batch or a snapshot: mirror it now rather than at the next scan."""
         if self.closed:
             return
-        self.store.refresh(force=True)
+        self.store.refresh()
         if keys_changed:
             self.reload_keys()
         self.kick.set()

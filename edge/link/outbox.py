@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # The watermark is a hint for restarts: it rides along with the next decision's commit, and is written on
 # its own (without an fsync) only when no commit came for this long. Losing it only sends events twice.
-PERSIST_EVERY_S = 5.0
+PERSIST_EVERY_S = 1.0
 
 
 class Outbox:

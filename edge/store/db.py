@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -17,7 +18,28 @@ from edge.store.permits import active_permits
 
 log = logging.getLogger(__name__)
 
-WAL_LIMIT_BYTES = 4 << 20
+
+
+def wal_limit(folder: Path) -> int:
+    """5% of the disk, between 1 MiB and 64 MiB."""
+    try:
+        total = shutil.disk_usage(folder).total
+    except OSError:
+        total = 0
+    return min(max(total // 20, 1 << 20), 64 << 20)
+
+
+def _statements(script: str):
+    """The statements of a migration, one at a time (a trigger's body has semicolons of its own)."""
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                yield buf
+            buf = ""
+    if buf.strip(" \n;"):
+        yield buf
 
 
 def dict_rows(cur: sqlite3.Cursor) -> list[dict]:
@@ -46,8 +68,9 @@ class Store:
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA temp_store=MEMORY")
             # After a checkpoint the WAL file is cut back to this size, so a backlog written after a full
-            # disk cannot leave a WAL that fills the disk again (SPEC §6).
-            self.conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            # disk cannot leave a WAL that fills the disk again (SPEC §6); sized to the disk, so that on a
+            # large one a snapshot's staging does not shrink and regrow it at every checkpoint.
+            self.conn.execute(f"PRAGMA journal_size_limit={wal_limit(self.path.parent)}")
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the database: {e}") from None
@@ -62,6 +85,10 @@ class Store:
         self.epoch = self._ensure_meta("epoch", lambda: uuid.uuid4().hex)
         self._ensure_meta("created_at", lambda: repr(time.time()))
         self._version_seen = -1
+        self._lists_seen: int | None = None
+        self._keys_seen: int | None = None
+        self.keys_changed = False  # another process changed the trusted keys: the gate rebuilds its keyring
+        self._owned_loaded = False
         self.refresh()
 
     def _migrate(self) -> None:
@@ -71,9 +98,8 @@ class Store:
         for n in range(have, len(MIGRATIONS)):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in MIGRATIONS[n].split(";"):
-                    if stmt.strip():
-                        self.conn.execute(stmt)
+                for stmt in _statements(MIGRATIONS[n]):
+                    self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version={n + 1}")
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -160,25 +186,36 @@ class Store:
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
     def refresh(self, force: bool = False) -> bool:
-        """Reload the mirrors if another connection committed since we last looked."""
+        """Reload the mirrors if another connection changed what they hold since we last looked: PRAGMA
+        data_version says whether anyone else committed at all (cheap, every scan), and the `versions`
+        counters, moved by triggers whoever writes, which lists it changed. The tables only this gate
+        writes (consumed, sign-offs, presence, permits) are reloaded only with `force` (after a rollback)."""
         v = self._data_version()
         if v == self._version_seen and not force:
             return False
-        c = self.conn
-        # revocations from the central system, and the gate's own (P4 amendments, returned permits)
-        self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations UNION SELECT ref FROM local_revocations")}
-        self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
-        # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
-        self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
-        self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
-        self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
-        self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
-        self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
         self._version_seen = v
+        c = self.conn
+        counters = dict(c.execute("SELECT name, n FROM versions"))
+        if force or counters.get("lists") != self._lists_seen:
+            # revocations from the central system, and the gate's own (P4 amendments, returned permits)
+            self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations UNION SELECT ref FROM local_revocations")}
+            self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
+            # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
+            self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
+            self._lists_seen = counters.get("lists")
+        if counters.get("keys") != self._keys_seen:
+            self.keys_changed = self._keys_seen is not None  # the first look is the gate's own start
+            self._keys_seen = counters.get("keys")
+        if force or self._owned_loaded is False:
+            self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
+            self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
+            self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
+            self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
+            self._owned_loaded = True
         return True
 
     def checkpoint(self, mode: str = "PASSIVE") -> None:
-        """Move the write-ahead log back into the database file (and cut it to WAL_LIMIT_BYTES)."""
+        """Move the write-ahead log back into the database file (and cut it to its size limit)."""
         try:
             self.conn.execute(f"PRAGMA wal_checkpoint({mode})")
         except sqlite3.Error as e:

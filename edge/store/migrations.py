@@ -60,4 +60,23 @@ MIGRATIONS: list[str] = [
     CREATE TABLE held_exits(visit TEXT PRIMARY KEY, reader TEXT NOT NULL, credential TEXT NOT NULL,
                             at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 6: counters that every writer of the lists a scan reads from memory moves, whatever process it is (an
+    # import, the sync worker, a tool): the gate reloads only what another process changed.
+    """
+    CREATE TABLE versions(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO versions(name, n) VALUES('lists', 0), ('keys', 0);
+    CREATE TRIGGER revocations_i AFTER INSERT ON revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER revocations_d AFTER DELETE ON revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER local_revocations_i AFTER INSERT ON local_revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER local_revocations_d AFTER DELETE ON local_revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER blocklist_i AFTER INSERT ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER blocklist_u AFTER UPDATE ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER blocklist_d AFTER DELETE ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
+    CREATE TRIGGER keys_i AFTER INSERT ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
+    CREATE TRIGGER keys_u AFTER UPDATE ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
+    CREATE TRIGGER keys_d AFTER DELETE ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
+    CREATE TRIGGER gate_keys_i AFTER INSERT ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
+    CREATE TRIGGER gate_keys_u AFTER UPDATE ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
+    CREATE TRIGGER gate_keys_d AFTER DELETE ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END
+    """,
 ]
