@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -79,7 +80,26 @@ class SmallDisk:
             if e.errno != errno.ENOSPC:
                 raise
 
+    def keep_full(self) -> None:
+        """Full, and kept so: the gate gives back blocks its write-ahead log no longer needs (a checkpoint
+        cuts it back), and a thread takes them again as soon as they are free, until `free`."""
+        self.fill()
+        self._full = threading.Event()
+
+        def take_back() -> None:
+            while not self._full.wait(0.02):
+                try:
+                    self.fill()
+                except OSError:
+                    pass
+        self._filler = threading.Thread(target=take_back, daemon=True)
+        self._filler.start()
+
     def free(self) -> None:
+        if getattr(self, "_filler", None) is not None:
+            self._full.set()
+            self._filler.join(10)
+            self._filler = None
         self.path("filler").unlink()
 
 
@@ -201,7 +221,7 @@ def test_spec6_signoff_and_batch_arriving_on_a_full_disk_are_applied_when_it_has
         _, etype, _ = g.scan("main-out", text)
         assert etype == "exit.held"
         disk.path("gatekeeper.db.reserve").unlink(missing_ok=True)  # no reserve left: truly full
-        disk.fill()
+        disk.keep_full()
         central.publish("acs/test/visits/signoff", {"visit": "v-5", "host": "h-1", "time": rfc3339_now()})
         central.publish("acs/test/allowlist/changes",
                         batch(0, 1, upserts=[record("badge:0A0B0C0D", "h-2")]))
