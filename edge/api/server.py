@@ -26,7 +26,6 @@ from edge.config import ApiSection, resolve
 log = logging.getLogger(__name__)
 
 SWEEP_S = 0.5
-YOUNG_S = 0.05  # a connection this new is not pushed out to make room: its request may be unread yet
 ACCEPT_BATCH = 64  # connections accepted per turn of the loop, so requests already in are read in between
 MAX_BACKOFF_S = 30.0
 # What a connection is doing, from the most to the least worth keeping when one must go.
@@ -70,11 +69,10 @@ class Guard:
             proto.transport.abort()
 
     def _oldest(self):
-        """The connection to push out: idle first, then the one waiting longest for its request; never one
-        younger than YOUNG_S, whose request (a guard's, sent whole at once) may just not be read yet."""
-        young = time.monotonic() - YOUNG_S
+        """The connection to push out: idle first, then the one waiting longest for its request (a guard's
+        request comes whole at once: it is read before a hundred more connections push it out)."""
         for phase in EVICT_ORDER:
-            waiting = [(since, id(p), p) for p, (ph, since) in self.conns.items() if ph == phase and since < young]
+            waiting = [(since, id(p), p) for p, (ph, since) in self.conns.items() if ph == phase]
             if waiting:
                 return min(waiting)[2]
         return None
