@@ -75,3 +75,22 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     print("-+-".join("-" * x for x in w))
     for r in rows:
         print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+
+
+def mqtt_peer(port: int, topic: str, on_message, client_id: str, wait_s: float = 60.0, **client_kw):
+    """A paho client on the local broker, subscribed to `topic` (QoS 1) before this returns."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **client_kw)
+    c.max_inflight_messages_set(1000)
+    subscribed = threading.Event()
+    c.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    if not subscribed.wait(wait_s):
+        c.loop_stop()
+        raise SystemExit(f"the bench's MQTT client was not subscribed to {topic} within {wait_s:.0f} s")
+    return c

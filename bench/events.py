@@ -19,9 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
-
-import paho.mqtt.client as mqtt  # noqa: E402
+from common import ROOT, mqtt_peer, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 from edge.procs import HeldPort, listen_port  # noqa: E402
 from edge.store import Store  # noqa: E402
@@ -57,16 +55,7 @@ class Central:
         self.first_at: float | None = None
         self.marks: list[tuple[float, int]] = []
         self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-central", clean_session=False)
-        self.c.max_inflight_messages_set(1000)
-        ready = threading.Event()
-        self.c.on_connect = lambda c, u, f, r, p: c.subscribe("acs/bench/none", 1)
-        self.c.on_subscribe = lambda *a: ready.set()
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        if not ready.wait(WAIT_S):
-            raise SystemExit(f"the bench's MQTT client was not subscribed within {WAIT_S:.0f} s")
+        self.c = mqtt_peer(port, "acs/bench/none", self._on_message, "bench-central", WAIT_S, clean_session=False)
 
     def _on_message(self, c, u, msg) -> None:
         body = msg.payload

@@ -40,9 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NoReturn
 
-from common import ROOT, guard_token, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
-
-import paho.mqtt.client as mqtt  # noqa: E402
+from common import ROOT, guard_token, mqtt_peer, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 from edge.procs import listen_port  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
@@ -314,16 +312,8 @@ class Subscriber:
     def __init__(self, port: int, stack: contextlib.ExitStack):
         self.events = self.grants = 0
         self.changed = threading.Condition()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pipeline")
-        subscribed = threading.Event()
-        self.c.on_connect = lambda c, u, f, r, p: c.subscribe("acs/#", 1)
-        self.c.on_subscribe = lambda *a: subscribed.set()
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
+        self.c = mqtt_peer(port, "acs/#", self._on_message, "bench-pipeline", WAIT_S)
         stack.callback(self.stop)
-        if not subscribed.wait(WAIT_S):
-            fail(f"the bench's MQTT subscriber was not subscribed within {WAIT_S:.0f} s")
 
     def _on_message(self, c, u, msg) -> None:
         with self.changed:

@@ -20,6 +20,7 @@ from edge.model import Direction, Mode
 from edge.outputs import Outputs
 from edge.sdnotify import notify, watchdog_interval
 from edge.store import Store
+from edge.threads import post
 
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("gatekeeper.decisions")
@@ -73,8 +74,8 @@ class Daemon:
             self.board.register(r.name, r.type if r.type != "serial" else "reader")
             self.reader_reported[r.name] = asyncio.Event()
             rd = make_reader(r, self.base,
-                             on_line=lambda name, line, t: loop.call_soon_threadsafe(self._enqueue, name, line, t),
-                             on_state=lambda name, state, err: _post(loop, self._reader_state, name, state, err))
+                             on_line=lambda name, line, t: post(loop, self._enqueue, name, line, t),
+                             on_state=lambda name, state, err: post(loop, self._reader_state, name, state, err))
             if hasattr(rd, "feedback"):
                 self.feedback[r.name] = rd
             readers.append(rd)
@@ -238,13 +239,6 @@ async def _first_attempts(events: list[asyncio.Event], timeout: float) -> None:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
         except asyncio.TimeoutError:
             pass  # still trying: it reports its state when it knows, the doors do not wait for it
-
-
-def _post(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
-    try:
-        loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:
-        pass  # the loop has closed: the daemon is stopping
 
 
 def make_reader(r, base: Path, on_line, on_state):

@@ -13,6 +13,8 @@ when the gate starts (its blocks already allocated, so writing it needs no free 
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -106,19 +108,16 @@ class Holdback:
         return result
 
     def flush(self, conn_tx=None) -> bool:
-        """Write what was held, in bounded transactions (`conn_tx`: the store's transaction, so a batch
-        commits once), with a checkpoint after each; True when nothing is held any more."""
+        """Write what was held, in bounded transactions (`conn_tx`: the store's transaction, so a batch of
+        FLUSH_BATCH commits once; without it, one at a time), with a checkpoint after each; True when
+        nothing is held any more."""
+        size, tx = (FLUSH_BATCH, conn_tx) if conn_tx is not None else (1, contextlib.nullcontext)
         while self.held:
-            batch = list(self._peek(FLUSH_BATCH))
+            batch = list(itertools.islice(self.held, size))
             try:
-                if conn_tx is not None and len(batch) > 1:
-                    with conn_tx():
-                        for fn, args, _ in batch:
-                            fn(*args)
-                else:
-                    batch = batch[:1]
-                    fn, args, _ = batch[0]
-                    fn(*args)
+                with tx():
+                    for fn, args, _ in batch:
+                        fn(*args)
             except sqlite3.OperationalError:
                 self.checkpoint()  # whatever was committed, its log can go back to the database file
                 return False
@@ -143,12 +142,6 @@ class Holdback:
             self.since_error = None
             self.make_reserve()
         return True
-
-    def _peek(self, n: int):
-        for i, item in enumerate(self.held):
-            if i >= n:
-                return
-            yield item
 
     def _start(self, e: Exception) -> None:
         if self.since_error is None:
@@ -191,9 +184,7 @@ class Holdback:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            n = self._read_lost_file()
-            if n:
-                self.lost = 0
+            if self._read_lost_file():  # committed as lost_events by the first flush
                 self.since_error = self.since_error or "the gate stopped while its database refused writes"
         except OSError as e:
             log.warning("cannot keep the lost-events file %s: %s", self.lost_file, e)

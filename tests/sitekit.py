@@ -174,6 +174,21 @@ class Site:
         body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
         self.config.write_text(self.config.read_text() + "\n[[readers]]\n" + body)
 
+    def edit_door(self, name: str, **fields) -> None:
+        """Set keys of one [[doors]] entry in the config (`fail_mode="fail_safe"`, `pulse_s=8`...)."""
+        lines = self.config.read_text().splitlines()
+        start = lines.index(f'name = "{name}"')
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+        for key, value in fields.items():
+            line = f"{key} = {json.dumps(value)}"
+            at = next((i for i in range(start, end) if lines[i].split("=")[0].strip() == key), None)
+            if at is None:
+                lines.insert(start + 1, line)
+                end += 1
+            else:
+                lines[at] = line
+        self.config.write_text("\n".join(lines) + "\n")
+
     def query(self, sql: str, *args):
         """One row from the gate's database, read-only (the daemon may be writing)."""
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)

@@ -14,14 +14,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def gate(tmp_path, procs):
     site = make_site(tmp_path / "site")
-    text = site.config.read_text()
     # main: a long pulse (to see the relock on close), a request-to-exit button, a short held-open limit;
     # office: fail-safe, freed by fire mode
-    text = text.replace('lock_coil = 0\ncontact_input = 0\npulse_s = 0.3',
-                        'lock_coil = 0\ncontact_input = 0\nrex_input = 1\npulse_s = 8\nheld_open_s = 1')
-    text = text.replace('lock_coil = 1\ncontact_input = 2\npulse_s = 0.3',
-                        'lock_coil = 1\ncontact_input = 2\npulse_s = 0.3\nfail_mode = "fail_safe"')
-    site.config.write_text(text)
+    site.edit_door("main", rex_input=1, pulse_s=8, held_open_s=1)
+    site.edit_door("office", fail_mode="fail_safe")
     g = staffed_gate(site, procs)
     g.daemon.wait_for("io module io1 ready", already=True)  # doors' first state read: what happens next is news
     yield g

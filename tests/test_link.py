@@ -409,3 +409,38 @@ def test_p14_a_permit_made_at_one_gate_reaches_every_gate_through_the_central_sy
         wait_until(lambda: local_version(g2) == 2, what="gate-2 hearing the card came back")
         _, etype, data = g2.scan("office-in", "0C0C0C0D")
         assert (etype, data["reason"]) == ("access.denied", "unknown_credential")
+
+
+def test_spec6_a_batch_the_database_refuses_waits_and_is_applied_in_order_when_it_can(tmp_path):
+    """The sync worker's side of a full disk, made exact with SQLite's page limit: the batch is reported
+    waiting (not acknowledged), retried, and applied once the database takes writes again."""
+    import queue
+    import threading
+
+    from edge.link.sync import Worker
+    results: queue.Queue = queue.Queue()
+    w = Worker(str(tmp_path / "gatekeeper.db"), results)
+    pages = w.store.conn.execute("PRAGMA page_count").fetchone()[0]
+    w.store.conn.execute(f"PRAGMA max_page_count={pages}")  # full: no page more
+    people = [record(f"badge:{i:08X}", f"h-{i}") for i in range(300)]
+    room = threading.Event()
+
+    def job():
+        if room.is_set():
+            w.store.conn.execute("PRAGMA max_page_count=1073741823")
+        w.changes(1, json.dumps(batch(0, 1, upserts=people)).encode())
+
+    def central_watch():
+        kind, jid, info = results.get(timeout=WAIT_S)
+        assert (kind, jid) == ("waiting", 1) and "full" in info["why"]
+        room.set()
+
+    watcher = threading.Thread(target=central_watch)
+    watcher.start()
+    w.until_written("changes", job, 1)
+    watcher.join(WAIT_S)
+    assert room.is_set(), "the refused batch was not reported as waiting"
+    kind, jid, info = results.get(timeout=WAIT_S)
+    assert (kind, jid, info["version"]) == ("applied", 1, 1)
+    assert w.store.conn.execute("SELECT count(*) FROM credentials").fetchone()[0] == 300
+    w.store.close()

@@ -93,9 +93,9 @@ class GateMachine(RuleBasedStateMachine):
         self.site = make_site(self.tmp / "site", broker_port=1)  # [mqtt]: the link handles messages; it never connects
         text = self.site.config.read_text()
         text = text.replace("[policy]", f"[policy]\nmax_sync_age_s = {MAX_SYNC_AGE_S}")
-        text = text.replace("pulse_s = 0.3", f"pulse_s = {PULSE_S}")
-        text = text.replace('lock_coil = 1\ncontact_input = 2', 'lock_coil = 1\ncontact_input = 2\nfail_mode = "fail_safe"')
         self.site.config.write_text(text)
+        self.site.edit_door("main", pulse_s=PULSE_S)
+        self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
         self.cfg, self.base = load_config(self.site.config)
         self.loop = asyncio.new_event_loop()
         self.now = time.time()
@@ -116,7 +116,6 @@ class GateMachine(RuleBasedStateMachine):
         self.revoked: set[str] = set()
         self.blocked: set[str] = set()
         self.consumed: set[str] = set()
-        self.present_in: set[str] = set()  # visits inside (not needed for refusals; kept for consumption)
         self.mode = Mode.NORMAL
         self.mode_by = None
         self.version, self.actor, self.seen = 0, "", 0

@@ -54,12 +54,8 @@ def test_p16_fire_cleared_relocks_freed_doors(tmp_path, procs):
     """The fire panel frees the fail-safe doors; the supervisor ends fire mode: the closed door locks at
     once, the open one as soon as it shuts, read back from the module; grants pulse it again after."""
     site = make_site(tmp_path / "site", api=True)
-    text = site.config.read_text()
-    text = text.replace('lock_coil = 1\ncontact_input = 2\npulse_s = 0.3',
-                        'lock_coil = 1\ncontact_input = 2\npulse_s = 0.3\nfail_mode = "fail_safe"')
-    text = text.replace('lock_coil = 0\ncontact_input = 0\npulse_s = 0.3',
-                        'lock_coil = 0\ncontact_input = 0\npulse_s = 0.3\nfail_mode = "fail_safe"')
-    site.config.write_text(text)
+    site.edit_door("main", fail_mode="fail_safe")
+    site.edit_door("office", fail_mode="fail_safe")
     g = staffed_gate(site, procs)
     site.wait_api()
     supervisor = site.token("supervisor")
@@ -185,8 +181,8 @@ def test_p18_hung_module_late_unlock_is_relocked_at_once(tmp_path, procs):
     unlock lasts a moment, never a pulse."""
     site = make_site(tmp_path / "site")
     # a long pulse, and the inputs read rarely: the grant's unlock is the request in flight
-    site.config.write_text(site.config.read_text().replace("pulse_s = 0.3", "pulse_s = 5", 1)
-                           .replace("poll_ms = 100", "poll_ms = 5000"))
+    site.edit_door("main", pulse_s=5)
+    site.config.write_text(site.config.read_text().replace("poll_ms = 100", "poll_ms = 5000"))
     g = staffed_gate(site, procs)
     g.daemon.wait_for("io module io1 ready", already=True)
     os.killpg(g.door_io.p.pid, signal.SIGSTOP)
@@ -302,3 +298,25 @@ def test_a_missing_api_certificate_is_a_fault_and_the_doors_keep_working(tmp_pat
     _, etype, _ = g.scan("main-in", STAFF)
     assert etype == "access.granted"
     wait_until(lambda: g.unlocks(0) == before + 1, what="the door opened")
+
+
+def test_spec2_status_and_last_will_carry_the_session(tmp_path, procs, broker):
+    """SPEC §2: the online status says its session, the last seq and the epoch; the last will the broker
+    publishes after a kill -9 says the same session, so a consumer can order it against the status."""
+    g = start_gate(tmp_path, procs, broker, daemon=False)
+    central = Peer(broker.port, "acs/test/gate-1/status")
+    try:
+        g.start_daemon()
+        online = central.wait(lambda m: [json.loads(p) for _, p, _ in m if json.loads(p)["state"] == "online"],
+                              what="the online status")[-1]
+        import sqlite3
+        conn = sqlite3.connect(f"file:{g.site.db}?mode=ro", uri=True)
+        epoch = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+        conn.close()
+        assert online["session"] >= 1 and online["epoch"] == epoch and online["last_seq"] >= 1
+        g.daemon.kill()
+        will = central.wait(lambda m: [json.loads(p) for _, p, _ in m if json.loads(p)["state"] == "offline"],
+                            what="the last will")[-1]
+        assert will == {"state": "offline", "session": online["session"]}
+    finally:
+        central.close()

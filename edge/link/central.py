@@ -24,6 +24,7 @@ from edge.link.sync import AllowlistSync
 from edge.model import Mode
 from edge.passes.keys import load_public_pem
 from edge.store.journal import rfc3339
+from edge.threads import post
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,7 @@ class CentralLink:
                 next_status = now + STATUS_EVERY_S
 
     def _post(self, fn, *args) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the loop has closed: the daemon is stopping
+        post(self.loop, fn, *args)
 
     def _next_will(self) -> str:
         """Before every connection (paho's thread): the session number rises, and the last will says it."""
@@ -194,19 +192,20 @@ class CentralLink:
 
     def _status_text(self) -> str:
         """What a status change is: state, mode, version, devices, session (not the time or the last seq,
-        which move all the time and are sent with every status anyway)."""
-        body = self._status()
-        body.pop("last_seq")
-        return json.dumps(body, sort_keys=True)
+        which move all the time and are sent with every status anyway). Asked at every turn of the link's
+        loop, so it reads nothing from the database."""
+        return json.dumps(self._status(with_seq=False), sort_keys=True)
 
-    def _status(self, state: str | None = None) -> dict:
+    def _status(self, state: str | None = None, with_seq: bool = True) -> dict:
         """SPEC §2 status. `last_seq` lets the central system see a loss before the next event comes."""
         devices = {n: h.value for n, h in self.board.health.items() if n != "broker"}
         if state is None:
             state = "degraded" if any(v == "down" for v in devices.values()) else "online"
-        return {"state": state, "mode": self.gate.mode.value, "allowlist_version": self.sync.version if self.sync else 0,
-                "devices": devices, "session": self.session, "last_seq": self.gate.journal.last_seq(),
-                "epoch": self.store.epoch}
+        body = {"state": state, "mode": self.gate.mode.value, "allowlist_version": self.sync.version if self.sync else 0,
+                "devices": devices, "session": self.session, "epoch": self.store.epoch}
+        if with_seq:
+            body["last_seq"] = self.gate.journal.last_seq()
+        return body
 
     def _publish_status(self) -> None:
         self._last_status = self._status_text()

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSection
+from edge.threads import post
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,7 @@ class MqttClient:
 
     # paho's thread -> the loop
     def _post(self, fn, *args) -> None:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the loop has closed: the daemon is stopping, and a message not acked comes again
+        post(self.loop, fn, *args)
 
     def _cb_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:

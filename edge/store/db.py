@@ -88,8 +88,7 @@ class Store:
         self._lists_seen: int | None = None
         self._keys_seen: int | None = None
         self.keys_changed = False  # another process changed the trusted keys: the gate rebuilds its keyring
-        self._owned_loaded = False
-        self.refresh()
+        self.refresh(force=True)
 
     def _migrate(self) -> None:
         have = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -206,12 +205,11 @@ class Store:
         if counters.get("keys") != self._keys_seen:
             self.keys_changed = self._keys_seen is not None  # the first look is the gate's own start
             self._keys_seen = counters.get("keys")
-        if force or self._owned_loaded is False:
+        if force:
             self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
             self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
             self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
             self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
-            self._owned_loaded = True
         return True
 
     def checkpoint(self, mode: str = "PASSIVE") -> None:

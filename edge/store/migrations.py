@@ -65,18 +65,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE versions(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO versions(name, n) VALUES('lists', 0), ('keys', 0);
-    CREATE TRIGGER revocations_i AFTER INSERT ON revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER revocations_d AFTER DELETE ON revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER local_revocations_i AFTER INSERT ON local_revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER local_revocations_d AFTER DELETE ON local_revocations BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER blocklist_i AFTER INSERT ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER blocklist_u AFTER UPDATE ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER blocklist_d AFTER DELETE ON blocklist BEGIN UPDATE versions SET n=n+1 WHERE name='lists'; END;
-    CREATE TRIGGER keys_i AFTER INSERT ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
-    CREATE TRIGGER keys_u AFTER UPDATE ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
-    CREATE TRIGGER keys_d AFTER DELETE ON keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
-    CREATE TRIGGER gate_keys_i AFTER INSERT ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
-    CREATE TRIGGER gate_keys_u AFTER UPDATE ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END;
-    CREATE TRIGGER gate_keys_d AFTER DELETE ON gate_keys BEGIN UPDATE versions SET n=n+1 WHERE name='keys'; END
-    """,
+    """ + "".join(
+        f"CREATE TRIGGER {table}_{op[0].lower()} AFTER {op} ON {table} "
+        f"BEGIN UPDATE versions SET n=n+1 WHERE name='{counter}'; END;\n"
+        for counter, tables in (("lists", ("revocations", "local_revocations", "blocklist")),
+                                ("keys", ("keys", "gate_keys")))
+        for table in tables for op in ("INSERT", "UPDATE", "DELETE")),
 ]
