@@ -1,11 +1,15 @@
-"""A serial badge or QR reader (SPEC §5) on its own thread: a device path, `socket://host:port`,
-`rfc2217://...` or a pty. Lines go to `on_line`; losing and regaining the device goes to `on_state`.
+"""A serial badge or QR reader (SPEC §5): a device path, `socket://host:port`, `rfc2217://...` or a pty.
+Lines go to `on_line`; losing and regaining the device goes to `on_state`.
 
-A thread rather than asyncio because pyserial is blocking; the callbacks are expected to hop onto the
-event loop themselves (`loop.call_soon_threadsafe`).
+Opening, reopening and backing off run on a thread of their own, because pyserial opens blocking. The
+reading itself: given an event loop, a port with a file descriptor (a device, a pty, `socket://`) is read by
+the loop when it becomes readable, and `on_line` runs right there, on the loop's thread, with no hand-over
+between threads on a scan's path; every callback then runs on the loop. Without a loop, or for a port with
+no descriptor (`rfc2217://`), the thread reads too and calls back from itself.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -27,23 +31,50 @@ StateCallback = Callable[[str, str, "str | None"], None]  # reader name, "up" | 
 
 class SerialLineReader:
     def __init__(self, name: str, url: str, *, baudrate: int = 9600, on_line: LineCallback,
-                 on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S):
+                 on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S,
+                 loop: asyncio.AbstractEventLoop | None = None):
         self.name = name
         self.url = url
         self.baudrate = baudrate
         self.on_line = on_line
         self.on_state = on_state
         self.max_backoff_s = max_backoff_s
+        self.loop = loop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader:{name}", daemon=True)
         self._port: serial.SerialBase | None = None
+        self._watched: int | None = None  # the descriptor the loop reads, while it does
+        self._failed: str | None = None
+        self._gone = threading.Event()  # the loop's read failed (or we stop): the thread takes the port back
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        if self.loop is not None and self._watched is not None:
+            self._call(self._unwatch, None)
         self._thread.join(timeout)
+
+    def _call(self, fn, *args) -> None:
+        """fn(*args) where callbacks run: on the loop when there is one (at once if we are on it)."""
+        if self.loop is None:
+            fn(*args)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            fn(*args)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop has closed: the daemon is stopping
+                pass
+
+    def _state(self, state: str, error: str | None) -> None:
+        self._call(self.on_state, self.name, state, error)
 
     def _run(self) -> None:
         backoff = MIN_BACKOFF_S
@@ -51,26 +82,35 @@ class SerialLineReader:
             try:
                 port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_TIMEOUT_S)
             except (serial.SerialException, OSError, ValueError) as e:
-                self.on_state(self.name, "down", f"cannot open {self.url}: {e}")
+                self._state("down", f"cannot open {self.url}: {e}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             self._port = port
             backoff = MIN_BACKOFF_S
-            self.on_state(self.name, "up", None)
-            error = self._read(port)
+            self._state("up", None)
+            error = self._on_loop(port) if self._loop_reads(port) else self._read(port)
             try:
                 port.close()
             except Exception:  # closing a port that already failed may fail again; nothing to save
                 pass
             self._port = None
             if error is not None:
-                self.on_state(self.name, "down", error)
+                self._state("down", error)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
 
+    def _loop_reads(self, port: serial.SerialBase) -> bool:
+        if self.loop is None:
+            return False
+        try:
+            port.fileno()
+        except (AttributeError, NotImplementedError, serial.SerialException):
+            return False
+        return True
+
     def _read(self, port: serial.SerialBase) -> str | None:
-        """Read until stopped (None) or the line fails (the error)."""
+        """Read on this thread until stopped (None) or the line fails (the error)."""
         buf = LineBuffer()
         while not self._stop.is_set():
             try:
@@ -84,3 +124,44 @@ class SerialLineReader:
                 self.on_line(self.name, line, t)
         return None
 
+    def _on_loop(self, port: serial.SerialBase) -> str | None:
+        """Hand the port to the loop and wait until stopped (None) or its read fails (the error)."""
+        port.timeout = 0  # the loop reads only what is there
+        self._failed = None
+        self._gone.clear()
+        self._call(self._watch, port)
+        while not self._stop.is_set() and not self._gone.wait(READ_TIMEOUT_S):
+            pass
+        if not self._gone.is_set():  # stopping: the loop lets go of the port before we close it
+            self._call(self._unwatch, None)
+            self._gone.wait(1.0)
+        return self._failed
+
+    def _watch(self, port: serial.SerialBase) -> None:
+        if self._stop.is_set():
+            self._gone.set()
+            return
+        buf = LineBuffer()
+        fd = port.fileno()
+
+        def readable() -> None:
+            try:
+                data = port.read(4096)
+            except (serial.SerialException, OSError) as e:
+                self._unwatch(str(e))
+                return
+            if data:
+                t = time.monotonic_ns()
+                for line in buf.feed(data):
+                    self.on_line(self.name, line, t)
+
+        self.loop.add_reader(fd, readable)
+        self._watched = fd
+
+    def _unwatch(self, error: str | None) -> None:
+        if self._watched is not None:
+            self.loop.remove_reader(self._watched)
+            self._watched = None
+        if error is not None:
+            self._failed = error
+        self._gone.set()

@@ -73,9 +73,7 @@ class Daemon:
         for r in self.cfg.readers:
             self.board.register(r.name, r.type if r.type != "serial" else "reader")
             self.reader_reported[r.name] = asyncio.Event()
-            rd = make_reader(r, self.base,
-                             on_line=lambda name, line, t: post(loop, self._enqueue, name, line, t),
-                             on_state=lambda name, state, err: post(loop, self._reader_state, name, state, err))
+            rd = make_reader(r, self.base, loop, on_line=self._enqueue, on_state=self._reader_state)
             if hasattr(rd, "feedback"):
                 self.feedback[r.name] = rd
             readers.append(rd)
@@ -241,17 +239,22 @@ async def _first_attempts(events: list[asyncio.Event], timeout: float) -> None:
             pass  # still trying: it reports its state when it knows, the doors do not wait for it
 
 
-def make_reader(r, base: Path, on_line, on_state):
-    """The driver for one configured reader; each runs on its own thread and calls back with lines."""
+def make_reader(r, base: Path, loop: asyncio.AbstractEventLoop, on_line, on_state):
+    """The driver for one configured reader, its callbacks run on the loop. A serial line is read by the
+    loop itself (no hand-over between threads on a scan's path); a camera and an OSDP reader run on
+    threads of their own and post to the loop."""
+    if r.type == "serial":
+        return SerialLineReader(r.name, r.url, baudrate=r.baudrate or 9600, on_line=on_line, on_state=on_state,
+                                loop=loop)
+    posted_line = lambda name, line, t: post(loop, on_line, name, line, t)  # noqa: E731
+    posted_state = lambda name, state, err: post(loop, on_state, name, state, err)  # noqa: E731
     if r.type == "camera":
         from drivers.camera import CameraReader
-        return CameraReader(r.name, r.source, on_line=on_line, on_state=on_state, dedup_s=r.dedup_s)
-    if r.type == "osdp":
-        from drivers.osdp_reader import OsdpReader
-        scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip())
-        return OsdpReader(r.name, r.url, address=r.address, scbk=scbk, baudrate=r.baudrate or 115200,
-                          on_line=on_line, on_state=on_state)
-    return SerialLineReader(r.name, r.url, baudrate=r.baudrate or 9600, on_line=on_line, on_state=on_state)
+        return CameraReader(r.name, r.source, on_line=posted_line, on_state=posted_state, dedup_s=r.dedup_s)
+    from drivers.osdp_reader import OsdpReader
+    scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip())
+    return OsdpReader(r.name, r.url, address=r.address, scbk=scbk, baudrate=r.baudrate or 115200,
+                      on_line=posted_line, on_state=posted_state)
 
 
 def _log_outcome(out: Outcome) -> None:
