@@ -16,7 +16,7 @@ from edge.config import GateConfig, resolve
 from edge.devices import DeviceBoard
 from edge.gate import Gate, Outcome
 from edge.keyring import build_keyring
-from edge.model import Direction, Mode
+from edge.model import Direction
 from edge.outputs import Outputs
 from edge.sdnotify import notify, watchdog_interval
 from edge.store import Store
@@ -61,7 +61,7 @@ class Daemon:
             self.link.start(loop)
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
-                               lambda: self.gate.mode is Mode.FIRE, self._on_passage)
+                               lambda: self.gate.modes.fire, self._on_passage)
         self.gate.door_ready = self.outputs.ready
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         await _first_attempts([m.attempted for m in self.outputs.modules.values()],
@@ -136,8 +136,6 @@ class Daemon:
         self.gate.record("alarm.raised", {"alarm": "output_failed", "priority": "high", "door": door,
                                           "direction": direction, "cause": cause, "grant_seq": grant_seq,
                                           "error": self.outputs.failure(door)[:200]})
-        if self.link:
-            self.link.kick.set()
         return False
 
     def _enqueue(self, reader: str, line: str, t_ns: int) -> None:
@@ -169,16 +167,12 @@ class Daemon:
             if reader in self.feedback:
                 self.feedback[reader].feedback(out.opens)
             _log_outcome(out)
-            if self.link:
-                self.link.kick.set()
 
     async def _on_passage(self, lane: str, direction: str) -> None:
         """P11: a person through a turnstile lane; the lane is released again while the grant admits more."""
         _entries, more = self.gate.passage(lane, Direction(direction))
         if more:
             await self.open_door(lane, direction, cause="passage")
-        if self.link:
-            self.link.kick.set()
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
@@ -187,16 +181,14 @@ class Daemon:
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
-        if any(self.gate.site_inputs(values.get("fire"), values.get("lockdown"))) and self.link:
-            self.link.kick.set()
+        self.gate.modes.inputs(values.get("fire"), values.get("lockdown"))
 
     async def _flush_held(self) -> None:
         """SPEC §6: writes held while the database could not take them go in as soon as it can."""
         while True:
             await asyncio.sleep(1.0)
             if self.gate.holdback.held or self.gate.holdback.since_error:
-                if self.gate.holdback.flush(self.store.tx) and self.link:
-                    self.link.kick.set()
+                self.gate.holdback.flush(self.store.tx)
 
     async def _maintenance(self) -> None:
         while True:
@@ -220,8 +212,7 @@ class Daemon:
     async def _expire_passages(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            if self.gate.expire_passages() and self.link:
-                self.link.kick.set()
+            self.gate.expire_passages()
 
     async def _watchdog(self, every: float) -> None:
         # Fed from the loop itself: if the loop stalls, systemd restarts us.

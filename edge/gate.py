@@ -16,7 +16,7 @@ from edge.areas import parent_of
 from edge.config import GateConfig
 from edge.holdback import Holdback
 from edge.metrics import Metrics
-from edge.modes import ModeState
+from edge.modes import Modes
 from edge.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
 )
@@ -91,9 +91,6 @@ class Gate:
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
             )
         self.root = cfg.root_area()
-        self.modes = ModeState.from_meta(store.meta)
-        self.fire_input = False  # the fire panel's input as last read (P16)
-        self.key_switch: bool | None = None  # the lockdown key switch as last read (P15)
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
@@ -111,6 +108,7 @@ class Gate:
         self.metrics = Metrics()
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
                                  checkpoint=store.checkpoint, drained=store.held_written)
+        self.modes = Modes(store, self.journal, self.holdback, clock)  # P15, P16: the mode and its rules
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -440,75 +438,6 @@ class Gate:
     @property
     def mode(self) -> Mode:
         return self.modes.mode
-
-    def set_mode(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate",
-                 version: int | None = None) -> Entry | None:
-        """Change and journal the gate's mode; no event when nothing changes. A local change (no
-        `version`) takes the next version; a site message's change applies only if it is newer."""
-        st = self.modes
-        if st.mode is Mode.FIRE and mode is not Mode.FIRE and self.fire_input:
-            log.warning("mode %s by %s refused: the fire input is still active (P16)", mode.value, by)
-            return None
-        if version is None:
-            if mode is st.mode:
-                return None
-            version = st.next_version()
-        else:
-            st.see(version)
-            if not st.newer(version, by):
-                log.info("site mode %s v%d from %s is not newer than v%d from %s: ignored", mode.value, version,
-                         by, st.version, st.actor)
-                self.store.defer_meta("mode_seen", str(st.seen))
-                return None
-            if mode is st.mode:  # the same mode, newer: adopt its version so an older message cannot undo it
-                st.adopt(mode, st.by or by, st.scope, version, by)
-                for k, v in st.meta().items():
-                    self.store.defer_meta(k, v)
-                return None
-        now = self.clock() if now is None else now
-        previous = st.mode
-        st.adopt(mode, by, scope, version, by)  # the mode holds at once, written or not
-        state = st.meta()
-
-        def write():
-            with self.store.tx():
-                for k, v in state.items():
-                    self.store.set_meta(k, v)
-                self.store.set_meta("mode_at", repr(now))
-                return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
-                                                            "by": by, "reason": reason, "scope": scope,
-                                                            "version": version}, now)
-        log.warning("mode %s by %s (v%d): %s", mode.value, by, version, reason)
-        return self.holdback.run(write)
-
-    def site_mode(self, mode: Mode, actor: str, reason: str, version: int) -> Entry | None:
-        """SPEC §2 `acs/{site}/mode` from the central system or another gate. Never ends fire mode (P16:
-        only a supervisor here does), and never ends the key switch's lockdown while it is on (P15)."""
-        st = self.modes
-        if st.mode is Mode.FIRE or (mode is Mode.NORMAL and self.key_switch and st.mode is Mode.LOCKDOWN):
-            st.see(version)
-            log.warning("site mode %s from %s ignored: %s", mode.value, actor,
-                        "fire mode" if st.mode is Mode.FIRE else "the lockdown key switch is on")
-            return None
-        return self.set_mode(mode, actor, reason, scope="site", version=version)
-
-    def site_inputs(self, fire: bool | None, key_switch: bool | None) -> list[Entry | None]:
-        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
-        P15: the lockdown key switch locks the gate down and, returning, ends the lockdown it made."""
-        out = []
-        if fire is not None:
-            self.fire_input = fire
-            if fire and self.mode is not Mode.FIRE:
-                out.append(self.set_mode(Mode.FIRE, "fire_input", "fire alarm from the fire panel"))
-        if key_switch is not None:
-            # On its turns, not its level: a supervisor may end the lockdown while the key is still turned,
-            # and it is not made again a moment later. The first reading after a start counts as a turn.
-            turned, self.key_switch = key_switch != self.key_switch, key_switch
-            if turned and key_switch and self.mode is Mode.NORMAL:
-                out.append(self.set_mode(Mode.LOCKDOWN, "lockdown_input", "key switch on"))
-            elif turned and not key_switch and self.mode is Mode.LOCKDOWN and self.modes.by in (None, "lockdown_input"):
-                out.append(self.set_mode(Mode.NORMAL, "lockdown_input", "key switch off"))
-        return out
 
     def record(self, etype: str, data: dict, now: float | None = None) -> Entry | None:
         """Journal an action or alarm that is not a decision (device faults, door events)."""

@@ -8,9 +8,13 @@ undo a newer change made here.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from edge.model import Mode
+
+log = logging.getLogger(__name__)
 
 META_KEYS = ("mode", "mode_by", "mode_scope", "mode_version", "mode_actor", "mode_seen")
 
@@ -46,3 +50,116 @@ class ModeState:
         return cls(mode=Mode(get("mode", Mode.NORMAL.value)), by=get("mode_by") or None,
                    scope=get("mode_scope", "gate"), version=int(get("mode_version", "0")),
                    actor=get("mode_actor", ""), seen=int(get("mode_seen", "0")))
+
+
+class ModeRefused(Exception):
+    """A person may not make this change (`status`: 403 not theirs to make, 409 not now)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class Modes:
+    """The gate's mode and every rule that changes it: a person's request (P15, P16), a site message
+    (SPEC §2), the fire panel and the key switch. Each change is journaled (held back while the database
+    refuses writes, in force at once all the same) and announced to `listeners(previous, mode)`."""
+
+    def __init__(self, store, journal, holdback, clock):
+        self.store, self.journal, self.holdback, self.clock = store, journal, holdback, clock
+        self.state = ModeState.from_meta(store.meta)
+        self.fire_input = False  # the fire panel's input as last read (P16)
+        self.key_switch: bool | None = None  # the lockdown key switch as last read (P15)
+        self.listeners: list[Callable[[Mode, Mode], None]] = []
+
+    @property
+    def mode(self) -> Mode:
+        return self.state.mode
+
+    @property
+    def fire(self) -> bool:
+        return self.state.mode is Mode.FIRE
+
+    def request(self, target: Mode, person: str, role: str, reason: str, scope: str):
+        """P15: a guard starts a lockdown; only a supervisor ends one. P16: fire mode on and off by a
+        supervisor, never off while the fire input is active. A site change always takes a new version,
+        even when this gate is in that mode already. The entry journaled (None when nothing changed)."""
+        if (target is not Mode.LOCKDOWN or self.fire) and role != "supervisor":
+            raise ModeRefused(403, "only a supervisor ends a lockdown or changes fire mode")
+        if self.fire and target is not Mode.FIRE and self.fire_input:
+            raise ModeRefused(409, "the fire input is still active")
+        if scope == "site" and target is not Mode.FIRE:
+            return self.set(target, person, reason, scope="site", version=self.state.next_version())
+        return self.set(target, person, reason, scope=scope)
+
+    def set(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate",
+            version: int | None = None):
+        """Change and journal the mode; no event when nothing changes. A local change (no `version`)
+        takes the next version; a site message's change applies only if it is newer."""
+        st = self.state
+        if st.mode is Mode.FIRE and mode is not Mode.FIRE and self.fire_input:
+            log.warning("mode %s by %s refused: the fire input is still active (P16)", mode.value, by)
+            return None
+        if version is None:
+            if mode is st.mode:
+                return None
+            version = st.next_version()
+        else:
+            st.see(version)
+            if not st.newer(version, by):
+                log.info("site mode %s v%d from %s is not newer than v%d from %s: ignored", mode.value, version,
+                         by, st.version, st.actor)
+                self.store.defer_meta("mode_seen", str(st.seen))
+                return None
+            if mode is st.mode:  # the same mode, newer: adopt its version so an older message cannot undo it
+                st.adopt(mode, st.by or by, st.scope, version, by)
+                for k, v in st.meta().items():
+                    self.store.defer_meta(k, v)
+                return None
+        now = self.clock() if now is None else now
+        previous = st.mode
+        st.adopt(mode, by, scope, version, by)  # the mode holds at once, written or not
+        state = st.meta()
+
+        def write():
+            with self.store.tx():
+                for k, v in state.items():
+                    self.store.set_meta(k, v)
+                self.store.set_meta("mode_at", repr(now))
+                return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
+                                                            "by": by, "reason": reason, "scope": scope,
+                                                            "version": version}, now)
+        log.warning("mode %s by %s (v%d): %s", mode.value, by, version, reason)
+        entry = self.holdback.run(write)
+        for fn in self.listeners:
+            fn(previous, mode)
+        return entry
+
+    def from_site(self, mode: Mode, actor: str, reason: str, version: int):
+        """SPEC §2 `acs/{site}/mode` from the central system or another gate. Never ends fire mode (P16:
+        only a supervisor here does), and never ends the key switch's lockdown while it is on (P15)."""
+        st = self.state
+        if st.mode is Mode.FIRE or (mode is Mode.NORMAL and self.key_switch and st.mode is Mode.LOCKDOWN):
+            st.see(version)
+            log.warning("site mode %s from %s ignored: %s", mode.value, actor,
+                        "fire mode" if st.mode is Mode.FIRE else "the lockdown key switch is on")
+            return None
+        return self.set(mode, actor, reason, scope="site", version=version)
+
+    def inputs(self, fire: bool | None, key_switch: bool | None) -> list:
+        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
+        P15: the lockdown key switch locks the gate down and, returning, ends the lockdown it made."""
+        out = []
+        if fire is not None:
+            self.fire_input = fire
+            if fire and not self.fire:
+                out.append(self.set(Mode.FIRE, "fire_input", "fire alarm from the fire panel"))
+        if key_switch is not None:
+            # On its turns, not its level: a supervisor may end the lockdown while the key is still turned,
+            # and it is not made again a moment later. The first reading after a start counts as a turn.
+            turned, self.key_switch = key_switch != self.key_switch, key_switch
+            if turned and key_switch and self.mode is Mode.NORMAL:
+                out.append(self.set(Mode.LOCKDOWN, "lockdown_input", "key switch on"))
+            elif turned and not key_switch and self.mode is Mode.LOCKDOWN and self.state.by in (None, "lockdown_input"):
+                out.append(self.set(Mode.NORMAL, "lockdown_input", "key switch off"))
+        return out

@@ -116,7 +116,7 @@ def test_p3_implausible_clock_refuses_passes_raises_one_alarm_and_staff_still_wo
 
 
 def test_p15_lockdown_survives_a_restart(site, gate):
-    gate.set_mode(Mode.LOCKDOWN, "h-guard", "drill")
+    gate.modes.set(Mode.LOCKDOWN, "h-guard", "drill")
     cfg, base = load_config(site.config)
     store = Store(site.db)
     try:
@@ -241,7 +241,7 @@ def test_spec6_decisions_go_on_while_the_database_takes_no_writes_and_nothing_is
     gate.store.conn.execute("PRAGMA query_only = ON")  # any write now fails, as on a read-only or full disk
     outs = [gate.present("main-in", "badge", STAFF, now + i) for i in range(3)]
     assert all(o.opens for o in outs) and all(o.entries == () for o in outs)  # doors still open
-    assert gate.set_mode(Mode.LOCKDOWN, "h-guard", "drill") is None  # held, but in force at once
+    assert gate.modes.set(Mode.LOCKDOWN, "h-guard", "drill") is None  # held, but in force at once
     assert gate.evaluate("main-in", "badge", STAFF).decision.reason == "lockdown"
     assert not gate.holdback.flush()  # still not writable: everything stays held
     gate.store.conn.execute("PRAGMA query_only = OFF")
@@ -280,41 +280,41 @@ def test_p6_import_while_running_is_enforced(site, gate):
 
 def test_p15_site_mode_is_ordered_by_version_not_by_clock(gate):
     """SPEC §2: a replayed site message (not above the version in force) never ends a newer lockdown."""
-    assert gate.site_mode(Mode.LOCKDOWN, "central", "drill", version=3) is not None
-    assert gate.set_mode(Mode.NORMAL, "h-sup", "all clear") is not None  # local: takes version 4
-    assert gate.modes.version == 4
-    assert gate.set_mode(Mode.LOCKDOWN, "h-guard", "intruder") is not None  # a guard's local lockdown, v5
-    assert gate.site_mode(Mode.NORMAL, "x", "replayed", version=3) is None  # the old message again
-    assert gate.site_mode(Mode.NORMAL, "central", "stale", version=4) is None
+    assert gate.modes.from_site(Mode.LOCKDOWN, "central", "drill", version=3) is not None
+    assert gate.modes.set(Mode.NORMAL, "h-sup", "all clear") is not None  # local: takes version 4
+    assert gate.modes.state.version == 4
+    assert gate.modes.set(Mode.LOCKDOWN, "h-guard", "intruder") is not None  # a guard's local lockdown, v5
+    assert gate.modes.from_site(Mode.NORMAL, "x", "replayed", version=3) is None  # the old message again
+    assert gate.modes.from_site(Mode.NORMAL, "central", "stale", version=4) is None
     assert gate.mode is Mode.LOCKDOWN
     # ties at one version go to the larger actor
-    assert gate.site_mode(Mode.NORMAL, "a-central", "tie", version=5) is None
-    assert gate.site_mode(Mode.NORMAL, "z-central", "newer", version=5) is not None
-    assert gate.mode is Mode.NORMAL and gate.modes.next_version() == 6
+    assert gate.modes.from_site(Mode.NORMAL, "a-central", "tie", version=5) is None
+    assert gate.modes.from_site(Mode.NORMAL, "z-central", "newer", version=5) is not None
+    assert gate.mode is Mode.NORMAL and gate.modes.state.next_version() == 6
 
 
 def test_p15_the_key_switch_keeps_its_lockdown_and_fire_is_never_ended_from_the_network(gate):
-    gate.site_inputs(fire=False, key_switch=True)
+    gate.modes.inputs(fire=False, key_switch=True)
     assert gate.mode is Mode.LOCKDOWN
-    assert gate.site_mode(Mode.NORMAL, "central", "all clear", version=99) is None
+    assert gate.modes.from_site(Mode.NORMAL, "central", "all clear", version=99) is None
     assert gate.mode is Mode.LOCKDOWN
-    gate.site_inputs(fire=False, key_switch=False)  # the key switch returning ends its own lockdown
+    gate.modes.inputs(fire=False, key_switch=False)  # the key switch returning ends its own lockdown
     assert gate.mode is Mode.NORMAL
-    gate.site_inputs(fire=True, key_switch=False)
+    gate.modes.inputs(fire=True, key_switch=False)
     assert gate.mode is Mode.FIRE
-    assert gate.site_mode(Mode.NORMAL, "central", "all clear", version=200) is None
-    assert gate.site_mode(Mode.LOCKDOWN, "central", "lockdown", version=201) is None
+    assert gate.modes.from_site(Mode.NORMAL, "central", "all clear", version=200) is None
+    assert gate.modes.from_site(Mode.LOCKDOWN, "central", "lockdown", version=201) is None
     assert gate.mode is Mode.FIRE
 
 
 def test_p15_mode_and_its_version_survive_a_restart(site, gate):
-    gate.site_mode(Mode.LOCKDOWN, "central", "drill", version=7)
+    gate.modes.from_site(Mode.LOCKDOWN, "central", "drill", version=7)
     cfg, base = load_config(site.config)
     store = Store(site.db)
     try:
         g2 = Gate(cfg, store, build_keyring(cfg, base, store))
-        assert (g2.mode, g2.modes.version, g2.modes.actor) == (Mode.LOCKDOWN, 7, "central")
-        assert g2.site_mode(Mode.NORMAL, "central", "replayed", version=7) is None
+        assert (g2.mode, g2.modes.state.version, g2.modes.state.actor) == (Mode.LOCKDOWN, 7, "central")
+        assert g2.modes.from_site(Mode.NORMAL, "central", "replayed", version=7) is None
     finally:
         store.close()
 

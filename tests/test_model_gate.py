@@ -134,7 +134,7 @@ class GateMachine(RuleBasedStateMachine):
         self.store = Store(self.site.db)
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store), clock=lambda: self.now)
         self.board = DeviceBoard(self.gate.record)
-        self.outputs = Outputs(self.cfg, self.board, lambda v: self.gate.site_inputs(v.get("fire"), v.get("lockdown")),
+        self.outputs = Outputs(self.cfg, self.board, lambda v: self.gate.modes.inputs(v.get("fire"), v.get("lockdown")),
                                self.gate.record, lambda: self.gate.mode is Mode.FIRE)
         self.module = self.module if hasattr(self, "module") else FakeModule()
         self.io = self.outputs.modules["io1"]
@@ -263,7 +263,7 @@ class GateMachine(RuleBasedStateMachine):
     def guard_lockdown(self):
         if self.mode is Mode.FIRE:
             return  # the API refuses a guard here (403): only a supervisor leaves fire mode
-        self.gate.set_mode(Mode.LOCKDOWN, "g-1", "drill")
+        self.gate.modes.set(Mode.LOCKDOWN, "g-1", "drill")
         if self.mode is not Mode.LOCKDOWN:
             self._local(Mode.LOCKDOWN, "g-1")
 
@@ -271,7 +271,7 @@ class GateMachine(RuleBasedStateMachine):
     def supervisor_normal(self):
         if self.mode is Mode.FIRE and self.fire_input:
             return  # the API refuses it (409)
-        self.gate.set_mode(Mode.NORMAL, "s-1", "all clear")
+        self.gate.modes.set(Mode.NORMAL, "s-1", "all clear")
         if self.mode is not Mode.NORMAL:
             self._local(Mode.NORMAL, "s-1")
 
@@ -339,7 +339,7 @@ class GateMachine(RuleBasedStateMachine):
     # -- invariants ------------------------------------------------------------------------------------
     @invariant()
     def mode_follows_the_rules(self):
-        assert self.gate.mode is self.mode, (self.gate.mode, self.mode, self.gate.modes, (self.version, self.actor))
+        assert self.gate.mode is self.mode, (self.gate.mode, self.mode, self.gate.modes.state, (self.version, self.actor))
 
     @invariant()
     def locks_locked_outside_fire_once_pulses_end(self):

@@ -27,6 +27,7 @@ from edge.api.bodies import (
 )
 from edge.api.tokens import Caller, check
 from edge.model import Mode
+from edge.modes import ModeRefused
 from edge.passes.qr import png_bytes
 from edge.store.journal import rfc3339
 from edge.errors import Refused
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 OVERRIDES_PER_MINUTE = 6  # per person and door (P20: rate-limited)
-STREAM_POLL_S = 0.2
+STREAM_POLL_S = 1.0
 STREAM_KEEPALIVE_S = 15.0
 CONSOLE = FilePath(__file__).parent / "console"
 CONSOLE_FILES = {"console.js": "text/javascript", "console.css": "text/css", "i18n.js": "text/javascript"}
@@ -93,10 +94,6 @@ def create_app(d) -> FastAPI:
         return JSONResponse({"detail": f"the gate's database refused the change ({exc}); nothing was applied, "
                                        "try again"}, status_code=503)
 
-    def kick() -> None:
-        if d.link:
-            d.link.kick.set()
-
     # -- sign-in ----------------------------------------------------------------------------------
     @app.post("/session", tags=["console"])
     async def open_session(body: SessionBody, response: Response):
@@ -135,12 +132,12 @@ def create_app(d) -> FastAPI:
 
     @app.get("/status", tags=["status"])
     async def status(who: Caller = Depends(guard)):
-        return {"mode": d.gate.mode.value, "mode_scope": d.gate.modes.scope,
+        return {"mode": d.gate.mode.value, "mode_scope": d.gate.modes.state.scope,
                 "devices": {n: h.value for n, h in d.board.health.items()},
                 "allowlist_version": int(d.store.meta("allowlist_version", "0")),
                 "outbox_depth": d.link.outbox.depth if d.link else None,
                 "fail_modes": {door.name: door.fail_mode for door in d.cfg.doors},
-                "fire_input": bool(d.gate.fire_input), "held_exits": len(d.gate.held_exits),
+                "fire_input": bool(d.gate.modes.fire_input), "held_exits": len(d.gate.held_exits),
                 "last_seq": d.gate.journal.last_seq()}
 
     @app.get("/events", tags=["events"])
@@ -163,20 +160,28 @@ def create_app(d) -> FastAPI:
 
         async def feed():
             seq, quiet = start, 0.0
-            yield "retry: 2000\n\n"
-            while not d.stop.is_set() and not await request.is_disconnected():
-                batch = list(d.gate.journal.entries(seq, 200))
-                for e in batch:
-                    yield f"id: {e.seq}\ndata: {e.envelope_json(source, d.store.epoch)}\n\n"
-                    seq = e.seq
-                if batch:
-                    quiet = 0.0
-                    continue
-                await asyncio.sleep(STREAM_POLL_S)
-                quiet += STREAM_POLL_S
-                if quiet >= STREAM_KEEPALIVE_S:
-                    quiet = 0.0
-                    yield ": keepalive\n\n"
+            grew = asyncio.Event()
+            d.store.journal_listeners.append(grew.set)
+            try:
+                yield "retry: 2000\n\n"
+                while not d.stop.is_set() and not await request.is_disconnected():
+                    grew.clear()
+                    batch = list(d.gate.journal.entries(seq, 200))
+                    for e in batch:
+                        yield f"id: {e.seq}\ndata: {e.envelope_json(source, d.store.epoch)}\n\n"
+                        seq = e.seq
+                    if batch:
+                        quiet = 0.0
+                        continue
+                    try:  # woken by an append here; another process's (a CLI's) is seen at the timeout
+                        await asyncio.wait_for(grew.wait(), STREAM_POLL_S)
+                    except asyncio.TimeoutError:
+                        quiet += STREAM_POLL_S
+                    if quiet >= STREAM_KEEPALIVE_S:
+                        quiet = 0.0
+                        yield ": keepalive\n\n"
+            finally:
+                d.store.journal_listeners.remove(grew.set)
         return StreamingResponse(feed(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
     @app.get("/occupancy", tags=["status"])
@@ -209,7 +214,6 @@ def create_app(d) -> FastAPI:
         d.gate.record("override.opened", {"door": door, "person": who.person, "role": who.role,
                                           "reason": body.reason})
         opened = await d.open_door(door, cause="override")
-        kick()
         return {"door": door, "opened": opened}
 
     @app.post("/mode", tags=["doors"])
@@ -220,20 +224,13 @@ def create_app(d) -> FastAPI:
         if target is Mode.FIRE and body.scope == "site":
             raise HTTPException(422, [{"loc": ["body", "scope"], "msg": "fire mode is per gate, never site-wide",
                                        "type": "value_error"}])
-        if (target is not Mode.LOCKDOWN or d.gate.mode is Mode.FIRE) and who.role != "supervisor":
-            raise HTTPException(403, "only a supervisor ends a lockdown or changes fire mode")
-        if d.gate.mode is Mode.FIRE and target is not Mode.FIRE and d.gate.fire_input:
-            raise HTTPException(409, "the fire input is still active")
-        if body.scope == "site" and target is not Mode.FIRE:
-            # a site change always takes a new version, even when this gate is in that mode already
-            entry = d.gate.set_mode(target, who.person, body.reason, scope="site",
-                                    version=d.gate.modes.next_version())
-        else:
-            entry = d.gate.set_mode(target, who.person, body.reason, scope=body.scope)
+        try:
+            entry = d.gate.modes.request(target, who.person, who.role, body.reason, body.scope)
+        except ModeRefused as e:
+            raise HTTPException(e.status, e.detail) from None
         if d.link and body.scope == "site" and target is not Mode.FIRE:
             # SPEC §2: the site hears it with the version this gate just gave the change
-            d.link.publish_site_mode(target.value, who.person, body.reason, d.gate.modes.version)
-        kick()
+            d.link.publish_site_mode(target.value, who.person, body.reason, d.gate.modes.state.version)
         return {"mode": d.gate.mode.value, "changed": entry is not None}
 
     # -- visits: P13, P4, P9 ----------------------------------------------------------------------
@@ -251,9 +248,7 @@ def create_app(d) -> FastAPI:
                                     host=body.host, host_confirmation=body.host_confirmation, areas=body.areas,
                                     party=body.party, guard=who.person, now=d.gate.clock())
         except Refused as e:
-            kick()  # a blocklist alarm was journaled
             raise refused(e) from None
-        kick()
         return {**visit, "pass_png": f"/visits/{visit['visit']}/pass.png"}
 
     @app.get("/visits", tags=["visits"])
@@ -285,7 +280,6 @@ def create_app(d) -> FastAPI:
             found = desk().amend(visit, body.areas, body.reason, who.person, d.gate.clock())
         except Refused as e:
             raise refused(e) from None
-        kick()
         return {**found, "pass_png": f"/visits/{visit}/pass.png"}
 
     @app.post("/visits/{visit}/signoff", tags=["visits"])
@@ -294,7 +288,6 @@ def create_app(d) -> FastAPI:
         if who.role not in ("supervisor", "central"):
             raise HTTPException(403, "a sign-off comes from a supervisor or the central system")
         entry = d.gate.sign_off(visit, None, who.person)
-        kick()
         return {"visit": visit, "signed_off": True, "new": entry is not None}
 
     @app.post("/visits/{visit}/release", tags=["visits"])
@@ -305,7 +298,6 @@ def create_app(d) -> FastAPI:
         if door is None:
             raise HTTPException(404, f"no held exit for visit {visit!r}")
         opened = await d.open_door(door.name, door.direction.value, cause="release")
-        kick()
         return {"visit": visit, "door": door.name, "opened": opened}
 
     # -- permits: P14 -----------------------------------------------------------------------------
@@ -314,7 +306,6 @@ def create_app(d) -> FastAPI:
             found = fn(*args, **kw)
         except Refused as e:
             raise refused(e) from None
-        kick()
         return found
 
     @app.get("/permits", tags=["permits"])

@@ -32,6 +32,7 @@ ALARM_EVERY_S = 60.0  # one bad-message alarm per topic per minute; the rest are
 STATUS_EVERY_S = 60.0
 RETRY_WAITING_S = 1.0  # inbound messages the database refused are tried again this often (SPEC §6)
 CLIENT_RETRY_S = 30.0
+TICK_S = 1.0  # the link's chores without an event: another process's appends, retries, the watermark
 
 
 class CentralLink:
@@ -70,7 +71,6 @@ class CentralLink:
         self.kick = asyncio.Event()
         self._alarms: dict[str, tuple[float, int]] = {}
         self._last_status: str | None = None
-        self._mode_seen = gate.mode
         self.stopping = False
         self.closed = False  # after stop(): late callbacks find no database to write to
         # SPEC §2: a number that rises at every connection of this gate and survives restarts
@@ -96,6 +96,8 @@ class CentralLink:
                                   self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot),
                                   heard=self.gate.heard)
         self.sync.start()
+        self.store.journal_listeners.append(self.kick.set)
+        self.gate.modes.listeners.append(self._mode_changed)
         self.board.register("broker", "mqtt")
         self._start_client()
 
@@ -122,11 +124,12 @@ class CentralLink:
         self.closed = True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pump the outbox when asked (a new entry) or every 50 ms; status once a minute or on change."""
+        """Pump the outbox when the journal grows or the broker acknowledges, and every TICK_S for what
+        another process appended and for retries; status once a minute or on change."""
         next_status = 0.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(self.kick.wait(), 0.05)
+                await asyncio.wait_for(self.kick.wait(), TICK_S)
             except asyncio.TimeoutError:
                 pass
             self.kick.clear()
@@ -139,10 +142,6 @@ class CentralLink:
             self.sync.check_retry()
             if self.waiting and time.monotonic() >= self._retry_at:
                 self._retry_waiting()
-            if self.gate.mode is not self._mode_seen:
-                if self.gate.mode is Mode.FIRE:
-                    self.publish_muster()  # P16: who is on site, the moment fire mode starts
-                self._mode_seen = self.gate.mode
             now = time.monotonic()
             status = self._status_text()
             if self.connected and (status != self._last_status or now >= next_status):
@@ -219,6 +218,10 @@ class CentralLink:
         body = {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339(time.time()), "version": version}
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
+    def _mode_changed(self, previous: Mode, mode: Mode) -> None:
+        if mode is Mode.FIRE and self._client_started:
+            self.publish_muster()  # P16: who is on site, the moment fire mode starts
+
     def publish_muster(self) -> None:
         people = self.gate.muster()
         body = {"time": rfc3339(time.time()), "mode": self.gate.mode.value, "count": sum(p["party"] for p in people),
@@ -232,7 +235,7 @@ class CentralLink:
         self.store.refresh()
         if keys_changed:
             self.reload_keys()
-        self.kick.set()
+        self.kick.set()  # the worker appended to the journal from its own process: no listener heard it
 
     def _send_resync(self, have: int) -> None:
         log.info("asking the central system for an allow-list snapshot (have version %d)", have)
@@ -274,12 +277,10 @@ class CentralLink:
                 self.gate.heard()  # P23: a well-formed word from the central system, and only that
                 # acknowledged once written: now, or after a full disk with the gate's other held writes
                 self.gate.sign_off(s.visit, s.host, "central", then=done)
-                self.kick.set()
                 return True
             elif t == self.t_mode:
                 m = parse(SiteMode, msg.payload)
-                if self.gate.site_mode(Mode(m.mode), m.actor, m.reason, m.version) is not None:
-                    self.kick.set()
+                self.gate.modes.from_site(Mode(m.mode), m.actor, m.reason, m.version)
             elif t == self.t_heartbeat:
                 parse(Heartbeat, msg.payload)
                 self.gate.heard()
@@ -315,7 +316,6 @@ class CentralLink:
         log.error("refused a message on %s: %s", topic, why)
         self.gate.record("alarm.raised", {"alarm": alarm, "topic": topic, "error": why[:300],
                                           "suppressed_before": suppressed})
-        self.kick.set()
 
     def _gate_key(self, gate: str, k: GateKey) -> None:
         """Another gate's walk-in key. It never takes the kid of a key from the config or the central

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from typing import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,6 +77,10 @@ class Store:
             raise StoreError(f"{self.path}: cannot open the database: {e}") from None
         self.lock = threading.RLock()
         self._in_tx = False
+        # "The journal grew": called after each commit that appended to it (the link's outbox, the live
+        # feed); the one place that says so, whoever appended
+        self.journal_listeners: list[Callable[[], None]] = []
+        self._appended = False
         self._deferred: dict[str, str] = {}  # meta values that ride along with the next commit
         # Consequences in force but not yet written (their writes held while the database refuses them,
         # SPEC §6): the mirrors keep them across reloads until the held writes are committed.
@@ -161,11 +166,20 @@ class Store:
                 self.conn.execute("COMMIT")
             except BaseException:
                 self._deferred = {**deferred, **self._deferred}  # still to be written, newer values first
+                self._appended = False
                 self._rollback()
                 raise
             self._in_tx = False
+            if self._appended:
+                self._appended = False
+                for fn in self.journal_listeners:
+                    fn()
             # Nothing about data_version here: it moves only for other connections' commits, and reading
             # it now would swallow one committed since the last scan (a revocation imported meanwhile).
+
+    def appended(self) -> None:
+        """The journal took an entry in the transaction under way: its listeners hear of it at commit."""
+        self._appended = True
 
     def _rollback(self) -> None:
         try:

@@ -67,6 +67,7 @@ class Journal:
             text = _dumps(data)
             h = chain(prev, seq, eid, t, etype, text)
             c.execute("INSERT INTO journal(seq, id, time, type, data, hash) VALUES(?,?,?,?,?,?)", (seq, eid, t, etype, text, h))
+            self.store.appended()
         return Entry(seq, eid, t, etype, text, h)
 
     def entries(self, after_seq: int = 0, limit: int | None = None) -> Iterator[Entry]:
