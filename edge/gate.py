@@ -43,6 +43,13 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Effects:
+    """What a decision changed in memory that its journal entries must say too."""
+    released: bool = False  # a held exit of the same visit ended by this grant (P9)
+    escorted: tuple["Outcome", ...] = ()  # people admitted with this staff grant (P10)
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     reader: str
     door: DoorView
@@ -164,7 +171,8 @@ class Gate:
         if out.decision.granted and not self.door_ready(out.door.name):
             # P18/P19: the journal says what happened at the door, not only what was decided
             out = replace(out, decision=replace(out.decision, flags=out.decision.flags + ("output_down",)))
-        entries = self.holdback.run(self.commit, out, now)
+        fx = self.take_effect(out, now)  # in force at once, whether the database takes the writes or not
+        entries = self.holdback.run(self.commit, out, now, fx)
         if entries is None:  # held (SPEC §6): what the decision changed is in force all the same
             if out.decision.consumes:
                 self.store.hold("consumed", out.cred.visit_key)
@@ -174,8 +182,37 @@ class Gate:
                              time.perf_counter() - t0)
         return Outcome(out.reader, out.door, out.cred, out.decision, out.decision_us, entries)
 
-    # -- consequences ---------------------------------------------------------------------------
-    def commit(self, out: Outcome, now: float) -> tuple[Entry, ...]:
+    # -- consequences: what takes effect at once, and what is journaled -------------------------------
+    def take_effect(self, out: Outcome, now: float) -> Effects:
+        """The decision's consequences in memory, at once: a held exit a guard can release (P9), a lane's
+        pending grant (P11), escort windows and the people waiting for one (P10). Never deferred, so they
+        hold while the database refuses writes too (SPEC §6)."""
+        d, cred, door = out.decision, out.cred, out.door
+        if not isinstance(cred, Credential):
+            return Effects()
+        released, escorted = False, ()
+        if d.held:
+            self.held_exits[cred.visit_key] = (out.reader, cred, door)
+            self.held_at[cred.visit_key] = now
+        elif d.granted:
+            if door.passages:  # P11: one grant, up to `party` passages, each counted by the lane
+                self.pending.setdefault((door.name, door.direction), []).append(
+                    Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
+            if cred.visit_key in self.held_exits and door.direction is Direction.OUT:
+                del self.held_exits[cred.visit_key]  # signed off meanwhile: out without a guard
+                self.held_at.pop(cred.visit_key, None)
+                released = True
+            self._note_escort(cred, door, d, now)
+            if cred.category == "staff" and door.direction is Direction.IN:
+                escorted = self._escorted_after(door, now)
+        elif d.reason == "escort_required":
+            # P10: escorted first; granted on its own if the staff scan follows within the window
+            self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
+        return Effects(released, escorted)
+
+    def commit(self, out: Outcome, now: float, fx: Effects) -> tuple[Entry, ...]:
+        """The decision's journal entries and the state written with them, in one durable transaction
+        (held back and replayed in order while the database refuses writes)."""
         d, cred, door = out.decision, out.cred, out.door
         data = self._access_data(out)
         entries: list[Entry] = []
@@ -191,8 +228,6 @@ class Gate:
             if d.held:
                 entries.append(self.journal.append("exit.held", data, now))
                 assert isinstance(cred, Credential)
-                self.held_exits[cred.visit_key] = (out.reader, cred, door)  # for a guard's release (P9)
-                self.held_at[cred.visit_key] = now
                 self.store.conn.execute("INSERT OR REPLACE INTO held_exits(visit, reader, credential, at)"
                                         " VALUES(?,?,?,?)", (cred.visit_key, out.reader, _cred_json(cred), now))
             elif not d.granted:
@@ -204,10 +239,7 @@ class Gate:
             else:
                 entries.append(self.journal.append("access.granted", data, now))
                 assert isinstance(cred, Credential)
-                if door.passages:  # P11: one grant, up to `party` passages, each counted by the lane
-                    self.pending.setdefault((door.name, door.direction), []).append(
-                        Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
-                else:
+                if not door.passages:  # at a lane, presence follows the passages
                     self._move(cred, door, now)
                 if cred.kind == "pass" and door.perimeter and door.direction is Direction.IN:  # P19: entry time
                     self.store.conn.execute("UPDATE visits SET entered=? WHERE id=? AND entered IS NULL",
@@ -218,30 +250,23 @@ class Gate:
                         "party": cred.party, "priority": cred.tier == "special", "credential_ref": cred.ref,
                     }, now))
                 if d.consumes:  # P8: the whole party's pass, at every gate
-                    self.store.conn.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (cred.visit_key, now))
-                    self.store.consumed.add(cred.visit_key)
+                    self.store.consume(cred.visit_key, now)
                     self.store.conn.execute("UPDATE visits SET exited=? WHERE id=?", (now, cred.visit_key))
                     entries.append(self.journal.append("visit.checked_out", {
                         "visit": cred.visit_key, "credential_ref": cred.ref, "holder": cred.holder,
                         "door": door.name, "party": cred.party,
                     }, now))
-            if d.granted and isinstance(cred, Credential):
-                if cred.visit_key in self.held_exits and door.direction is Direction.OUT:
-                    del self.held_exits[cred.visit_key]  # signed off meanwhile: out without a guard
-                    self.held_at.pop(cred.visit_key, None)
+                if fx.released:
                     self.store.conn.execute("DELETE FROM held_exits WHERE visit=?", (cred.visit_key,))
-                self._note_escort(cred, door, d, now)
-                if cred.category == "staff" and door.direction is Direction.IN:
-                    entries.extend(self._escorted_after(door, now))
-            elif d.reason == "escort_required" and isinstance(cred, Credential):
-                # P10: escorted first; granted on its own if the staff scan follows within the window
-                self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
+                for o in fx.escorted:  # P10: admitted with this staff grant, through the door it opened
+                    entries.append(self.journal.append("access.granted", self._access_data(o), now))
+                    self._move(o.cred, door, now)
         return tuple(entries)
 
-    def _escorted_after(self, door: DoorView, now: float) -> list[Entry]:
+    def _escorted_after(self, door: DoorView, now: float) -> tuple[Outcome, ...]:
         """P10: the people refused for want of an escort a moment ago go through with this staff grant.
         The door the staff member just opened admits them; no second pulse is needed."""
-        entries: list[Entry] = []
+        admitted: list[Outcome] = []
         still = []
         for reader, cred, at in self.waiting.get(door.name, []):
             if now - at > self.settings.escort_window_s:
@@ -251,12 +276,10 @@ class Gate:
                 still.append((reader, cred, at))
                 continue
             dec = replace(dec, flags=dec.flags + ("escorted_after",))
-            out = Outcome(reader, door, cred, dec, 0)
-            entries.append(self.journal.append("access.granted", self._access_data(out), now))
-            self._move(cred, door, now)
+            admitted.append(Outcome(reader, door, cred, dec, 0))
             self._note_escort(cred, door, dec, now)
         self.waiting[door.name] = still
-        return entries
+        return tuple(admitted)
 
     def _access_data(self, out: Outcome) -> dict:
         cred, door, d = out.cred, out.door, out.decision
@@ -284,19 +307,8 @@ class Gate:
 
     def _move(self, cred: Credential, door: DoorView, now: float) -> None:
         """P7: presence follows grants (passage sensors take over in the hardware layer)."""
-        self.move_presence(cred.ref, cred.holder, cred.category, self.destination(door), cred.party, now)
+        self.store.move_presence(cred.ref, cred.holder, cred.category, self.destination(door), cred.party, now)
 
-    def move_presence(self, ref: str, holder: str | None, category: str | None, area: str | None, party: int,
-                      now: float) -> None:
-        """Presence of one credential: `area` None means it left the site. In the caller's transaction."""
-        c = self.store.conn
-        if area is None:
-            c.execute("DELETE FROM presence WHERE credential=?", (ref,))
-            self.store.presence.pop(ref, None)
-        else:
-            c.execute("INSERT OR REPLACE INTO presence(credential, holder, category, area, since, party) VALUES(?,?,?,?,?,?)",
-                      (ref, holder or "", category or "", area, now, party or 1))
-            self.store.presence[ref] = area
 
     def muster(self) -> list[dict]:
         """P16: who is on site now, where and since when: the API's occupancy and the retained muster."""
@@ -356,11 +368,9 @@ class Gate:
         now = self.clock() if now is None else now
 
         def write():
-            with self.store.tx() as c:
-                if not c.execute("INSERT OR IGNORE INTO signoffs(visit, host, at) VALUES(?,?,?)",
-                                 (visit, host, now)).rowcount:
+            with self.store.tx():
+                if not self.store.sign_off(visit, host, now):
                     return None
-                self.store.signoffs.add(visit)
                 return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "by": by}, now)
         entry = self.holdback.run(write, then=then)
         if entry is None and self.holdback.held:
@@ -385,8 +395,7 @@ class Gate:
                     "person": person, "reason": reason}, now)
                 self._move(cred, door, now)
                 if door.perimeter:
-                    c.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (visit, now))
-                    self.store.consumed.add(visit)
+                    self.store.consume(visit, now)
                     c.execute("UPDATE visits SET exited=? WHERE id=?", (now, visit))
                     self.journal.append("visit.checked_out", {
                         "visit": visit, "credential_ref": cred.ref, "holder": cred.holder, "door": door.name,
@@ -399,27 +408,31 @@ class Gate:
     # -- turnstile lanes (P7, P11) ---------------------------------------------------------------------
     def passage(self, door_name: str, direction: Direction, now: float | None = None) -> tuple[list[Entry], bool]:
         """One person through the lane: it counts for the oldest grant waiting there. Returns the
-        entries and whether that grant admits more (the lane is released again for them)."""
+        entries and whether that grant admits more (the lane is released again for them). The count
+        holds at once; its entry and the presence it moves are held back like any write (SPEC §6)."""
         now = self.clock() if now is None else now
         queue = self.pending.get((door_name, direction), [])
-        with self.store.tx():
-            if not queue:  # nobody was granted: jumped or pushed through
-                return [self.journal.append("door.forced", {"door": door_name, "direction": direction.value,
-                                                            "passage": True}, now)], False
-            p = queue[0]
-            p.walked += 1
-            cred = p.cred
-            to = self.destination(p.door)
-            entry = self.journal.append("access.passage", {
-                "door": door_name, "direction": direction.value, "credential_ref": cred.ref, "holder": cred.holder,
-                "category": cred.category, "area": p.door.area, "to_area": to, "count": p.walked,
-                "party": cred.party}, now)
-            if p.walked == 1:
-                self.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
-            more = p.walked < p.admits
-            if not more:
-                queue.pop(0)
-        return [entry], more
+        if not queue:  # nobody was granted: jumped or pushed through
+            e = self.record("door.forced", {"door": door_name, "direction": direction.value, "passage": True}, now)
+            return [e] if e else [], False
+        p = queue[0]
+        p.walked += 1
+        more = p.walked < p.admits
+        if not more:
+            queue.pop(0)
+        cred, walked, to = p.cred, p.walked, self.destination(p.door)
+
+        def write():
+            with self.store.tx():
+                entry = self.journal.append("access.passage", {
+                    "door": door_name, "direction": direction.value, "credential_ref": cred.ref,
+                    "holder": cred.holder, "category": cred.category, "area": p.door.area, "to_area": to,
+                    "count": walked, "party": cred.party}, now)
+                if walked == 1:
+                    self.store.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
+                return entry
+        entry = self.holdback.run(write)
+        return [entry] if entry else [], more
 
     def expire_passages(self, now: float | None = None) -> list[Entry]:
         """Grants nobody walked through are undone (P7: presence never moved for them)."""
@@ -429,9 +442,11 @@ class Gate:
             while queue and queue[0].deadline <= now:
                 p = queue.pop(0)
                 if p.walked == 0:
-                    entries.append(self.journal.append("access.undone", {
+                    e = self.record("access.undone", {
                         "door": door_name, "direction": direction.value, "credential_ref": p.cred.ref,
-                        "holder": p.cred.holder, "area": p.door.area}, now))
+                        "holder": p.cred.holder, "area": p.door.area}, now)
+                    if e:
+                        entries.append(e)
         return entries
 
     # -- modes (P15, P16; SPEC §2 site mode) -------------------------------------------------------------

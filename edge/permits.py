@@ -44,7 +44,7 @@ class PermitDesk:
                       " deposit, currency, created, created_by) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                       (pid, credential, holder, name, company, ",".join(areas), start, valid_until, dep,
                        self.cfg.permits.currency, now, by))
-            c.execute("DELETE FROM local_revocations WHERE ref=?", (credential,))  # a card handed out again
+            self.store.unrevoke_locally(credential)  # a card handed out again
             self._changed(pid, "created", by, now)
         return self.get(pid)
 
@@ -68,7 +68,7 @@ class PermitDesk:
         with self.store.tx() as c:
             c.execute("UPDATE permits SET returned=?, refunded=?, returned_by=? WHERE id=?", (now, amount, by, pid))
             # the card opens nothing more, even if the allow-list still lists it
-            c.execute("INSERT OR REPLACE INTO local_revocations(ref, at, by) VALUES(?,?,?)", (p["credential"], now, by))
+            self.store.revoke_locally(p["credential"], now, by)
             self._changed(pid, "returned", by, now)
         return self.get(pid)
 
@@ -81,7 +81,7 @@ class PermitDesk:
         return p
 
     def _changed(self, pid: str, action: str, by: str, now: float, **extra) -> None:
-        self.store.refresh(force=True)  # the decision's mirrors: permits and revocations
+        self.store.permits_changed()  # the decision reads the active permits from memory
         p = self.get(pid)
         record = {"credential": p["credential"], "holder": p["holder"], "category": "contractor", "tier": None,
                   "roles": [], "areas": p["areas"], "valid_from": p["valid_from"], "valid_until": p["valid_until"],

@@ -167,8 +167,7 @@ class Desk:
         old_ref, new_ref = row["pass_ref"], "pass:" + cti.hex()
         with self.store.tx() as c:
             c.execute("UPDATE visits SET pass=?, pass_ref=?, areas=? WHERE id=?", (text, new_ref, ",".join(areas), visit))
-            c.execute("INSERT OR IGNORE INTO local_revocations(ref, at, by) VALUES(?,?,?)", (old_ref, now, by))
-            self.store.revoked.add(old_ref)
+            self.store.revoke_locally(old_ref, now, by)
             self.gate.journal.append("visit.amended", {
                 "visit": visit, "holder": row["holder"], "areas": areas, "previous_areas": row["areas"],
                 "credential_ref": new_ref, "revoked": old_ref, "by": by, "reason": reason}, now)

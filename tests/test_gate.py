@@ -9,7 +9,7 @@ import pytest
 from edge.config import load_config
 from edge.gate import Gate
 from edge.keyring import build_keyring
-from edge.model import Mode
+from edge.model import Direction, Mode
 from edge.store import Store
 from edge.store.journal import Journal
 from edge.window import RELEASE_EPOCH
@@ -388,6 +388,52 @@ def test_p9_a_signoff_held_while_the_database_refuses_writes_lets_the_visitor_ou
     assert out.opens and out.decision.reason == "ok"
     gate.store.conn.execute("PRAGMA query_only = OFF")
     assert gate.holdback.flush(gate.store.tx)
+
+
+def test_p9_an_exit_held_while_the_database_refuses_writes_can_be_released(site, gate):
+    """SPEC §6: the held exit is in force at once (a guard can release it), its write held back."""
+    now = time.time()
+    text = visitor_pass(site, now, holder="h-42", visit="v-42")
+    assert gate.present("main-in", "pass", text, now).opens
+    gate.store.conn.execute("PRAGMA query_only = ON")
+    out = gate.present("main-out", "pass", text, now + 1)
+    assert out.decision.held and out.entries == ()
+    door = gate.release("v-42", "g-1", "host called", now + 2)
+    assert door is not None and door.name == "main"
+    assert gate.present("main-in", "pass", text, now + 3).decision.reason == "pass_consumed"
+    gate.store.conn.execute("PRAGMA query_only = OFF")
+    assert gate.holdback.flush(gate.store.tx)
+    kinds = [t for _, t, _ in _journal(gate) if t in ("exit.held", "exit.released", "visit.checked_out")]
+    assert kinds == ["exit.held", "exit.released", "visit.checked_out"]
+    assert gate.store.conn.execute("SELECT count(*) FROM held_exits").fetchone()[0] == 0
+
+
+def test_p11_a_lane_grant_while_the_database_refuses_writes_admits_its_passages(site, tmp_path):
+    """SPEC §6: the lane's pending grant is in force at once, so the person walking through is a passage
+    of that grant, not a forced lane; the entries follow when the database takes writes."""
+    from test_e2e_turnstile import LANE
+    site.config.write_text(site.config.read_text() + LANE.format(port=1))
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        g = Gate(cfg, store, build_keyring(cfg, base, store))
+        now = time.time()
+        store.conn.execute("PRAGMA query_only = ON")
+        out = g.present("lane-in", "badge", STAFF, now)
+        assert out.opens and out.entries == ()
+        _, more = g.passage("lane1", Direction.IN, now + 1)
+        assert not more
+        store.conn.execute("PRAGMA query_only = OFF")
+        assert g.holdback.flush(store.tx)
+        kinds = [t for _, t, _ in _journal(g) if t.startswith(("access.", "door."))]
+        assert kinds == ["access.granted", "access.passage"]
+        assert store.presence[STAFF] == "site/lobby"
+    finally:
+        store.close()
+
+
+def _journal(gate):
+    return [(e.seq, e.type, json.loads(e.data)) for e in gate.journal.entries()]
 
 
 def test_keys_imported_while_running_are_trusted_at_the_next_scan(site, gate, tmp_path):

@@ -138,6 +138,24 @@ def test_p6_mirrors_see_a_commit_made_while_this_connection_also_committed(tmp_p
     a.close(), b.close()
 
 
+def test_p8_p9_p7_state_changed_by_another_process_reaches_this_gates_mirrors(tmp_path):
+    """A consumed pass, a sign-off, a presence and a voided card written by another process (a tool, a
+    second daemon by mistake): the next look sees each, though this connection committed meanwhile."""
+    a, b = Store(tmp_path / "gk.db"), Store(tmp_path / "gk.db")
+    b.consume("v-1", 1.0)
+    b.sign_off("v-2", "h-1", 1.0)
+    b.move_presence("badge:01", "h-1", "staff", "site/lobby", 1, 1.0)
+    b.revoke_locally("pass:aa", 1.0, "desk")
+    Journal(a).append("door.opened", {"door": "main"})  # our own commit, after theirs
+    assert a.refresh()
+    assert "v-1" in a.consumed and "v-2" in a.signoffs and a.presence == {"badge:01": "site/lobby"}
+    assert "pass:aa" in a.revoked
+    b.move_presence("badge:01", None, None, None, 1, 2.0)  # left the site
+    b.unrevoke_locally("pass:aa")
+    assert a.refresh() and a.presence == {} and "pass:aa" not in a.revoked
+    a.close(), b.close()
+
+
 def test_deferred_meta_rides_with_the_next_commit_and_survives_a_rollback(store):
     store.defer_meta("outbox_acked", "7")
     assert store.meta("outbox_acked") == "7"  # read back at once, written later

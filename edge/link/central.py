@@ -353,18 +353,14 @@ class CentralLink:
             if (e.type == "access.granted" or first_passage) and isinstance(ref, str) and "to_area" in d:
                 to = d["to_area"] if isinstance(d["to_area"], str) else None
                 party = d.get("party") if isinstance(d.get("party"), int) else 1
-                self.gate.move_presence(ref, d.get("holder"), d.get("category"), to, party, now)
+                self.store.move_presence(ref, d.get("holder"), d.get("category"), to, party, now)
             elif e.type == "visit.checked_out" and isinstance(d.get("visit"), str):
-                c.execute("INSERT OR IGNORE INTO consumed(visit, at) VALUES(?, ?)", (d["visit"], now))
-                self.store.consumed.add(d["visit"])
+                self.store.consume(d["visit"], now)
             elif e.type == "visit.amended" and isinstance(d.get("revoked"), str) and d["revoked"].startswith("pass:"):
                 # P4: the pass a supervisor replaced at another gate is void here too
-                c.execute("INSERT OR IGNORE INTO local_revocations(ref, at, by) VALUES(?,?,?)",
-                          (d["revoked"], now, e.source))
-                self.store.revoked.add(d["revoked"])
+                self.store.revoke_locally(d["revoked"], now, e.source)
             elif e.type == "visit.signed_off" and isinstance(d.get("visit"), str):
-                c.execute("INSERT OR IGNORE INTO signoffs(visit, host, at) VALUES(?,?,?)", (d["visit"], d.get("host"), now))
-                self.store.signoffs.add(d["visit"])
+                self.store.sign_off(d["visit"], d.get("host"), now)
 
 
 def _epoch(t) -> float | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.errors import GatekeeperError
 from edge.store.migrations import MIGRATIONS
-from edge.store.permits import active_permits
+from edge.store.mirror import Mirrors
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class StoreError(GatekeeperError):
     """The database cannot be opened or is not ours."""
 
 
-class Store:
+class Store(Mirrors):
     """The gate's one database. One writer (the daemon's loop); CLI tools may write too (SQLite locks)."""
 
     def __init__(self, path: str | os.PathLike, *, durable: bool = True):
@@ -82,16 +82,13 @@ class Store:
         self.journal_listeners: list[Callable[[], None]] = []
         self._appended = False
         self._deferred: dict[str, str] = {}  # meta values that ride along with the next commit
-        # Consequences in force but not yet written (their writes held while the database refuses them,
-        # SPEC §6): the mirrors keep them across reloads until the held writes are committed.
-        self.overlay: dict[str, set[str]] = {"consumed": set(), "signoffs": set()}
+        self.overlay: dict[str, set[str]] = {"consumed": set(), "signoffs": set()}  # see Mirrors.hold
         if created:
             log.info("created database %s", self.path)
         self.epoch = self._ensure_meta("epoch", lambda: uuid.uuid4().hex)
         self._ensure_meta("created_at", lambda: repr(time.time()))
         self._version_seen = -1
-        self._lists_seen: int | None = None
-        self._keys_seen: int | None = None
+        self._seen: dict[str, int] = {}  # the `versions` counters as last read
         self.keys_changed = False  # another process changed the trusted keys: the gate rebuilds its keyring
         self.refresh(force=True)
 
@@ -193,57 +190,12 @@ class Store:
             self._version_seen = -1  # reloaded at the next scan
             log.error("cannot reload the decision's lists after a rollback: %s", e)
 
-    # In-memory mirrors of the small tables the decision reads on every scan. Another process
-    # (`gatekeeper allowlist import`) may change them: PRAGMA data_version tells us, cheaply.
-    def _data_version(self) -> int:
-        return self.conn.execute("PRAGMA data_version").fetchone()[0]
-
-    def refresh(self, force: bool = False) -> bool:
-        """Reload the mirrors if another connection changed what they hold since we last looked: PRAGMA
-        data_version says whether anyone else committed at all (cheap, every scan), and the `versions`
-        counters, moved by triggers whoever writes, which lists it changed. The tables only this gate
-        writes (consumed, sign-offs, presence, permits) are reloaded only with `force` (after a rollback)."""
-        v = self._data_version()
-        if v == self._version_seen and not force:
-            return False
-        self._version_seen = v
-        c = self.conn
-        counters = dict(c.execute("SELECT name, n FROM versions"))
-        if force or counters.get("lists") != self._lists_seen:
-            # revocations from the central system, and the gate's own (P4 amendments, returned permits)
-            self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations UNION SELECT ref FROM local_revocations")}
-            self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
-            # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
-            self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
-            self._lists_seen = counters.get("lists")
-        if counters.get("keys") != self._keys_seen:
-            self.keys_changed = self._keys_seen is not None  # the first look is the gate's own start
-            self._keys_seen = counters.get("keys")
-        if force:
-            self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
-            self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
-            self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
-            self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
-        return True
-
     def checkpoint(self, mode: str = "PASSIVE") -> None:
         """Move the write-ahead log back into the database file (and cut it to its size limit)."""
         try:
             self.conn.execute(f"PRAGMA wal_checkpoint({mode})")
         except sqlite3.Error as e:
             log.warning("checkpoint refused: %s", e)
-
-    def hold(self, table: str, key: str) -> None:
-        """A consequence in force now whose write is held (SPEC §6): the mirror has it at once and keeps it."""
-        self.overlay[table].add(key)
-        getattr(self, table).add(key)
-
-    def held_written(self) -> None:
-        """Every held write is committed: the database itself now says what the overlay said."""
-        if any(self.overlay.values()):
-            for keys in self.overlay.values():
-                keys.clear()
-            self.refresh(force=True)
 
     def close(self) -> None:
         try:

@@ -1,5 +1,13 @@
 """Numbered schema migrations; `PRAGMA user_version` says which have run."""
 
+
+def _counted(counter: str, *tables: str) -> str:
+    """Triggers that move `counter` in `versions` at every change to `tables`, whoever makes it."""
+    return "".join(f"CREATE TRIGGER {t}_{op[0].lower()} AFTER {op} ON {t} "
+                   f"BEGIN UPDATE versions SET n=n+1 WHERE name='{counter}'; END;\n"
+                   for t in tables for op in ("INSERT", "UPDATE", "DELETE"))
+
+
 MIGRATIONS: list[str] = [
     # 1: the allow-list cache, lists, presence, journal.
     """
@@ -65,10 +73,9 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE versions(name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO versions(name, n) VALUES('lists', 0), ('keys', 0);
-    """ + "".join(
-        f"CREATE TRIGGER {table}_{op[0].lower()} AFTER {op} ON {table} "
-        f"BEGIN UPDATE versions SET n=n+1 WHERE name='{counter}'; END;\n"
-        for counter, tables in (("lists", ("revocations", "local_revocations", "blocklist")),
-                                ("keys", ("keys", "gate_keys")))
-        for table in tables for op in ("INSERT", "UPDATE", "DELETE")),
+    """ + _counted("lists", "revocations", "local_revocations", "blocklist") + _counted("keys", "keys", "gate_keys"),
+    # 7: the same for the gate's own state, which a tool or another process may write too.
+    """
+    INSERT INTO versions(name, n) VALUES('state', 0);
+    """ + _counted("state", "consumed", "signoffs", "presence", "permits"),
 ]
