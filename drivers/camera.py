@@ -2,18 +2,22 @@
 
 The source is a device index ("0"), a video file, or an RTSP/HTTP URL. Decoding runs on the reader's own
 thread, never on the event loop. The same text in view is acted on once per `dedup_s` window, since a
-pass held up to the lens is seen in every frame for as long as it is there.
+pass held up to the lens is seen in every frame for as long as it is there. Each text is classified as a
+serial reader's line is (a pass, or malformed: a QR code that is not ours).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from typing import ClassVar
 
 import cv2
 import numpy as np
 from pyzbar.pyzbar import ZBarSymbol, decode
+
+from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.line_protocol import presentation
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +53,31 @@ class Dedup:
 
 
 class CameraReader:
-    """Same shape as the serial reader: `on_line(name, text, t_ns)`, `on_state(name, "up"|"down", why)`."""
+    """A CredentialSource; decodes on a thread of its own and calls back from it."""
 
-    def __init__(self, name: str, source: str, *, on_line: Callable, on_state: Callable, dedup_s: float = 3.0,
-                 max_backoff_s: float = 5.0):
+    on_loop: ClassVar[bool] = False
+
+    def __init__(self, name: str, source: str, *, on_presentation: PresentationCallback, on_state: StateCallback,
+                 dedup_s: float = 3.0, max_backoff_s: float = 5.0):
         self.name = name
         self.source: int | str = int(source) if str(source).isdigit() else source
-        self.on_line = on_line
+        self.on_presentation = on_presentation
         self.on_state = on_state
         self.dedup = Dedup(dedup_s)
         self.max_backoff_s = max_backoff_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera:{name}", daemon=True)
 
+    @classmethod
+    def from_section(cls, s, *, on_presentation: PresentationCallback, on_state: StateCallback,
+                     loop=None, scbk: bytes | None = None) -> "CameraReader":
+        return cls(s.name, s.source, on_presentation=on_presentation, on_state=on_state, dedup_s=s.dedup_s)
+
     def start(self) -> None:
         self._thread.start()
+
+    def feedback(self, granted: bool) -> None:
+        """A camera has no light or sound of its own to show the decision."""
 
     def stop(self, timeout: float = 3.0) -> None:
         self._stop.set()
@@ -77,7 +91,7 @@ class CameraReader:
             if not cap.isOpened():
                 cap.release()
                 if not down_reported:
-                    self.on_state(self.name, "down", f"cannot open {self.source}")
+                    self.on_state(self.name, LinkState.DOWN, f"cannot open {self.source}")
                     down_reported = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
@@ -86,7 +100,7 @@ class CameraReader:
             cap.release()
             if why is None:
                 return
-            self.on_state(self.name, "down", why)
+            self.on_state(self.name, LinkState.DOWN, why)
             down_reported = True
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
@@ -106,9 +120,9 @@ class CameraReader:
             failed = 0
             if not up:
                 up = True
-                self.on_state(self.name, "up", None)
+                self.on_state(self.name, LinkState.UP, None)
             t_ns = time.monotonic_ns()
             for text in decode_frame(frame):
                 if self.dedup.fresh(text, t_ns / 1e9):
-                    self.on_line(self.name, text, t_ns)
+                    self.on_presentation(presentation(self.name, text, t_ns))
         return None

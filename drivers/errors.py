@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 class DriverError(Exception):
-    """A device could not be reached or answered wrongly; the caller retries with backoff."""
+    """The base of the drivers' errors. As itself: a device could not be reached or answered wrongly, and
+    the caller retries with backoff."""
 
     def __init__(self, device: str, message: str):
         super().__init__(f"{device}: {message}")
@@ -13,3 +14,7 @@ class DriverError(Exception):
 
 class ModbusUnavailable(DriverError):
     """The Modbus peer did not answer, refused the request or the connection dropped."""
+
+
+class UnknownDriver(DriverError):
+    """The config names a device type no driver serves."""

@@ -1,17 +1,21 @@
 """The serial reader line protocol of SPEC §5: one credential a line, CR and/or LF terminated.
 
 An even count of 8–20 hex digits is a badge UID (`badge:<UPPER HEX>`); a line starting `GK1:` is a pass;
-anything else is `malformed`. Pure functions: the reader thread, the camera and the tests share them.
+anything else is `malformed`. Pure functions: the serial reader, the camera, the OSDP reader (a card number
+is a badge UID too) and the tests share them, so a credential is classified alike whichever reader saw it.
 """
 from __future__ import annotations
 
 import re
 
+from drivers.interfaces import Presentation
+
 # A pass is at most 2 KB (SPEC §3); a little room beyond lets an oversized pass reach the verifier,
 # which names it, while a runaway line without terminator is cut off and reported.
 MAX_LINE = 4096
 
-_BADGE = re.compile(r"(?:[0-9A-Fa-f]{2}){4,10}")
+UID_BYTES = (4, 10)  # a badge UID: 4 to 10 bytes, 8 to 20 hex digits
+_BADGE = re.compile(r"(?:[0-9A-Fa-f]{2}){%d,%d}" % UID_BYTES)
 _TERMINATORS = re.compile(rb"\r|\n")
 OVERLONG = "\x00overlong"  # what LineBuffer yields for a line it had to drop
 
@@ -30,6 +34,21 @@ def classify(line: str) -> tuple[str, str]:
     if len(text) > MAX_LINE:
         return "malformed", f"line of {len(text)} characters"
     return "malformed", "neither a badge UID nor a pass"
+
+
+def presentation(reader: str, line: str, t_ns: int) -> Presentation:
+    """A line (or a decoded QR text) as what was shown at `reader`."""
+    kind, value = classify(line)
+    return Presentation(reader, kind, value, t_ns)
+
+
+def card(reader: str, uid: bytes, t_ns: int) -> Presentation:
+    """A card number read as bytes (OSDP): a badge when its length is a UID's, as if its hex were a line."""
+    lo, hi = UID_BYTES
+    if lo <= len(uid) <= hi:
+        return Presentation(reader, "badge", "badge:" + uid.hex().upper(), t_ns)
+    return Presentation(reader, "malformed", f"a card number of {len(uid)} bytes: a badge UID has {lo} to {hi}",
+                        t_ns)
 
 
 class LineBuffer:

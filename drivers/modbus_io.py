@@ -1,5 +1,7 @@
 """A Modbus I/O module over TCP or RTU: lock coils out, door and site inputs in (SPEC §5 register map).
 
+One client, configured by its transport as pymodbus' own clients are: the requests, the timeouts and the
+error handling are the same on a TCP socket and on an RS-485 line; only the pymodbus client built differs.
 Reconnection is the caller's business (it knows the backoff and what to do after a reconnect: drive
 every lock to locked), so pymodbus' own reconnect and retries are switched off and every failure is
 raised at once as ModbusUnavailable.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -17,20 +20,61 @@ from drivers.errors import ModbusUnavailable
 log = logging.getLogger(__name__)
 
 
-class ModbusTcpIO:
-    def __init__(self, name: str, host: str, port: int, *, unit: int = 1, timeout_s: float = 1.0):
+@dataclass(frozen=True)
+class TcpTransport:
+    host: str
+    port: int = 502
+
+    def client(self, **common):
+        return AsyncModbusTcpClient(self.host, port=self.port, **common)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SerialTransport:
+    """RS-485, RTU framing. One master per line: this gate."""
+
+    device: str
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+
+    def client(self, **common):
+        return AsyncModbusSerialClient(self.device, baudrate=self.baudrate, parity=self.parity,
+                                       stopbits=self.stopbits, **common)
+
+    def __str__(self) -> str:
+        return f"{self.device} at {self.baudrate} baud"
+
+
+class ModbusIO:
+    """A DoorIO: a Modbus module answers every request, so it is supervised."""
+
+    supervised = True
+
+    def __init__(self, name: str, transport: TcpTransport | SerialTransport, *, unit: int = 1,
+                 timeout_s: float = 1.0):
         self.name = name
-        self.host = host
-        self.port = port
+        self.transport = transport
         self.unit = unit
         self.timeout_s = timeout_s
         self._client = None
-        self.where = f"{host}:{port}"
+        self.where = str(transport)
         self._lock = asyncio.Lock()  # one request at a time: the relock timer and the poller share a socket
 
+    @classmethod
+    def from_section(cls, s) -> "ModbusIO":
+        """`modbus_tcp` reaches host:port; `modbus_rtu` the serial device."""
+        if s.type == "modbus_rtu":
+            transport = SerialTransport(s.device, baudrate=s.baudrate, parity=s.parity, stopbits=s.stopbits)
+        else:
+            transport = TcpTransport(s.host, s.port)
+        return cls(s.name, transport, unit=s.unit, timeout_s=s.timeout_s)
+
     def _make_client(self):
-        return AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
-                                    reconnect_delay=0, name=self.name)
+        return self.transport.client(timeout=self.timeout_s, retries=0, reconnect_delay=0, name=self.name)
 
     @property
     def connected(self) -> bool:
@@ -102,17 +146,3 @@ class ModbusTcpIO:
             raise ModbusUnavailable(self.name, f"{what} {address}: device answered {r}")
         return r
 
-
-class ModbusRtuIO(ModbusTcpIO):
-    """The same module on a serial line (RS-485), RTU framing. One master per line: this gate."""
-
-    def __init__(self, name: str, device: str, *, baudrate: int = 9600, parity: str = "N", stopbits: int = 1,
-                 unit: int = 1, timeout_s: float = 1.0):
-        super().__init__(name, device, 0, unit=unit, timeout_s=timeout_s)
-        self.device, self.baudrate, self.parity, self.stopbits = device, baudrate, parity, stopbits
-        self.where = f"{device} at {baudrate} baud"
-
-    def _make_client(self):
-        return AsyncModbusSerialClient(self.device, baudrate=self.baudrate, parity=self.parity,
-                                       stopbits=self.stopbits, timeout=self.timeout_s, retries=0,
-                                       reconnect_delay=0, name=self.name)

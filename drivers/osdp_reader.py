@@ -1,7 +1,7 @@
 """An OSDP reader (IEC 60839-11-5) through libosdp, this gate as the control panel, secure channel on.
 
-A card read's bytes become the same text a serial reader sends (upper-case hex), so the core classifies
-them as `badge:<HEX>` exactly alike. The reader's LED and buzzer show each decision (`feedback`). A reader
+A card read's number is a badge UID: it is presented as `badge:<HEX>`, exactly as the same card held to a
+serial reader would be. The reader's LED and buzzer show each decision (`feedback`). A reader
 without the site's secure channel key never comes online: nothing it sends is acted on.
 """
 from __future__ import annotations
@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import ClassVar
 
 import serial
 from osdp import Channel, Command, CommandLEDColor, ControlPanel, Event, LibFlag, LogLevel, PDInfo
+
+from drivers.errors import DriverError
+from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.line_protocol import card
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +55,32 @@ class SerialChannel(Channel):
 
 
 class OsdpReader:
-    """Same shape as the serial reader, plus `feedback(granted)`."""
+    """A CredentialSource that shows each decision; polls on a thread of its own and calls back from it."""
+
+    on_loop: ClassVar[bool] = False
 
     def __init__(self, name: str, device: str, *, address: int = 101, scbk: bytes, baudrate: int = 115200,
-                 on_line: Callable, on_state: Callable, max_backoff_s: float = 5.0):
+                 on_presentation: PresentationCallback, on_state: StateCallback, max_backoff_s: float = 5.0):
         self.name = name
         self.device = device
         self.address = address
         self.scbk = scbk
         self.baudrate = baudrate
-        self.on_line = on_line
+        self.on_presentation = on_presentation
         self.on_state = on_state
         self.max_backoff_s = max_backoff_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"osdp:{name}", daemon=True)
         self._cp: ControlPanel | None = None
+
+    @classmethod
+    def from_section(cls, s, *, on_presentation: PresentationCallback, on_state: StateCallback,
+                     loop=None, scbk: bytes | None = None) -> "OsdpReader":
+        """`scbk`: the key the config's scbk_file holds (the caller reads it, knowing where the file is)."""
+        if scbk is None:
+            raise DriverError(s.name, "an OSDP reader needs its secure channel key (scbk_file)")
+        return cls(s.name, s.url, address=s.address, scbk=scbk, baudrate=s.baudrate or 115200,
+                   on_presentation=on_presentation, on_state=on_state)
 
     def start(self) -> None:
         self._thread.start()
@@ -93,7 +108,7 @@ class OsdpReader:
 
     def _event(self, pd: int, event: dict) -> int:
         if event.get("event") == Event.CardRead and isinstance(event.get("data"), (bytes, bytearray)):
-            self.on_line(self.name, bytes(event["data"]).hex().upper(), time.monotonic_ns())
+            self.on_presentation(card(self.name, bytes(event["data"]), time.monotonic_ns()))
         return 0
 
     def _run(self) -> None:
@@ -104,7 +119,7 @@ class OsdpReader:
                 port = serial.serial_for_url(self.device, baudrate=self.baudrate, timeout=0)
             except (serial.SerialException, OSError, ValueError) as e:
                 if not down_said:
-                    self.on_state(self.name, "down", f"cannot open {self.device}: {e}")
+                    self.on_state(self.name, LinkState.DOWN, f"cannot open {self.device}: {e}")
                     down_said = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
@@ -123,15 +138,16 @@ class OsdpReader:
                 if now_up and not up:
                     up = True
                     backoff = MIN_BACKOFF_S
-                    self.on_state(self.name, "up", None)
+                    self.on_state(self.name, LinkState.UP, None)
                     down_said = False
                 elif up and not now_up:
-                    self.on_state(self.name, "down", "reader offline or secure channel lost")
+                    self.on_state(self.name, LinkState.DOWN, "reader offline or secure channel lost")
                     down_said = True
                     break
                 elif not up and time.monotonic() > give_up_at:
                     if not down_said:
-                        self.on_state(self.name, "down", "reader does not answer or lacks the secure channel key")
+                        self.on_state(self.name, LinkState.DOWN,
+                                      "reader does not answer or lacks the secure channel key")
                         down_said = True
                     backoff = min(backoff * 2, self.max_backoff_s)
                     break
@@ -140,6 +156,6 @@ class OsdpReader:
             cp.stop()
             port.close()
             if channel.error is not None and not down_said:
-                self.on_state(self.name, "down", channel.error)
+                self.on_state(self.name, LinkState.DOWN, channel.error)
                 down_said = True
             self._stop.wait(MIN_BACKOFF_S)

@@ -30,7 +30,7 @@ def parse(data: bytes) -> tuple[int, bool] | None:
 
 
 class RelayBoardIO:
-    """Same calls as the Modbus modules for what a relay board can do: switch outputs."""
+    """A DoorIO that can only switch outputs: nothing can be read back from it."""
 
     supervised = False
 
@@ -41,6 +41,10 @@ class RelayBoardIO:
         self.timeout_s = timeout_s
         self._port: serial.SerialBase | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_section(cls, s) -> "RelayBoardIO":
+        return cls(s.name, s.device, baudrate=s.baudrate, timeout_s=s.timeout_s)
 
     @property
     def connected(self) -> bool:
@@ -72,3 +76,9 @@ class RelayBoardIO:
                 await asyncio.to_thread(self._port.write, frame(address, value))
             except (serial.SerialException, OSError) as e:
                 raise DriverError(self.name, f"write failed: {e}") from None
+
+    async def read_coils(self, address: int, *, count: int = 1) -> list[bool]:
+        raise DriverError(self.name, "a relay board cannot be read (it is unsupervised)")
+
+    async def read_discrete_inputs(self, address: int, *, count: int = 1) -> list[bool]:
+        raise DriverError(self.name, "a relay board has no inputs (the config gives its doors none)")

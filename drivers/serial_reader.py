@@ -1,23 +1,25 @@
 """A serial badge or QR reader (SPEC §5): a device path, `socket://host:port`, `rfc2217://...` or a pty.
-Lines go to `on_line`; losing and regaining the device goes to `on_state`.
+Each line, classified, goes to `on_presentation`; losing and regaining the device goes to `on_state`.
 
 Opening, reopening and backing off run on a thread of their own, because pyserial opens blocking. The
 reading itself: given an event loop, a port with a file descriptor (a device, a pty, `socket://`) is read by
-the loop when it becomes readable, and `on_line` runs right there, on the loop's thread, with no hand-over
-between threads on a scan's path; every callback then runs on the loop. Without a loop, or for a port with
-no descriptor (`rfc2217://`), the thread reads too and calls back from itself.
+the loop when it becomes readable, and `on_presentation` runs right there, on the loop's thread, with no
+hand-over between threads on a scan's path. For a port with no descriptor (`rfc2217://`) the thread reads
+too, and hands what it read to the loop. Given a loop, every callback runs on it; without one, on the thread.
 """
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import threading
 import time
-from typing import Callable
+from typing import ClassVar
 
 import serial
 
-from drivers.line_protocol import LineBuffer
+from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.line_protocol import LineBuffer, presentation
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +27,20 @@ MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 5.0
 READ_TIMEOUT_S = 0.1  # how often a blocked read looks at the stop flag
 
-LineCallback = Callable[[str, str, int], None]  # reader name, line, monotonic ns at the terminator
-StateCallback = Callable[[str, str, "str | None"], None]  # reader name, "up" | "down", error
-
 
 class SerialLineReader:
-    def __init__(self, name: str, url: str, *, baudrate: int = 9600, on_line: LineCallback,
+    """A CredentialSource. Made from the config it is given the loop, so it calls back on it (`on_loop`);
+    built without one (as some tests do) it calls back from its own thread."""
+
+    on_loop: ClassVar[bool] = True
+
+    def __init__(self, name: str, url: str, *, baudrate: int = 9600, on_presentation: PresentationCallback,
                  on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S,
                  loop: asyncio.AbstractEventLoop | None = None):
         self.name = name
         self.url = url
         self.baudrate = baudrate
-        self.on_line = on_line
+        self.on_presentation = on_presentation
         self.on_state = on_state
         self.max_backoff_s = max_backoff_s
         self.loop = loop
@@ -47,8 +51,17 @@ class SerialLineReader:
         self._failed: str | None = None
         self._gone = threading.Event()  # the loop's read failed (or we stop): the thread takes the port back
 
+    @classmethod
+    def from_section(cls, s, *, on_presentation: PresentationCallback, on_state: StateCallback,
+                     loop: asyncio.AbstractEventLoop | None, scbk: bytes | None = None) -> "SerialLineReader":
+        return cls(s.name, s.url, baudrate=s.baudrate or 9600, on_presentation=on_presentation,
+                   on_state=on_state, loop=loop)
+
     def start(self) -> None:
         self._thread.start()
+
+    def feedback(self, granted: bool) -> None:
+        """A serial reader only sends: it has no way to show the decision."""
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -73,7 +86,7 @@ class SerialLineReader:
             except RuntimeError:  # the loop has closed: the daemon is stopping
                 pass
 
-    def _state(self, state: str, error: str | None) -> None:
+    def _state(self, state: LinkState, error: str | None) -> None:
         self._call(self.on_state, self.name, state, error)
 
     def _run(self) -> None:
@@ -82,13 +95,13 @@ class SerialLineReader:
             try:
                 port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_TIMEOUT_S)
             except (serial.SerialException, OSError, ValueError) as e:
-                self._state("down", f"cannot open {self.url}: {e}")
+                self._state(LinkState.DOWN, f"cannot open {self.url}: {e}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             self._port = port
             backoff = MIN_BACKOFF_S
-            self._state("up", None)
+            self._state(LinkState.UP, None)
             error = self._on_loop(port) if self._loop_reads(port) else self._read(port)
             try:
                 port.close()
@@ -96,7 +109,7 @@ class SerialLineReader:
                 pass
             self._port = None
             if error is not None:
-                self._state("down", error)
+                self._state(LinkState.DOWN, error)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
 
@@ -105,8 +118,8 @@ class SerialLineReader:
             return False
         try:
             port.fileno()
-        except (AttributeError, NotImplementedError, serial.SerialException):
-            return False
+        except (AttributeError, NotImplementedError, io.UnsupportedOperation, serial.SerialException):
+            return False  # rfc2217:// and loop:// say so with io's UnsupportedOperation
         return True
 
     def _read(self, port: serial.SerialBase) -> str | None:
@@ -121,7 +134,7 @@ class SerialLineReader:
                 continue
             t = time.monotonic_ns()
             for line in buf.feed(data):
-                self.on_line(self.name, line, t)
+                self._call(self.on_presentation, presentation(self.name, line, t))
         return None
 
     def _on_loop(self, port: serial.SerialBase) -> str | None:
@@ -153,7 +166,7 @@ class SerialLineReader:
             if data:
                 t = time.monotonic_ns()
                 for line in buf.feed(data):
-                    self.on_line(self.name, line, t)
+                    self.on_presentation(presentation(self.name, line, t))
 
         self.loop.add_reader(fd, readable)
         self._watched = fd

@@ -8,10 +8,11 @@ import signal
 import sqlite3
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-from drivers.line_protocol import classify
-from drivers.serial_reader import SerialLineReader
+from drivers.interfaces import CredentialSource, LinkState, Presentation
+from drivers.registry import make_source, source_class
 from edge.config import GateConfig, resolve
 from edge.devices import DeviceBoard
 from edge.gate import Gate, Outcome
@@ -66,17 +67,14 @@ class Daemon:
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         await _first_attempts([m.attempted for m in self.outputs.modules.values()],
                               max((m.timeout_s for m in self.cfg.io_modules), default=1.0) * 2 + 1)
-        # 4. readers, each on its own thread, feeding one queue
-        readers = []
-        self.feedback = {}  # readers that show the decision (OSDP: LED and buzzer)
+        # 4. readers, feeding one queue
+        self.readers: dict[str, CredentialSource] = {}
         self.reader_reported: dict[str, asyncio.Event] = {}
         for r in self.cfg.readers:
             self.board.register(r.name, r.type if r.type != "serial" else "reader")
             self.reader_reported[r.name] = asyncio.Event()
-            rd = make_reader(r, self.base, loop, on_line=self._enqueue, on_state=self._reader_state)
-            if hasattr(rd, "feedback"):
-                self.feedback[r.name] = rd
-            readers.append(rd)
+            self.readers[r.name] = make_reader(r, self.base, loop, self._enqueue, self._reader_state)
+        readers = list(self.readers.values())
         for rd in readers:
             rd.start()
         tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
@@ -138,34 +136,32 @@ class Daemon:
                                           "error": self.outputs.failure(door)[:200]})
         return False
 
-    def _enqueue(self, reader: str, line: str, t_ns: int) -> None:
+    def _enqueue(self, p: Presentation) -> None:
         try:
-            self.queue.put_nowait((reader, line, t_ns))
+            self.queue.put_nowait(p)
         except asyncio.QueueFull:
-            log.error("reader %s: scan dropped, the decision queue is full", reader)
+            log.error("reader %s: scan dropped, the decision queue is full", p.reader)
 
-    def _reader_state(self, name: str, state: str, error: str | None) -> None:
+    def _reader_state(self, name: str, state: LinkState, error: str | None) -> None:
         self.reader_reported[name].set()
-        if state == "up":
+        if state is LinkState.UP:
             self.board.up(name)
         else:
             self.board.down(name, error or "disconnected")
 
     async def _decide_loop(self) -> None:
         while True:
-            reader, line, _t = await self.queue.get()
+            p: Presentation = await self.queue.get()
             try:
-                kind, value = classify(line)
-                out = self.gate.present(reader, kind, value)
+                out = self.gate.present(p.reader, p.kind, p.value)
             except Exception:  # a bug must not stop the gate; the scan is logged and dropped
-                log.exception("reader %s: scan could not be decided", reader)
+                log.exception("reader %s: scan could not be decided", p.reader)
                 continue
             if out.opens:  # the door first: one durable commit and the coil write are the scan's path;
                 # the reader's feedback, the log line and the outbox come once the lock is driven
                 grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
                 await self.open_door(out.door.name, out.door.direction.value, grant)
-            if reader in self.feedback:
-                self.feedback[reader].feedback(out.opens)
+            self.readers[p.reader].feedback(out.opens)  # a no-op where the reader shows nothing
             _log_outcome(out)
 
     async def _on_passage(self, lane: str, direction: str) -> None:
@@ -230,22 +226,15 @@ async def _first_attempts(events: list[asyncio.Event], timeout: float) -> None:
             pass  # still trying: it reports its state when it knows, the doors do not wait for it
 
 
-def make_reader(r, base: Path, loop: asyncio.AbstractEventLoop, on_line, on_state):
+def make_reader(r, base: Path, loop: asyncio.AbstractEventLoop, on_presentation, on_state) -> CredentialSource:
     """The driver for one configured reader, its callbacks run on the loop. A serial line is read by the
-    loop itself (no hand-over between threads on a scan's path); a camera and an OSDP reader run on
-    threads of their own and post to the loop."""
-    if r.type == "serial":
-        return SerialLineReader(r.name, r.url, baudrate=r.baudrate or 9600, on_line=on_line, on_state=on_state,
-                                loop=loop)
-    posted_line = lambda name, line, t: post(loop, on_line, name, line, t)  # noqa: E731
-    posted_state = lambda name, state, err: post(loop, on_state, name, state, err)  # noqa: E731
-    if r.type == "camera":
-        from drivers.camera import CameraReader
-        return CameraReader(r.name, r.source, on_line=posted_line, on_state=posted_state, dedup_s=r.dedup_s)
-    from drivers.osdp_reader import OsdpReader
-    scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip())
-    return OsdpReader(r.name, r.url, address=r.address, scbk=scbk, baudrate=r.baudrate or 115200,
-                      on_line=posted_line, on_state=posted_state)
+    loop itself and calls back there, unwrapped (no hand-over between threads on a scan's path); a camera
+    and an OSDP reader run on threads of their own, so their callbacks are posted to the loop."""
+    if not source_class(r).on_loop:
+        on_presentation, on_state = partial(post, loop, on_presentation), partial(post, loop, on_state)
+    # the key file is named relative to the config's folder, which only the core knows
+    scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip()) if r.scbk_file else None
+    return make_source(r, on_presentation=on_presentation, on_state=on_state, loop=loop, scbk=scbk)
 
 
 def _log_outcome(out: Outcome) -> None:

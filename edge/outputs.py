@@ -1,4 +1,5 @@
-"""Lock outputs and site inputs over Modbus: pulses, supervision, reconnection with capped backoff."""
+"""Lock outputs and site inputs through each module's DoorIO driver: pulses, supervision, reconnection with
+capped backoff."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,8 @@ from typing import Callable
 import time
 
 from drivers.errors import DriverError
-from drivers.modbus_io import ModbusRtuIO, ModbusTcpIO
-from drivers.relay_board import RelayBoardIO
+from drivers.interfaces import DoorIO
+from drivers.registry import make_door_io
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.devices import DeviceBoard
 from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
@@ -23,7 +24,7 @@ RELOCK_RETRY_S = 0.1
 
 
 class IoModule:
-    """One Modbus I/O module: keeps a connection, drives its doors' locks, reads the site inputs."""
+    """One I/O module: keeps a connection, drives its doors' locks, reads the site inputs."""
 
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
                  inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
@@ -42,13 +43,7 @@ class IoModule:
         self.states = {d.name: DoorState(d) for d in doors}
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
-        if cfg.type == "relay_serial":
-            self.io = RelayBoardIO(cfg.name, cfg.device, baudrate=cfg.baudrate, timeout_s=cfg.timeout_s)
-        elif cfg.type == "modbus_rtu":
-            self.io = ModbusRtuIO(cfg.name, cfg.device, baudrate=cfg.baudrate, parity=cfg.parity,
-                                  stopbits=cfg.stopbits, unit=cfg.unit, timeout_s=cfg.timeout_s)
-        else:
-            self.io = ModbusTcpIO(cfg.name, cfg.host, cfg.port, unit=cfg.unit, timeout_s=cfg.timeout_s)
+        self.io: DoorIO = make_door_io(cfg)
         self.ready = asyncio.Event()
         self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
@@ -71,7 +66,7 @@ class IoModule:
                     for st in self.states.values():
                         st.freed = False  # fire mode frees them again on the next poll if it is still on
                     self.board.up(self.cfg.name)
-                    if not getattr(self.io, "supervised", True):
+                    if not self.io.supervised:
                         self.board.unsupervised(self.cfg.name)
                     await self._poll()  # the doors' state is known before anyone is told the module is ready
                     self.ready.set()
@@ -138,7 +133,7 @@ class IoModule:
             bits = await self._read_inputs(sorted(addrs))
         else:
             bits = {}
-            if getattr(self.io, "supervised", True):  # a relay board cannot be asked anything
+            if self.io.supervised:  # an unsupervised module (a relay board) cannot be asked anything
                 await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
         if self.inputs:
             self.on_inputs({name: bits[a] for name, a in self.inputs.items()})

@@ -372,15 +372,19 @@ def wait_until(cond, timeout: float = WAIT_S, what: str = "condition"):
 
 
 class Collector:
-    """A reader driver's callbacks, recorded, with a way to wait on them."""
+    """A credential source's callbacks, recorded, with a way to wait on them."""
 
     def __init__(self):
-        self.lines, self.states = [], []
+        self.presented, self.states = [], []
         self.cond = threading.Condition()
 
-    def on_line(self, name, line, t):
+    @property
+    def values(self):
+        return [p.value for p in self.presented]
+
+    def on_presentation(self, p):
         with self.cond:
-            self.lines.append(line)
+            self.presented.append(p)
             self.cond.notify_all()
 
     def on_state(self, name, state, err):
@@ -390,4 +394,4 @@ class Collector:
 
     def wait(self, pred, timeout=WAIT_S):
         with self.cond:
-            assert self.cond.wait_for(pred, timeout), (self.lines, self.states)
+            assert self.cond.wait_for(pred, timeout), (self.presented, self.states)

@@ -31,19 +31,21 @@ def test_the_stream_gives_each_pass_once_per_window_and_survives_a_drop(procs, p
     cam = procs.start("camera", "-m", "simulators.camera", "--listen", "127.0.0.1:0", "--hold", "1.5", stdin=True)
     url = cam.wait_for("camera listening").split()[-1]
     seen = Collector()
-    reader = CameraReader("cam-1", url, on_line=seen.on_line, on_state=seen.on_state, dedup_s=3, max_backoff_s=0.5)
+    reader = CameraReader("cam-1", url, on_presentation=seen.on_presentation, on_state=seen.on_state, dedup_s=3,
+                          max_backoff_s=0.5)
     reader.start()
     try:
         seen.wait(lambda: "up" in seen.states)
         cam.send(pass_text)  # in view for 1.5 s at 10 fps: fifteen frames, one credential
         cam.send("GK1:SECOND")
-        seen.wait(lambda: "GK1:SECOND" in seen.lines)
-        assert seen.lines == [pass_text, "GK1:SECOND"]
+        seen.wait(lambda: "GK1:SECOND" in seen.values)
+        assert seen.values == [pass_text, "GK1:SECOND"]
+        assert {(p.reader, p.kind) for p in seen.presented} == {("cam-1", "pass")}
         cam.send("!drop")
         seen.wait(lambda: seen.states[-1] == "down")
         seen.wait(lambda: seen.states[-1] == "up")  # reconnected by itself
         cam.send("GK1:THIRD")
-        seen.wait(lambda: "GK1:THIRD" in seen.lines)
+        seen.wait(lambda: "GK1:THIRD" in seen.values)
     finally:
         reader.stop()
 
@@ -53,10 +55,10 @@ def test_a_video_file_is_a_source_too(procs, tmp_path, pass_text):
     cam = procs.start("camera", "-m", "simulators.camera", "--write", str(video), pass_text)
     cam.wait_for("camera wrote")
     seen = Collector()
-    reader = CameraReader("cam-1", str(video), on_line=seen.on_line, on_state=seen.on_state)
+    reader = CameraReader("cam-1", str(video), on_presentation=seen.on_presentation, on_state=seen.on_state)
     reader.start()
     try:
-        seen.wait(lambda: pass_text in seen.lines)
+        seen.wait(lambda: pass_text in seen.values)
     finally:
         reader.stop()
 

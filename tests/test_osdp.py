@@ -23,17 +23,19 @@ def reader_and_sim(procs, sim_key: str = KEY):
     sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", sim_key, stdin=True)
     sim.wait_for("osdp_reader ready")
     c = Collector()
-    r = OsdpReader("side-in", cp_end, scbk=bytes.fromhex(KEY), on_line=c.on_line, on_state=c.on_state)
+    r = OsdpReader("side-in", cp_end, scbk=bytes.fromhex(KEY), on_presentation=c.on_presentation,
+                   on_state=c.on_state)
     r.start()
     return pd_end, sim, c, r
 
 
-def test_a_card_arrives_as_its_hex_and_the_reader_shows_the_decision(procs):
+def test_a_card_arrives_as_a_badge_of_its_hex_and_the_reader_shows_the_decision(procs):
     _, sim, c, r = reader_and_sim(procs)
     try:
         c.wait(lambda: "up" in c.states)
         sim.send("card 04a1b2c3")
-        c.wait(lambda: c.lines == ["04A1B2C3"])
+        c.wait(lambda: c.values == ["badge:04A1B2C3"])
+        assert (c.presented[0].reader, c.presented[0].kind) == ("side-in", "badge")
         r.feedback(True)
         sim.wait_for("osdp_reader led green")
         r.feedback(False)
@@ -48,7 +50,7 @@ def test_a_reader_without_the_site_key_never_comes_online(procs):
     try:
         sim.send("card 04a1b2c3")
         with pytest.raises(AssertionError):
-            c.wait(lambda: "up" in c.states or c.lines, timeout=4)
+            c.wait(lambda: "up" in c.states or c.presented, timeout=4)
     finally:
         r.stop()
 
@@ -62,7 +64,7 @@ def test_a_reader_that_goes_away_is_down_and_up_again_when_back(procs):
         sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", KEY, stdin=True)
         c.wait(lambda: c.states.count("up") == 2)
         sim.send("card 0a0b0c0d")
-        c.wait(lambda: "0A0B0C0D" in c.lines)
+        c.wait(lambda: "badge:0A0B0C0D" in c.values)
     finally:
         r.stop()
 
