@@ -187,7 +187,7 @@ def cmd_events(args) -> int:
         ok, what = journal.verify()
         print(what)
         return 0 if ok else 1
-    source = f"acs/{cfg.site.id}/{cfg.site.gate}"
+    source = cfg.event_source()
     after = args.after_seq
     while True:
         # a page at a time, each read short: a reader that stays open would keep the daemon's write-ahead

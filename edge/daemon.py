@@ -15,7 +15,8 @@ from drivers.interfaces import CredentialSource, LinkState, Presentation
 from drivers.registry import make_source, source_class
 from edge.config import GateConfig, resolve
 from edge.devices import DeviceBoard
-from edge.gate import Gate, Outcome
+from edge.gate import Gate
+from edge.outcome import Outcome
 from edge.keyring import build_keyring
 from edge.model import Direction
 from edge.outputs import Outputs

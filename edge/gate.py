@@ -5,20 +5,20 @@ drive it directly.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Callable
-from zoneinfo import ZoneInfo
 
-from edge.areas import parent_of
 from edge.config import GateConfig
 from edge.holdback import Holdback
 from edge.metrics import Metrics
 from edge.modes import Modes
+from edge.outcome import (
+    Effects, Outcome, Pending, access_data, cred_from_json, cred_json, destination, pass_credential, settings_from,
+)
 from edge.model import (
-    Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings,
+    Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected,
 )
 from edge.passes import KeyRing, PassRejected, verify_pass
 from edge.policy import decide
@@ -30,55 +30,6 @@ from edge.window import clock_plausible
 log = logging.getLogger(__name__)
 
 MAX_ESCORT_SCANS = 32  # recent staff scans remembered per door for P10
-
-
-@dataclass(slots=True)
-class Pending:
-    """A grant at a turnstile lane, waiting for its passages."""
-    cred: Credential
-    door: DoorView
-    admits: int
-    deadline: float
-    walked: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Effects:
-    """What a decision changed in memory that its journal entries must say too."""
-    released: bool = False  # a held exit of the same visit ended by this grant (P9)
-    escorted: tuple["Outcome", ...] = ()  # people admitted with this staff grant (P10)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    reader: str
-    door: DoorView
-    cred: Credential | Rejected
-    decision: Decision
-    decision_us: int
-    entries: tuple[Entry, ...] = ()
-
-    @property
-    def opens(self) -> bool:
-        """Only a grant drives a lock (P9: a held exit does not)."""
-        return self.decision.granted
-
-
-def settings_from(cfg: GateConfig) -> Settings:
-    return Settings(
-        skew_s=cfg.policy.clock_skew_s, tz=ZoneInfo(cfg.site.timezone), schedules=cfg.schedule_windows(),
-        exit_signoff_required=cfg.policy.exit_signoff_required, escort_window_s=cfg.policy.escort_window_s,
-        escort_max=cfg.policy.escort_max,
-    )
-
-
-def pass_credential(c) -> Credential:
-    """A verified pass's claims as a credential (SPEC §3 names → allow-list names)."""
-    return Credential(
-        kind="pass", ref="pass:" + c.cti_hex, holder=c.sub, category=c.cat, areas=c.areas,
-        valid_from=float(c.nbf), valid_until=float(c.exp), tier=c.tier, schedule=c.sch, party=c.party,
-        host=c.host, escort=c.esc, id_hash=c.idh, visit=c.vis,
-    )
 
 
 class Gate:
@@ -97,7 +48,6 @@ class Gate:
                 name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
             )
-        self.root = cfg.root_area()
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
@@ -214,7 +164,7 @@ class Gate:
         """The decision's journal entries and the state written with them, in one durable transaction
         (held back and replayed in order while the database refuses writes)."""
         d, cred, door = out.decision, out.cred, out.door
-        data = self._access_data(out)
+        data = access_data(out)
         entries: list[Entry] = []
         with self.store.tx():
             if d.reason == "clock_invalid" and not self.clock_alarm:
@@ -229,7 +179,7 @@ class Gate:
                 entries.append(self.journal.append("exit.held", data, now))
                 assert isinstance(cred, Credential)
                 self.store.conn.execute("INSERT OR REPLACE INTO held_exits(visit, reader, credential, at)"
-                                        " VALUES(?,?,?,?)", (cred.visit_key, out.reader, _cred_json(cred), now))
+                                        " VALUES(?,?,?,?)", (cred.visit_key, out.reader, cred_json(cred), now))
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
@@ -259,7 +209,7 @@ class Gate:
                 if fx.released:
                     self.store.conn.execute("DELETE FROM held_exits WHERE visit=?", (cred.visit_key,))
                 for o in fx.escorted:  # P10: admitted with this staff grant, through the door it opened
-                    entries.append(self.journal.append("access.granted", self._access_data(o), now))
+                    entries.append(self.journal.append("access.granted", access_data(o), now))
                     self._move(o.cred, door, now)
         return tuple(entries)
 
@@ -281,33 +231,9 @@ class Gate:
         self.waiting[door.name] = still
         return tuple(admitted)
 
-    def _access_data(self, out: Outcome) -> dict:
-        cred, door, d = out.cred, out.door, out.decision
-        base = {
-            "door": door.name, "direction": door.direction.value, "reader": out.reader, "area": door.area,
-            "reason": d.reason, "flags": list(d.flags), "decision_us": out.decision_us,
-        }
-        if isinstance(cred, Credential):
-            base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
-                        category=cred.category, tier=cred.tier, party=cred.party)
-            if d.granted and not door.passages:  # where presence goes, so peers can follow it (P7)
-                base["to_area"] = self.destination(door)
-            if d.escort_by:
-                base["escort_by"] = d.escort_by
-        else:
-            base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=None, category=None, tier=None, party=None)
-        return base
-
-    @staticmethod
-    def destination(door: DoorView) -> str | None:
-        """The area a grant at this door leads to; None is off site."""
-        if door.direction is Direction.IN:
-            return door.area
-        return None if door.perimeter else parent_of(door.area)
-
     def _move(self, cred: Credential, door: DoorView, now: float) -> None:
         """P7: presence follows grants (passage sensors take over in the hardware layer)."""
-        self.store.move_presence(cred.ref, cred.holder, cred.category, self.destination(door), cred.party, now)
+        self.store.move_presence(cred.ref, cred.holder, cred.category, destination(door), cred.party, now)
 
 
     def muster(self) -> list[dict]:
@@ -351,12 +277,11 @@ class Gate:
 
     # -- P9: held exits survive a restart --------------------------------------------------------------
     def _load_held_exits(self) -> None:
-        for visit, reader, cred_json, at in self.store.conn.execute("SELECT visit, reader, credential, at FROM held_exits"):
+        for visit, reader, text, at in self.store.conn.execute("SELECT visit, reader, credential, at FROM held_exits"):
             door = self.readers.get(reader)
             if door is None:
                 continue  # the reader left the config: nobody waits there any more
-            d = json.loads(cred_json)
-            cred = Credential(**{**d, "areas": tuple(d["areas"]), "roles": frozenset(d["roles"])})
+            cred = cred_from_json(text)
             self.held_exits[visit] = (reader, cred, door)
             self.held_at[visit] = at
 
@@ -420,7 +345,7 @@ class Gate:
         more = p.walked < p.admits
         if not more:
             queue.pop(0)
-        cred, walked, to = p.cred, p.walked, self.destination(p.door)
+        cred, walked, to = p.cred, p.walked, destination(p.door)
 
         def write():
             with self.store.tx():
@@ -457,9 +382,3 @@ class Gate:
     def record(self, etype: str, data: dict, now: float | None = None) -> Entry | None:
         """Journal an action or alarm that is not a decision (device faults, door events)."""
         return self.holdback.run(self.journal.append, etype, data, self.clock() if now is None else now)
-
-
-def _cred_json(cred: Credential) -> str:
-    d = asdict(cred)
-    d["roles"] = sorted(cred.roles)
-    return json.dumps(d, separators=(",", ":"))

@@ -28,7 +28,6 @@ def known_kind(category: str | None, tier: str | None) -> bool:
 SINGLE_VISIT = frozenset({"visitor", "vip"})
 STALE_REFUSED = frozenset({"visitor", "contractor"})
 # SPEC §5: an `out` reader refuses only for these reasons (or holds for P9).
-EXIT_REFUSALS = frozenset({"unknown_credential", "malformed", "bad_signature", "pass_consumed"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,6 @@ class IoModule:
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
         self.io: DoorIO = make_door_io(cfg)
-        self.ready = asyncio.Event()
         self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
         self.unlocked: set[int] = set()  # coils this gate last commanded on
@@ -69,15 +68,13 @@ class IoModule:
                     if not self.io.supervised:
                         self.board.unsupervised(self.cfg.name)
                     await self._poll()  # the doors' state is known before anyone is told the module is ready
-                    self.ready.set()
                     log.info("io module %s ready: %d doors locked, inputs read", self.cfg.name, len(self.doors))
                     backoff = 0.2
                     await _wait(stop, self.poll_s)
                 await self._poll()
-            except (DriverError, Exception) as e:  # anything else is a bug: logged, and the module retried
+            except Exception as e:  # anything else is a bug: logged, and the module retried
                 if not isinstance(e, DriverError):
                     log.exception("io module %s: unexpected failure", self.cfg.name)
-                self.ready.clear()
                 # P18: the hardware now does what each door declares; say which
                 self.board.down(self.cfg.name, str(e), {"doors": {d.name: d.fail_mode for d in self.doors}})
                 await self.io.close()

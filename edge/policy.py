@@ -90,10 +90,13 @@ def in_schedule(cred: Credential, now: float, s: Settings) -> bool:
     if name == "always":
         return True
     window = s.schedules.get(name)
-    if window is None:  # an unknown schedule admits nobody: fail closed
-        return False
+    return window is not None and window_open(window, now, s.tz)  # an unknown schedule admits nobody
+
+
+def window_open(window: tuple, now: float, tz) -> bool:
+    """Whether `now` falls in a schedule window: (weekdays, start minute, end minute) in local time."""
     days, start, end = window
-    local = datetime.fromtimestamp(now, s.tz or _UTC)
+    local = datetime.fromtimestamp(now, tz or _UTC)
     minute = local.hour * 60 + local.minute
     return local.weekday() in days and start <= minute < end
 

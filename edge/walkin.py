@@ -21,6 +21,7 @@ from edge.config import ConfigError, GateConfig, resolve
 from edge.errors import Refused
 from edge.passes.codec import issue_pass
 from edge.passes.keys import load_private_pem, new_private_key, public_pem
+from edge.policy import window_open
 from edge.store import dict_rows
 from edge.store.journal import rfc3339
 
@@ -134,12 +135,12 @@ class Desk:
 
     def _visiting_hours_end(self, now: float) -> float:
         """P13: no registration outside visiting hours; a pass ends with today's."""
-        days, start, end = self.gate.settings.schedules["visiting_hours"]
-        local = datetime.fromtimestamp(now, self.gate.settings.tz)
-        minute = local.hour * 60 + local.minute
-        if local.weekday() not in days or not start <= minute < end:
+        window = self.gate.settings.schedules["visiting_hours"]
+        _, start, end = window
+        if not window_open(window, now, self.gate.settings.tz):
             raise Refused(409, None, f"outside visiting hours ({start // 60:02d}:{start % 60:02d}-"
                           f"{end // 60:02d}:{end % 60:02d}, {self.cfg.site.timezone}): no walk-in registration")
+        local = datetime.fromtimestamp(now, self.gate.settings.tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         return (midnight + timedelta(minutes=end)).timestamp()
 

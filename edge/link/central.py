@@ -48,7 +48,7 @@ class CentralLink:
         root = f"{self.m.topic_root}/{site}"
         self.root = root
         self.me = me
-        self.source = f"{root}/{me}"
+        self.source = cfg.event_source()
         self.t_status = f"{root}/{me}/status"
         self.t_muster = f"{root}/{me}/muster"
         self.t_resync = f"{root}/{me}/allowlist/resync"
@@ -199,7 +199,7 @@ class CentralLink:
         """SPEC §2 status. `last_seq` lets the central system see a loss before the next event comes."""
         devices = {n: h.value for n, h in self.board.health.items() if n != "broker"}
         if state is None:
-            state = "degraded" if any(v == "down" for v in devices.values()) else "online"
+            state = "degraded" if self.board.degraded else "online"
         body = {"state": state, "mode": self.gate.mode.value, "allowlist_version": self.sync.version if self.sync else 0,
                 "devices": devices, "session": self.session, "epoch": self.store.epoch}
         if with_seq:

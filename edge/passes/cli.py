@@ -12,10 +12,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from edge.model import CATEGORIES
 from edge.passes.codec import MAX_PASS, PassRejected, issue_pass, verify_pass
 from edge.passes.keys import KeyRing, generate_keypair, load_private_pem
 
-CATEGORIES = ["staff", "vip", "visitor", "contractor"]  # SPEC §2
 TIERS = ["special", "first", "second"]
 # RFC 3339 date-time (its note allows a space for the T); datetime.fromisoformat alone takes far more
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
@@ -35,7 +35,7 @@ def add_commands(sub) -> None:
     issue.add_argument("--key", required=True, help="private key file (PEM)")
     issue.add_argument("--kid", required=True)
     issue.add_argument("--holder", required=True)
-    issue.add_argument("--category", required=True, choices=CATEGORIES)
+    issue.add_argument("--category", required=True, choices=sorted(CATEGORIES))
     issue.add_argument("--tier", choices=TIERS)
     issue.add_argument("--areas", required=True, help="comma-separated, e.g. site/lobby,site/office")
     issue.add_argument("--from", dest="valid_from", required=True, help="RFC 3339, any offset")
