@@ -31,7 +31,7 @@ from common import (  # noqa: E402  (puts the project on sys.path)
 
 import httpx  # noqa: E402
 
-from edge.procs import listen_port  # noqa: E402
+from demo.procs import listen_port  # noqa: E402
 
 API = """
 [api]

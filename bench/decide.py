@@ -21,8 +21,8 @@ from pathlib import Path
 from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
 from edge.config import load_config  # noqa: E402
-from edge.gate import Gate  # noqa: E402
-from edge.keyring import build_keyring  # noqa: E402
+from edge.core.gate import Gate  # noqa: E402
+from edge.passes.keyring import build_keyring  # noqa: E402
 from edge.passes import issue_pass  # noqa: E402
 from edge.passes.keys import generate_keypair  # noqa: E402
 from edge.store import Store  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
         private = generate_keypair("bench-1", d)
-        from edge.procs import HeldPort
+        from demo.procs import HeldPort
         # no I/O module and no reader run here: their ports are held, not listened on, so the daemon's
         # connections are refused at once (as by a device that is off) and no other program answers them
         io, reader = HeldPort(), HeldPort()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import ROOT, mqtt_peer, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
-from edge.procs import HeldPort, listen_port  # noqa: E402
+from demo.procs import HeldPort, listen_port  # noqa: E402
 from edge.store import Store  # noqa: E402
 from edge.store.journal import Journal  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402

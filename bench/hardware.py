@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import ROOT, add_staff_badge, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
-from edge.procs import HeldPort, listen_port  # noqa: E402
+from demo.procs import HeldPort, listen_port  # noqa: E402
 
 
 def start_io(io_args: list[str]) -> tuple[subprocess.Popen, int]:

@@ -42,7 +42,7 @@ from typing import NoReturn
 
 from common import ROOT, guard_token, mqtt_peer, pct, print_table, site_toml  # noqa: E402  (puts the project on sys.path)
 
-from edge.procs import listen_port  # noqa: E402
+from demo.procs import listen_port  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
 
 BADGE = b"04A1B2C3\r\n"

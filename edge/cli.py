@@ -89,7 +89,7 @@ def cmd_run(args) -> int:
     for p in part_problems:  # the API or the central link will fault and retry; the doors work meanwhile
         logging.getLogger("gatekeeper").error("%s", p)
     if args.check:
-        from edge.keyring import build_keyring
+        from edge.passes.keyring import build_keyring
         build_keyring(cfg, base)  # key files must load too
         print(f"{args.config}: OK ({len(cfg.doors)} doors, {len(cfg.readers)} readers)")
         return 0
@@ -98,8 +98,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from edge.demo import run_demo
-    return run_demo(args.state, story_only=args.story_only)
+    # The demo lives beside the core, not in it (it starts simulators): this process becomes it.
+    argv = [sys.executable, "-m", "demo", "--state", args.state, "--log-level", args.log_level]
+    argv += ["--story-only"] if args.story_only else []
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
 
 
 def _open_store(config: str, must_exist: bool = False):
@@ -131,7 +134,7 @@ def cmd_allowlist_import(args) -> int:
             print(p, file=sys.stderr)
         print(f"{args.file}: nothing imported", file=sys.stderr)
         return 1
-    from edge.records import unknown_kind_alarm
+    from edge.store.records import unknown_kind_alarm
     now = time.time()
     with store.tx():
         counts = apply_items(store, items, now)

@@ -14,15 +14,15 @@ from pathlib import Path
 from drivers.interfaces import CredentialSource, LinkState, Presentation
 from drivers.registry import make_source, source_class
 from edge.config import GateConfig, resolve
-from edge.devices import DeviceBoard
-from edge.gate import Gate
-from edge.outcome import Outcome
-from edge.keyring import build_keyring
-from edge.model import Direction
-from edge.outputs import Outputs
-from edge.sdnotify import notify, watchdog_interval
+from edge.hardware.devices import DeviceBoard
+from edge.core.gate import Gate
+from edge.core.outcome import Outcome
+from edge.passes.keyring import build_keyring
+from edge.core.model import Direction
+from edge.hardware.outputs import Outputs
+from edge.runtime.sdnotify import notify, watchdog_interval
 from edge.store import Store
-from edge.threads import post
+from edge.runtime.threads import post
 
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("gatekeeper.decisions")
@@ -48,10 +48,10 @@ class Daemon:
         # the front desk: walk-ins signed with the gate's own key (P13), contractors' permits (P14)
         self.desk = None
         if self.cfg.walkin is not None:
-            from edge.walkin import Desk
+            from edge.desks.walkin import Desk
             self.desk = Desk(self.cfg, self.base, self.gate)
             self._reload_keys()
-        from edge.permits import PermitDesk
+        from edge.desks.permits import PermitDesk
         self.permits = PermitDesk(self.cfg, self.gate)
         # 2. the central link, when configured: the outbox starts from where the broker last acknowledged
         self.link = None
@@ -252,7 +252,7 @@ def run(cfg: GateConfig, base: Path) -> int:
     # paho's network thread then keep it for up to the switch interval (5 ms by default), which would
     # show in every decision's latency and throttle the outbox. 0.5 ms keeps the loop responsive.
     sys.setswitchinterval(0.0005)
-    from edge import lograte
+    from edge.runtime import lograte
     lograte.install()
     _raise_open_files_limit()
     return asyncio.run(Daemon(cfg, base).run())

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.procs import HeldPort, listen_port, set_entry_port
+from demo.procs import HeldPort, listen_port, set_entry_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KID = "central-1"

@@ -14,12 +14,12 @@ from PIL import Image
 from pyzbar.pyzbar import decode
 
 from edge.config import load_config
-from edge.gate import Gate as InProcessGate
-from edge.keyring import build_keyring
-from edge.permits import PermitDesk
+from edge.core.gate import Gate as InProcessGate
+from edge.passes.keyring import build_keyring
+from edge.desks.permits import PermitDesk
 from edge.store import Store
 from edge.errors import Refused
-from edge.walkin import Desk, id_hash
+from edge.desks.walkin import Desk, id_hash
 from sitekit import ID_SECRET, WAIT_S, make_site
 from test_e2e_gate import Gate
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from edge.config import DoorSection
-from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
+from edge.hardware.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
 
 DOOR = DoorSection(name="main", area="site/lobby", io="io1", lock_coil=0, contact_input=0, rex_input=1,
                    pulse_s=3, held_open_s=30)

@@ -12,7 +12,7 @@ from drivers.errors import ModbusUnavailable
 from drivers.line_protocol import MAX_LINE, LineBuffer, classify
 from drivers.modbus_io import ModbusIO, TcpTransport
 from drivers.serial_reader import SerialLineReader
-from edge.procs import HeldPort, listen_port
+from demo.procs import HeldPort, listen_port
 from sitekit import Collector
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from pymodbus.client import ModbusTcpClient
 
-from edge.procs import listen_port
+from demo.procs import listen_port
 from sitekit import DAY, JournalWatch, iso, make_site, wait_until
 
 pytestmark = pytest.mark.e2e

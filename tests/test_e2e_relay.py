@@ -6,7 +6,7 @@ import re
 import pytest
 
 from drivers.relay_board import frame, parse
-from edge.procs import listen_port
+from demo.procs import listen_port
 from sitekit import JournalWatch, make_site
 from test_e2e_gate import STAFF
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from edge.procs import listen_port
+from demo.procs import listen_port
 from sitekit import JournalWatch, make_site
 from test_e2e_gate import STAFF
 

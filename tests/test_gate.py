@@ -7,12 +7,12 @@ import time
 import pytest
 
 from edge.config import load_config
-from edge.gate import Gate
-from edge.keyring import build_keyring
-from edge.model import Direction, Mode
+from edge.core.gate import Gate
+from edge.passes.keyring import build_keyring
+from edge.core.model import Direction, Mode
 from edge.store import Store
 from edge.store.journal import Journal
-from edge.window import RELEASE_EPOCH
+from edge.core.window import RELEASE_EPOCH
 from sitekit import DAY, KID, make_site
 
 STAFF = "badge:04A1B2C3"

@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from edge.config import load_config
-from edge.devices import DeviceBoard
-from edge.gate import Gate
-from edge.keyring import build_keyring
+from edge.hardware.devices import DeviceBoard
+from edge.core.gate import Gate
+from edge.passes.keyring import build_keyring
 from edge.link.central import CentralLink
 from edge.link.client import Incoming
-from edge.model import Mode
-from edge.outputs import Outputs
-from edge.records import AllowRecord
+from edge.core.model import Mode
+from edge.hardware.outputs import Outputs
+from edge.store.records import AllowRecord
 from edge.store import Store
 from edge.store.allowlist import apply_items
 from edge.store.journal import Journal

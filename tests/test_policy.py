@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from edge.model import Credential, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings
-from edge.policy import decide
-from edge.window import RELEASE_EPOCH
+from edge.core.model import Credential, Direction, DoorView, EscortScan, Facts, Mode, Rejected, Settings
+from edge.core.policy import decide
+from edge.core.window import RELEASE_EPOCH
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=TZ).timestamp()  # a Wednesday, inside visiting hours
@@ -183,8 +183,8 @@ facts = st.builds(
 def test_property_no_entry_grant_without_a_valid_permitted_credential(cred, door, now, f):
     d = decide(cred, door, now, f, SETTINGS)
     if d.granted and door.direction is Direction.IN:
-        from edge.areas import permits
-        from edge.window import window_reason
+        from edge.core.areas import permits
+        from edge.core.window import window_reason
         assert isinstance(cred, Credential)  # verified (P2)
         assert window_reason(cred.valid_from, cred.valid_until, now, SETTINGS.skew_s) is None  # valid now (P3)
         assert permits(cred.areas, door.area)  # permitted for the area (P4)

@@ -193,7 +193,7 @@ def test_database_of_a_newer_version_is_refused(tmp_path):
 
 
 def test_spec6_the_disk_reserve_is_sized_to_the_disk():
-    from edge.holdback import reserve_size
+    from edge.store.holdback import reserve_size
     mib = 1 << 20
     assert reserve_size(20 * mib, 18 * mib) == 409 * 1024 + 614  # 2% of a 20 MB disk
     assert reserve_size(64 * 1024 * mib, 30 * 1024 * mib) == 8 * mib  # capped on a big disk

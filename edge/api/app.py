@@ -26,8 +26,8 @@ from edge.api.bodies import (
     AmendBody, ModeBody, OpenBody, PermitBody, ReleaseBody, RenewBody, ReturnBody, SessionBody, WalkinBody,
 )
 from edge.api.tokens import Caller, check
-from edge.model import Mode
-from edge.modes import ModeRefused
+from edge.core.model import Mode
+from edge.core.modes import ModeRefused
 from edge.passes.qr import png_bytes
 from edge.store.journal import rfc3339
 from edge.errors import Refused

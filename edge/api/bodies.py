@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.config import AreaPath
-from edge.records import BADGE_REF, HolderId
+from edge.store.records import BADGE_REF, HolderId
 
 Reason = Annotated[str, Field(min_length=3, max_length=200, description="why: journaled with the person (P19)")]
 Text = Annotated[str, Field(min_length=1, max_length=100)]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.errors import GatekeeperError
-from edge.areas import is_within, parent_of
+from edge.core.areas import is_within, parent_of
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

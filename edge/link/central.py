@@ -15,16 +15,16 @@ from collections import deque
 from pathlib import Path
 
 from edge.config import GateConfig
-from edge.devices import DeviceBoard
-from edge.gate import Gate
+from edge.hardware.devices import DeviceBoard
+from edge.core.gate import Gate
 from edge.link.client import Incoming, MqttClient
 from edge.link.messages import BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, Signoff, SiteMode, parse
 from edge.link.outbox import Outbox
 from edge.link.sync import AllowlistSync
-from edge.model import Mode
+from edge.core.model import Mode
 from edge.passes.keys import load_public_pem
 from edge.store.journal import rfc3339
-from edge.threads import post
+from edge.runtime.threads import post
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSection
-from edge.threads import post
+from edge.runtime.threads import post
 
 log = logging.getLogger(__name__)
 

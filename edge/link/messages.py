@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
 
 MAX_MESSAGE = 1 << 20  # 1 MiB (SPEC §2): anything larger is refused unread
 BADGE = r"^badge:([0-9A-F]{2}){4,10}$"

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from edge.records import unknown_kind_alarm
+from edge.store.records import unknown_kind_alarm
 
 log = logging.getLogger(__name__)
 

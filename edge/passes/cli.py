@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from edge.model import CATEGORIES
+from edge.core.model import CATEGORIES
 from edge.passes.codec import MAX_PASS, PassRejected, issue_pass, verify_pass
 from edge.passes.keys import KeyRing, generate_keypair, load_private_pem
 

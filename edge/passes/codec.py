@@ -16,8 +16,8 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.model import known_kind
-from edge.passes import base45
+from edge.core.model import known_kind
+import edge.passes.base45 as base45
 from edge.passes.cose import KID, loads_strict, parse_sign1, sig_structure, sign1
 from edge.passes.keys import KeyRing
 

@@ -7,8 +7,8 @@ from typing import Iterable
 from pydantic import ValidationError
 
 from edge.errors import GatekeeperError
-from edge.model import Credential
-from edge.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+from edge.core.model import Credential
+from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
 from edge.store.db import Store
 
 MAX_LINE = 64 * 1024

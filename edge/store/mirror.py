@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.model import Credential
+from edge.core.model import Credential
 from edge.store.permits import active_permits
 
 # which mirrors each `versions` counter covers (migrations 6 and 7 keep the counters)

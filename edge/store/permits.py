@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.model import Credential
+from edge.core.model import Credential
 
 _ACTIVE = ("SELECT credential, holder, areas, valid_from, valid_until FROM permits"
            " WHERE returned IS NULL ORDER BY created")

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.procs import Child, listen_port, python_module, set_entry_port
+from demo.procs import Child, listen_port, python_module, set_entry_port
 
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 KID = "central-1"

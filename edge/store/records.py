@@ -64,7 +64,7 @@ class AllowRecord(_Strict):
 def unknown_kind_alarm(records, source: str) -> dict | None:
     """P1: one `alarm.raised` for the records of a batch, snapshot or import whose category or tier the
     rules do not know (they are stored, and refused at every scan). None when there are none."""
-    from edge.model import known_kind
+    from edge.core.model import known_kind
     odd = [r.credential for r in records if not known_kind(r.category, r.tier)]
     if not odd:
         return None

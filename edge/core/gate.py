@@ -11,21 +11,21 @@ from dataclasses import replace
 from typing import Callable
 
 from edge.config import GateConfig
-from edge.holdback import Holdback
-from edge.metrics import Metrics
-from edge.modes import Modes
-from edge.outcome import (
+from edge.store.holdback import Holdback
+from edge.core.metrics import Metrics
+from edge.core.modes import Modes
+from edge.core.outcome import (
     Effects, Outcome, Pending, access_data, cred_from_json, cred_json, destination, pass_credential, settings_from,
 )
-from edge.model import (
+from edge.core.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected,
 )
 from edge.passes import KeyRing, PassRejected, verify_pass
-from edge.policy import decide
+from edge.core.policy import decide
 from edge.store import Store
 from edge.store.allowlist import lookup_badge
 from edge.store.journal import Entry, Journal, rfc3339
-from edge.window import clock_plausible
+from edge.core.window import clock_plausible
 
 log = logging.getLogger(__name__)
 

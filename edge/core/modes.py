@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from edge.model import Mode
+from edge.core.model import Mode
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.config import ConfigError, GateConfig, resolve
-from edge.passes import KeyRing
+from edge.passes.keys import KeyRing
 from edge.passes.keys import load_public_pem
 from edge.store import Store
 

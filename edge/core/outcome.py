@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
-from edge.areas import parent_of
+from edge.core.areas import parent_of
 from edge.config import GateConfig
-from edge.model import Credential, Decision, Direction, DoorView, Rejected, Settings
+from edge.core.model import Credential, Decision, Direction, DoorView, Rejected, Settings
 from edge.store.journal import Entry
 
 

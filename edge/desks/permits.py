@@ -10,7 +10,7 @@ import re
 import secrets
 
 from edge.config import GateConfig
-from edge.records import BADGE_REF
+from edge.store.records import BADGE_REF
 from edge.store import dict_rows
 from edge.store.journal import rfc3339
 from edge.errors import Refused

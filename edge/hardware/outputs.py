@@ -12,8 +12,8 @@ from drivers.errors import DriverError
 from drivers.interfaces import DoorIO
 from drivers.registry import make_door_io
 from edge.config import DoorSection, GateConfig, IoModuleSection
-from edge.devices import DeviceBoard
-from edge.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
+from edge.hardware.devices import DeviceBoard
+from edge.hardware.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
 
 log = logging.getLogger(__name__)
 

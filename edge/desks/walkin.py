@@ -16,12 +16,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.areas import is_within
+from edge.core.areas import is_within
 from edge.config import ConfigError, GateConfig, resolve
 from edge.errors import Refused
 from edge.passes.codec import issue_pass
 from edge.passes.keys import load_private_pem, new_private_key, public_pem
-from edge.policy import window_open
+from edge.core.policy import window_open
 from edge.store import dict_rows
 from edge.store.journal import rfc3339
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from edge.areas import is_within, permits
-from edge.model import (
+from edge.core.areas import is_within, permits
+from edge.core.model import (
     SINGLE_VISIT, STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
 )
-from edge.window import clock_plausible, window_reason
+from edge.core.window import clock_plausible, window_reason
 
 _UTC = timezone.utc
 

@@ -1,0 +1,1 @@
+"""The demo site: simulators, daemon and a short story on this machine (`gatekeeper demo`)."""

@@ -1,0 +1,1 @@
+"""Hardware supervision: lock outputs, door contacts, site inputs, device health."""

@@ -1,0 +1,1 @@
+"""Process plumbing: systemd notification, handing work to the loop, rate-limited logs."""
