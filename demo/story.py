@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from demo.procs import Child, listen_port, python_module, set_entry_port
+from demo.procs import Child, JournalWatch, listen_port, python_module, set_entry_port
 
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 KID = "central-1"
@@ -23,6 +24,8 @@ NAMES = {
 }
 BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0FFEE0", "ma": "0BADBAD0"}
 WAIT_S = 60.0  # for a decision or a process's line: the wait ends as soon as it comes; a busy machine is slow
+# the children's own logs: shown with GATEKEEPER_DEMO_VERBOSE, else only what the story prints
+STDERR = "inherit" if os.environ.get("GATEKEEPER_DEMO_VERBOSE") else "quiet"
 
 
 def run_demo(state: str, *, story_only: bool = False) -> int:
@@ -40,7 +43,7 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
             broker.start()  # it picks its port, which the config below names
         site, db, passes = prepare(state_dir, broker.port if broker else None)
         if broker:
-            central = Child("central", python_module(
+            central = Child("central", stderr=STDERR, args=python_module(
                 "simulators.central", "--broker", broker.url, "--site", "demo", "--client-id", "demo-central",
                 # the central system holds the same people: a new gate asks it for a snapshot (SPEC §2)
                 "--data", str(state_dir / "people.jsonl"), "--heartbeat", "60"), stdin=True)
@@ -50,7 +53,7 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
         if broker:
             readers["central"] = central
         console_port = start_daemon(site, db, children)
-        tail = JournalTail(db)
+        tail = JournalWatch(db)
         play_story(readers, tail, passes, site)
         print(console_banner(console_port, site.parent / "tokens.txt"), flush=True)
         if story_only:
@@ -135,7 +138,7 @@ def start_daemon(site: Path, db: Path, children: list[Child]) -> int:
     is bound before the daemon says it is ready, or has failed (a `device.fault` named api, journaled by then):
     if 8080 was taken after it looked free, the daemon is started again on a port of its own."""
     while True:
-        daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)))
+        daemon = Child("daemon", python_module("edge.cli", "run", "--config", str(site)), stderr=STDERR)
         children.append(daemon)
         daemon.wait_for("gatekeeper ready")
         text = site.read_text()
@@ -187,49 +190,19 @@ def start_simulators(site: Path, children: list[Child]) -> dict[str, Child]:
     text = site.read_text()
     cfg = tomllib.loads(text)
     io = Child("door_io", python_module("simulators.door_io", "--site", str(site), "--module", "io1", "--port", "0"),
-               stdin=True)
+               stdin=True, stderr=STDERR)
     children.append(io)
     text = set_entry_port(text, "io_modules", "io1", listen_port(io.wait_for("door_io listening")))
     readers = {"io": io}
     for r in cfg["readers"]:
         host = r["url"].removeprefix("socket://").rsplit(":", 1)[0]
-        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:0"), stdin=True)
+        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:0"), stdin=True,
+                  stderr=STDERR)
         children.append(c)
         text = set_entry_port(text, "readers", r["name"], listen_port(c.wait_for("badge_reader listening")))
         readers[r["name"]] = c
     site.write_text(text)
     return readers
-
-
-class JournalTail:
-    """Reads the daemon's journal (read-only) and waits for new entries."""
-
-    def last_seq(self) -> int:
-        if self.conn is None:
-            return 0
-        return self.conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
-
-    def __init__(self, db: Path):
-        self.db = db
-        self.after = 0
-        self.conn = None
-
-    def next(self, types: tuple[str, ...], timeout: float = WAIT_S) -> tuple[str, dict] | None:
-        """The next entry of one of `types`, as soon as it is journaled; the journal is read at least once,
-        so an entry committed with the last one is found even with a short `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.conn is None and self.db.exists():
-                self.conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-            if self.conn is not None:
-                for seq, etype, data in self.conn.execute(
-                        "SELECT seq, type, data FROM journal WHERE seq > ? ORDER BY seq", (self.after,)):
-                    self.after = seq
-                    if etype in types:
-                        return etype, json.loads(data)
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
 
 
 DECISIONS = ("access.granted", "access.denied", "exit.held")
@@ -243,22 +216,22 @@ def show(etype: str, data: dict) -> None:
     print(f"  {data['door']:<8} {data['direction']:<3}  {verdict}  {who}{party}  reason={data['reason']}{flags}", flush=True)
 
 
-def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, str], site: Path) -> None:
+def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, str], site: Path) -> None:
     print("\nGatekeeper demo: a day at the gate (site 'demo', gate 'gate-1', no network needed)\n", flush=True)
 
     def scan(reader: str, text: str, say: str) -> None:
         print(f"- {say}", flush=True)
         readers[reader].send(text)
-        got = tail.next(DECISIONS)
+        got = tail.poll(DECISIONS)
         if got is None:
             print(f"  (no decision within {WAIT_S:.0f} s: is the daemon running?)", flush=True)
             return
-        show(*got)
+        show(*got[1:])
         # journaled with the grant, in the same commit: there already, or not coming
-        extra = tail.next(("visitor.arrived",), timeout=0) if got[1].get("category") == "vip" else None
+        extra = tail.poll(("visitor.arrived",), timeout=0) if got[2].get("category") == "vip" else None
         if extra:
-            print(f"  -> visitor.arrived: host {extra[1]['host']} told at once"
-                  f"{' (PRIORITY: special tier)' if extra[1].get('priority') else ''}", flush=True)
+            print(f"  -> visitor.arrived: host {extra[2]['host']} told at once"
+                  f"{' (PRIORITY: special tier)' if extra[2].get('priority') else ''}", flush=True)
 
     scan("main-in", BADGES["li"], "Li Wei, staff, badges in at the main gate")
     scan("main-in", passes["vip"], "Chen Jie, a special-tier VIP, shows her QR pass; two companions with her")
@@ -272,19 +245,19 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
     if central:
         print("- Wang Fang, his host, signs the visit off in the central system (it opens nothing by itself)", flush=True)
         central.send("signoff v-zhang h-1002")
-        if tail.next(("visit.signed_off",)):
+        if tail.poll(("visit.signed_off",)):
             print("  -> visit.signed_off received over MQTT", flush=True)
         scan("main-out", passes["visitor"], "Zhang Lei scans his pass at the exit again")
-        if tail.next(("visit.checked_out",), timeout=0):  # journaled with the grant, as above
+        if tail.poll(("visit.checked_out",), timeout=0):  # journaled with the grant, as above
             print("  -> the pass is consumed: it will not open any gate of the site again", flush=True)
     print("- The guard turns the lockdown key switch", flush=True)
     readers["io"].send("input 101 on")
-    if tail.next(("mode.changed",)):
+    if tail.poll(("mode.changed",)):
         print("  mode -> lockdown", flush=True)
     scan("main-in", BADGES["wang"], "Wang Fang, staff, arrives during the lockdown")
     scan("main-in", BADGES["zhao"], "Zhao Min, a supervisor, arrives during the lockdown")
     readers["io"].send("input 101 off")
-    if tail.next(("mode.changed",)):
+    if tail.poll(("mode.changed",)):
         print("- The key switch returns: mode -> normal", flush=True)
     print("\nEvery decision above is in the journal: gatekeeper events --config", site, flush=True)
     if central:
@@ -296,7 +269,7 @@ def play_story(readers: dict[str, Child], tail: JournalTail, passes: dict[str, s
                   f"{report['gaps']} missing, {report['out_of_order']} out of order.", flush=True)
 
 
-def _central_report(central: Child, tail: "JournalTail") -> dict | None:
+def _central_report(central: Child, tail: "JournalWatch") -> dict | None:
     """What the central simulator has from gate-1, once it has everything journaled so far."""
     last = tail.last_seq()
     deadline = time.monotonic() + WAIT_S
@@ -311,7 +284,7 @@ def _central_report(central: Child, tail: "JournalTail") -> dict | None:
     return None
 
 
-def interactive(readers: dict[str, Child], tail: JournalTail) -> None:
+def interactive(readers: dict[str, Child], tail: JournalWatch) -> None:
     names = [n for n in readers if n != "io"]
     print(f"\nThe gate stays up. Scan more: type `READER CREDENTIAL`, e.g. `main-in {BADGES['li']}` "
           f"(readers: {', '.join(names)}; passes are in the state folder). Ctrl-C stops everything.", flush=True)
@@ -324,8 +297,8 @@ def interactive(readers: dict[str, Child], tail: JournalTail) -> None:
             print(f"  usage: READER CREDENTIAL, READER one of {', '.join(names)}", flush=True)
             continue
         readers[parts[0]].send(parts[1].strip())
-        got = tail.next(DECISIONS)
+        got = tail.poll(DECISIONS)
         if got:
-            show(*got)
+            show(*got[1:])
     while True:
         time.sleep(3600)

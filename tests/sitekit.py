@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demo.procs import HeldPort, listen_port, set_entry_port
+from demo.procs import Child, HeldPort, JournalWatch, listen_port, set_entry_port  # noqa: F401  (JournalWatch: the tests take it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 KID = "central-1"
@@ -30,67 +27,12 @@ def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-class Proc:
-    """A child process whose output lines are collected on a thread, so waiting never blocks for ever."""
+class Proc(Child):
+    """A test's child process: run from the repository root, its errors with its output."""
 
     def __init__(self, name: str, args: list[str], *, stdin: bool = False, cwd: Path | None = None,
                  env: dict | None = None):
-        self.name = name
-        self.args = args
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                  cwd=cwd or ROOT, start_new_session=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self.eof = threading.Event()  # every line the process wrote is in `lines`
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.p.stdout:
-            line = line.rstrip("\n")
-            self.output.append(line)
-            self.lines.put(line)
-        self.eof.set()
-
-    def wait_for(self, needle: str, timeout: float = WAIT_S, already: bool = False) -> str:
-        """The next output line containing `needle`; with `already`, an earlier line counts too (the latest)."""
-        if already:
-            for line in reversed(list(self.output)):
-                if needle in line:
-                    return line
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                if self.eof.is_set() and self.lines.empty():
-                    break
-                continue
-            if needle in line:
-                return line
-        raise AssertionError(f"{self.name} never printed {needle!r}; output:\n" + "\n".join(self.output[-40:]))
-
-    def send(self, line: str) -> None:
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, sig)
-            except ProcessLookupError:
-                pass
-        self.p.wait(10)
-
-    def stop(self) -> int:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                return self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.p.returncode
+        super().__init__(name, args, stdin=stdin, cwd=cwd or ROOT, env=env)
 
 
 class Procs:
@@ -325,40 +267,6 @@ def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", 
 def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge.cli", "--log-level", "warning", *args], cwd=ROOT,
                           capture_output=True, text=True, input=input, timeout=timeout)
-
-
-class JournalWatch:
-    """Waits on the daemon's journal (read-only), which is what a central consumer will see."""
-
-    def __init__(self, db: Path):
-        self.db = db
-        self.after = 0
-
-    def rows(self, after: int = 0) -> list[tuple[int, str, dict]]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            return [(s, t, json.loads(d)) for s, t, d in
-                    conn.execute("SELECT seq, type, data FROM journal WHERE seq > ? ORDER BY seq", (after,))]
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
-
-    def next(self, types: tuple[str, ...] | str, timeout: float = WAIT_S, **match) -> tuple[int, str, dict]:
-        """The next entry of one of `types` (and matching `match`) after the last one returned."""
-        if isinstance(types, str):
-            types = (types,)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for seq, etype, data in self.rows(self.after):
-                self.after = seq
-                if etype in types and all(data.get(k) == v for k, v in match.items()):
-                    return seq, etype, data
-            time.sleep(0.02)
-        raise AssertionError(f"no {types} {match or ''} in the journal within {timeout} s; "
-                             f"last: {self.rows(max(0, self.after - 5))}")
 
 
 def wait_until(cond, timeout: float = WAIT_S, what: str = "condition"):
