@@ -1,8 +1,12 @@
 """Shared fixtures: real child processes that are always reaped, and a site on disk."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import signal
+import threading
+import time
 
 import pytest
 
@@ -57,3 +61,45 @@ def no_leftover_processes():
             continue
         os.kill(pid, signal.SIGKILL)
         pytest.fail(f"a test left process {pid} running")
+
+
+def _children() -> set[int]:
+    """This process's running children (zombies not counted)."""
+    out = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            out.add(int(pid))
+    return out
+
+
+def _pending_tasks() -> list[asyncio.Task]:
+    """asyncio tasks not done, of loops not closed (a module's browser keeps its own for the module)."""
+    return [t for t in gc.get_objects() if isinstance(t, asyncio.Task) and not t.done() and not t.get_loop().is_closed()]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Each test leaves nothing running: no thread, no child process and no asyncio task it started. A
+    thread or process on its way out is given a generous moment (a busy machine), never a fixed sleep."""
+    threads, children, tasks_before = set(threading.enumerate()), _children(), set(_pending_tasks())
+    yield
+    # a loop that outlives the test (a module's browser) keeps its executor's threads: they are its own
+    for loop in {t.get_loop() for t in tasks_before}:
+        threads |= set(getattr(getattr(loop, "_default_executor", None), "_threads", ()))
+    deadline = time.monotonic() + 10
+    for t in set(threading.enumerate()) - threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
+    while (procs := _children() - children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tasks = [t for t in _pending_tasks() if t not in tasks_before]
+    assert not left, f"the test left threads running: {left}"
+    assert not procs, f"the test left processes running: {sorted(procs)}"
+    assert not tasks, f"the test left asyncio tasks pending: {tasks}"

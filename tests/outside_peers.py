@@ -269,7 +269,8 @@ class SerialLine:
         self.generation = 0
         self.cond = threading.Condition()
         self.closed = False
-        threading.Thread(target=self._accept, daemon=True, name=f"line-{name}").start()
+        self.thread = threading.Thread(target=self._accept, daemon=True, name=f"line-{name}")
+        self.thread.start()
 
     def _accept(self) -> None:
         while not self.closed:
@@ -303,10 +304,15 @@ class SerialLine:
 
     def close(self) -> None:
         self.closed = True
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (closing alone does not, on Linux)
+        except OSError:
+            pass
         self.server.close()
         with self.cond:
             if self.conn is not None:
                 self.conn.close()
+        self.thread.join(10)
 
 
 # -- the central system ----------------------------------------------------------------------------
