@@ -8,20 +8,18 @@ serial reader's line is (a pass, or malformed: a QR code that is not ours).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import ClassVar
 
 import cv2
 import numpy as np
 from pyzbar.pyzbar import ZBarSymbol, decode
 
 from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.source_thread import MAX_BACKOFF_S, ThreadedSource
 from drivers.line_protocol import presentation
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S = 0.2
 FAILED_READS = 10  # consecutive failed reads that mean the stream is gone
 
 
@@ -52,39 +50,23 @@ class Dedup:
         return True
 
 
-class CameraReader:
+class CameraReader(ThreadedSource):
     """A CredentialSource; decodes on a thread of its own and calls back from it."""
 
-    on_loop: ClassVar[bool] = False
+    thread_kind = "camera"
 
     def __init__(self, name: str, source: str, *, on_presentation: PresentationCallback, on_state: StateCallback,
-                 dedup_s: float = 3.0, max_backoff_s: float = 5.0):
-        self.name = name
+                 dedup_s: float = 3.0, max_backoff_s: float = MAX_BACKOFF_S):
+        super().__init__(name, on_presentation=on_presentation, on_state=on_state, max_backoff_s=max_backoff_s)
         self.source: int | str = int(source) if str(source).isdigit() else source
-        self.on_presentation = on_presentation
-        self.on_state = on_state
         self.dedup = Dedup(dedup_s)
-        self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"camera:{name}", daemon=True)
 
     @classmethod
     def from_section(cls, s, *, on_presentation: PresentationCallback, on_state: StateCallback,
                      loop=None, scbk: bytes | None = None) -> "CameraReader":
         return cls(s.name, s.source, on_presentation=on_presentation, on_state=on_state, dedup_s=s.dedup_s)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def feedback(self, granted: bool) -> None:
-        """A camera has no light or sound of its own to show the decision."""
-
-    def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
     def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
         down_reported = False
         while not self._stop.is_set():
             cap = cv2.VideoCapture(self.source)
@@ -93,8 +75,7 @@ class CameraReader:
                 if not down_reported:
                     self.on_state(self.name, LinkState.DOWN, f"cannot open {self.source}")
                     down_reported = True
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                self._retry_later()
                 continue
             why = self._read(cap)
             cap.release()
@@ -102,8 +83,7 @@ class CameraReader:
                 return
             self.on_state(self.name, LinkState.DOWN, why)
             down_reported = True
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self.max_backoff_s)
+            self._retry_later()
 
     def _read(self, cap) -> str | None:
         """Frames until stopped (None) or the stream is gone (why). Frames are read in order: a stream
@@ -120,6 +100,7 @@ class CameraReader:
             failed = 0
             if not up:
                 up = True
+                self._connected()
                 self.on_state(self.name, LinkState.UP, None)
             t_ns = time.monotonic_ns()
             for text in decode_frame(frame):

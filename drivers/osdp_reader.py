@@ -7,20 +7,18 @@ without the site's secure channel key never comes online: nothing it sends is ac
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import ClassVar
 
 import serial
 from osdp import Channel, Command, CommandLEDColor, ControlPanel, Event, LibFlag, LogLevel, PDInfo
 
 from drivers.errors import DriverError
 from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.source_thread import MAX_BACKOFF_S, MIN_BACKOFF_S, ThreadedSource
 from drivers.line_protocol import card
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S = 0.2
 ONLINE_WITHIN_S = 3.0  # secure channel set-up takes 1-2 s over a serial line
 LED_TENTHS = 15  # how long the decision colour shows, in 100 ms units
 
@@ -54,23 +52,18 @@ class SerialChannel(Channel):
             pass
 
 
-class OsdpReader:
+class OsdpReader(ThreadedSource):
     """A CredentialSource that shows each decision; polls on a thread of its own and calls back from it."""
 
-    on_loop: ClassVar[bool] = False
+    thread_kind = "osdp"
 
     def __init__(self, name: str, device: str, *, address: int = 101, scbk: bytes, baudrate: int = 115200,
-                 on_presentation: PresentationCallback, on_state: StateCallback, max_backoff_s: float = 5.0):
-        self.name = name
+                 on_presentation: PresentationCallback, on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S):
+        super().__init__(name, on_presentation=on_presentation, on_state=on_state, max_backoff_s=max_backoff_s)
         self.device = device
         self.address = address
         self.scbk = scbk
         self.baudrate = baudrate
-        self.on_presentation = on_presentation
-        self.on_state = on_state
-        self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"osdp:{name}", daemon=True)
         self._cp: ControlPanel | None = None
 
     @classmethod
@@ -81,13 +74,6 @@ class OsdpReader:
             raise DriverError(s.name, "an OSDP reader needs its secure channel key (scbk_file)")
         return cls(s.name, s.url, address=s.address, scbk=scbk, baudrate=s.baudrate or 115200,
                    on_presentation=on_presentation, on_state=on_state)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
 
     def feedback(self, granted: bool) -> None:
         """Green and one beep for a grant; red and two beeps for a refusal."""
@@ -112,7 +98,6 @@ class OsdpReader:
         return 0
 
     def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
         down_said = False
         while not self._stop.is_set():
             try:
@@ -121,8 +106,7 @@ class OsdpReader:
                 if not down_said:
                     self.on_state(self.name, LinkState.DOWN, f"cannot open {self.device}: {e}")
                     down_said = True
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                self._retry_later()
                 continue
             channel = SerialChannel(port)
             cp = ControlPanel([PDInfo(self.address, channel, scbk=self.scbk, flags=[LibFlag.EnforceSecure])],
@@ -132,12 +116,12 @@ class OsdpReader:
             up = False
             # libosdp waits minutes before trying an offline reader again; a reader that is not up within
             # the backoff (or drops) gets a fresh control panel instead, with our capped backoff
-            give_up_at = time.monotonic() + max(backoff, ONLINE_WITHIN_S)
+            give_up_at = time.monotonic() + max(self.backoff, ONLINE_WITHIN_S)
             while not self._stop.is_set() and channel.error is None:
                 now_up = cp.is_online(self.address) and cp.is_sc_active(self.address)
                 if now_up and not up:
                     up = True
-                    backoff = MIN_BACKOFF_S
+                    self._connected()
                     self.on_state(self.name, LinkState.UP, None)
                     down_said = False
                 elif up and not now_up:
@@ -149,7 +133,7 @@ class OsdpReader:
                         self.on_state(self.name, LinkState.DOWN,
                                       "reader does not answer or lacks the secure channel key")
                         down_said = True
-                    backoff = min(backoff * 2, self.max_backoff_s)
+                    self.backoff = min(self.backoff * 2, self.max_backoff_s)
                     break
                 self._stop.wait(0.1)
             self._cp = None

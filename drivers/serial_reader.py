@@ -14,38 +14,31 @@ import io
 import logging
 import threading
 import time
-from typing import ClassVar
 
 import serial
 
 from drivers.interfaces import LinkState, PresentationCallback, StateCallback
+from drivers.source_thread import MAX_BACKOFF_S, ThreadedSource
 from drivers.line_protocol import LineBuffer, presentation
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S = 0.2
-MAX_BACKOFF_S = 5.0
 READ_TIMEOUT_S = 0.1  # how often a blocked read looks at the stop flag
 
 
-class SerialLineReader:
+class SerialLineReader(ThreadedSource):
     """A CredentialSource. Made from the config it is given the loop, so it calls back on it (`on_loop`);
     built without one (as some tests do) it calls back from its own thread."""
 
-    on_loop: ClassVar[bool] = True
+    on_loop = True
 
     def __init__(self, name: str, url: str, *, baudrate: int = 9600, on_presentation: PresentationCallback,
                  on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S,
                  loop: asyncio.AbstractEventLoop | None = None):
-        self.name = name
+        super().__init__(name, on_presentation=on_presentation, on_state=on_state, max_backoff_s=max_backoff_s)
         self.url = url
         self.baudrate = baudrate
-        self.on_presentation = on_presentation
-        self.on_state = on_state
-        self.max_backoff_s = max_backoff_s
         self.loop = loop
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reader:{name}", daemon=True)
         self._port: serial.SerialBase | None = None
         self._watched: int | None = None  # the descriptor the loop reads, while it does
         self._failed: str | None = None
@@ -57,17 +50,11 @@ class SerialLineReader:
         return cls(s.name, s.url, baudrate=s.baudrate or 9600, on_presentation=on_presentation,
                    on_state=on_state, loop=loop)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def feedback(self, granted: bool) -> None:
-        """A serial reader only sends: it has no way to show the decision."""
-
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         if self.loop is not None and self._watched is not None:
-            self._call(self._unwatch, None)
-        self._thread.join(timeout)
+            self._call(self._unwatch, None)  # the loop lets go of the port before the thread closes it
+        super().stop(timeout)
 
     def _call(self, fn, *args) -> None:
         """fn(*args) where callbacks run: on the loop when there is one (at once if we are on it)."""
@@ -90,17 +77,15 @@ class SerialLineReader:
         self._call(self.on_state, self.name, state, error)
 
     def _run(self) -> None:
-        backoff = MIN_BACKOFF_S
         while not self._stop.is_set():
             try:
                 port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=READ_TIMEOUT_S)
             except (serial.SerialException, OSError, ValueError) as e:
                 self._state(LinkState.DOWN, f"cannot open {self.url}: {e}")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                self._retry_later()
                 continue
             self._port = port
-            backoff = MIN_BACKOFF_S
+            self._connected()
             self._state(LinkState.UP, None)
             error = self._on_loop(port) if self._loop_reads(port) else self._read(port)
             try:
@@ -110,8 +95,7 @@ class SerialLineReader:
             self._port = None
             if error is not None:
                 self._state(LinkState.DOWN, error)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                self._retry_later()
 
     def _loop_reads(self, port: serial.SerialBase) -> bool:
         if self.loop is None:

@@ -87,8 +87,11 @@ class Daemon:
             tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
         api = None
         if self.cfg.api is not None:
+            from edge.api.facade import GateServices
             from edge.api.server import ApiService
-            api = ApiService(self, self.cfg.api, self.base, self.board)
+            services = GateServices(cfg=self.cfg, gate=self.gate, board=self.board, link=self.link, desk=self.desk,
+                                    permits=self.permits, open_door=self.open_door, stop=self.stop)
+            api = ApiService(services, self.cfg.api, self.base, self.board)
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
         await _first_attempts(list(self.reader_reported.values()), 3.0)

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
-from edge.api.tokens import Caller, check
+from edge.api.tokens import Caller, Tokens
 
 COOKIE = "gk_session"
 SESSION_S = 12 * 3600  # one shift
 MAX_SESSIONS = 256
 SAFE = {"GET", "HEAD", "OPTIONS"}
+RANK = {"guard": 1, "supervisor": 2}  # a supervisor may do what a guard may; `central` neither
 
 
 class Sessions:
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, tokens: Tokens):
+        self.tokens = tokens
         self.live: dict[str, tuple[Caller, float]] = {}
 
     def open(self, who: Caller) -> str:
@@ -43,23 +46,21 @@ class Sessions:
             self.live.pop(sid, None)
             return None
         who = found[0]
-        # a revoked token ends its sessions at once
-        row = self.store.conn.execute("SELECT revoked FROM tokens WHERE id=?", (who.token_id,)).fetchone()
-        if row is None or row[0] is not None:
+        if not self.tokens.live(who.token_id):  # a revoked token ends its sessions at once
             self.live.pop(sid, None)
             return None
         return who
 
 
-def bearer(store, request: Request) -> Caller | None:
+def bearer(tokens: Tokens, request: Request) -> Caller | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return check(store, token.strip()) if scheme.lower() == "bearer" else None
+    return tokens.check(token.strip()) if scheme.lower() == "bearer" else None
 
 
-def identify(store, sessions: Sessions, request: Request) -> Caller:
+def identify(tokens: Tokens, sessions: Sessions, request: Request) -> Caller:
     """401 without a valid credential; 403 for a cookie-borne change without X-Requested-With."""
     if request.headers.get("authorization"):
-        who = bearer(store, request)
+        who = bearer(tokens, request)
     else:
         sid = request.cookies.get(COOKIE)
         who = sessions.get(sid) if sid else None
@@ -69,3 +70,26 @@ def identify(store, sessions: Sessions, request: Request) -> Caller:
         raise HTTPException(401, "a valid bearer token or console session is needed",
                             headers={"WWW-Authenticate": "Bearer"})
     return who
+
+
+@dataclass(frozen=True)
+class Access:
+    """The dependencies a route names its callers with: anyone with a credential, a guard, a supervisor."""
+
+    caller: Callable[..., Caller]
+    guard: Callable[..., Caller]
+    supervisor: Callable[..., Caller]
+
+
+def access(tokens: Tokens, sessions: Sessions) -> Access:
+    def caller(request: Request) -> Caller:
+        return identify(tokens, sessions, request)
+
+    def role(minimum: str):
+        def dep(who: Caller = Depends(caller)) -> Caller:
+            if RANK.get(who.role, 0) < RANK[minimum]:
+                raise HTTPException(403, f"this needs the {minimum} role")
+            return who
+        return dep
+
+    return Access(caller, role("guard"), role("supervisor"))

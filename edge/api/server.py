@@ -21,7 +21,9 @@ from pathlib import Path
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from edge.api.facade import GateServices
 from edge.config import ApiSection, resolve
+from edge.hardware.devices import DeviceBoard
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,8 @@ class ApiService:
     """The API as one of the gate's parts: bound, served, and when that fails (a port taken, a certificate
     missing or unreadable) a `device.fault` named `api` that is retried while the doors go on."""
 
-    def __init__(self, daemon, cfg: ApiSection, base: Path, board):
-        self.daemon, self.cfg, self.base, self.board = daemon, cfg, base, board
+    def __init__(self, services: GateServices, cfg: ApiSection, base: Path, board: DeviceBoard):
+        self.services, self.cfg, self.base, self.board = services, cfg, base, board
         self.guard = Guard(cfg.max_connections, cfg.header_timeout_s, cfg.body_timeout_s)
         self.attempted = asyncio.Event()
         self.server: uvicorn.Server | None = None
@@ -169,8 +171,9 @@ class ApiService:
                         name = getattr(a, key)
                         if name and not os.access(resolve(self.base, name), os.R_OK):
                             raise OSError(f"cannot read {key} {resolve(self.base, name)}")
+                    app = create_app(self.services, secure_cookie=bool(a.tls_cert_file))
                     config = uvicorn.Config(
-                        create_app(self.daemon), log_level="warning", access_log=False, lifespan="off",
+                        app, log_level="warning", access_log=False, lifespan="off",
                         http=GuardedProtocol, timeout_keep_alive=5, backlog=ACCEPT_BATCH,
                         timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
                         ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,

@@ -53,3 +53,18 @@ def check(store: Store, token: str) -> Caller | None:
     row = store.conn.execute("SELECT id, person, role FROM tokens WHERE hash=? AND revoked IS NULL",
                              (_hash(token),)).fetchone()
     return Caller(*row) if row else None
+
+
+class Tokens:
+    """The tokens as the API reads them: whom one names, and whether it still stands."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def check(self, token: str) -> Caller | None:
+        return check(self.store, token)
+
+    def live(self, token_id: str) -> bool:
+        """False once revoked (or gone): its console sessions end at once."""
+        row = self.store.conn.execute("SELECT revoked FROM tokens WHERE id=?", (token_id,)).fetchone()
+        return row is not None and row[0] is None

@@ -1,0 +1,214 @@
+"""What the local API sees of the gate (SPEC §4): its state, doors, modes, held exits and desks, as typed calls.
+
+The daemon builds one from its parts; the routes hold it and nothing else, so none reaches into the gate's
+attributes or runs SQL of its own.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edge.api.tokens import Tokens
+from edge.hardware.devices import Health
+from edge.core.model import Mode
+from edge.store.journal import Entry, rfc3339
+from edge.store.reads import people_on_site, recent_visit_ids
+
+if TYPE_CHECKING:
+    from edge.config import GateConfig
+    from edge.hardware.devices import DeviceBoard
+    from edge.core.gate import Gate
+    from edge.link.central import CentralLink
+    from edge.desks.permits import PermitDesk
+    from edge.desks.walkin import Desk
+
+OpenDoor = Callable[..., Awaitable[bool]]  # the daemon's open_door(door, direction, cause=...)
+Gauge = tuple[str, str, str, list[tuple[dict, float]]]  # (name, type, help, [(labels, value)])
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfo:
+    site: str
+    gate: str
+    doors: list[str]
+    walkin: bool  # walk-in registration is set up ([walkin] in the config)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    status: str  # ok | degraded
+    mode: str
+    database: str
+    devices_down: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    mode: str
+    mode_scope: str
+    devices: dict[str, str]
+    allowlist_version: int
+    outbox_depth: int | None  # None without a central link
+    fail_modes: dict[str, str]
+    fire_input: bool
+    held_exits: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    mode: str
+    count: int
+    people: list[dict]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldExit:
+    visit: str
+    holder: str | None
+    host: str | None
+    party: int
+    door: str
+    reader: str
+    credential_ref: str
+    since: str
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    visit: str
+    door: str
+    opened: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChange:
+    mode: str
+    changed: bool
+
+
+class GateServices:
+    """The gate as the API may use it: reads, the P9/P15/P16/P20 actions, and the front desks."""
+
+    def __init__(self, *, cfg: GateConfig, gate: Gate, board: DeviceBoard, link: CentralLink | None,
+                 desk: Desk | None, permits: PermitDesk, open_door: OpenDoor, stop: asyncio.Event):
+        self._gate, self._store, self._board, self._link = gate, gate.store, board, link
+        self._open_door, self._stop = open_door, stop
+        self.desk = desk  # P13, P4: None when walk-ins are not set up here
+        self.permits = permits  # P14
+        self.tokens = Tokens(gate.store)
+        self.site = SiteInfo(cfg.site.id, cfg.site.gate, [d.name for d in cfg.doors], desk is not None)
+        self.source = cfg.event_source()  # the events' CloudEvents source, as over MQTT
+        self._fail_modes = {d.name: d.fail_mode for d in cfg.doors}
+
+    # -- reading ------------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._gate.clock()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def health(self) -> Readiness:
+        """Degraded while a device is down or the database holds writes back (SPEC §6)."""
+        held = len(self._gate.holdback.held)
+        down = sorted(n for n, h in self._board.health.items() if h is Health.DOWN)
+        return Readiness("degraded" if held or down else "ok", self._gate.mode.value,
+                         f"holding {held} writes" if held else "writable", down)
+
+    def status(self) -> Status:
+        g = self._gate
+        return Status(g.mode.value, g.modes.state.scope, {n: h.value for n, h in self._board.health.items()},
+                      int(self._store.meta("allowlist_version", "0")),
+                      self._link.outbox.depth if self._link else None, self._fail_modes,
+                      bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq())
+
+    def occupancy(self) -> Occupancy:
+        """P16: the muster list."""
+        people = self._gate.muster()
+        return Occupancy(self._gate.mode.value, sum(p["party"] for p in people), people)
+
+    def held_exits(self) -> list[HeldExit]:
+        """P9: visitors waiting at an exit for their host's sign-off."""
+        at = self._gate.held_at
+        return [HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref, rfc3339(at.get(v, 0)))
+                for v, (reader, cred, door) in self._gate.held_exits.items()]
+
+    def recent_visit_ids(self, limit: int) -> list[str]:
+        """The walk-ins registered here, newest first."""
+        return recent_visit_ids(self._store.conn, limit)
+
+    def metrics(self) -> str:
+        """Prometheus text: the gate's counters and the gauges read now."""
+        return self._gate.metrics.render(self._gauges())
+
+    def _gauges(self) -> list[Gauge]:
+        g, health = self._gate, self._board.health
+        return [
+            ("gatekeeper_device_up", "gauge",
+             "1 when the device answers, 0 when it is down (unsupervised devices are left out).",
+             [({"device": n}, 1.0 if h is Health.UP else 0.0) for n, h in sorted(health.items())
+              if h is not Health.UNSUPERVISED]),
+            ("gatekeeper_outbox_depth", "gauge", "Journal events not yet acknowledged by the broker.",
+             [({}, float(self._link.outbox.depth))] if self._link else []),
+            ("gatekeeper_mode", "gauge", "The gate's mode: 1 for the current one.",
+             [({"mode": m.value}, 1.0 if g.mode is m else 0.0) for m in Mode]),
+            ("gatekeeper_journal_seq", "gauge", "The last committed event's seq.",
+             [({}, float(g.journal.last_seq()))]),
+            ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9).",
+             [({}, float(len(g.held_exits)))]),
+            ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
+             [({}, float(people_on_site(self._store.conn)))]),
+        ]
+
+    # -- the journal --------------------------------------------------------------------------------
+    def events(self, after_seq: int, limit: int) -> list[Entry]:
+        return list(self._gate.journal.entries(after_seq, limit))
+
+    def last_seq(self) -> int:
+        return self._gate.journal.last_seq()
+
+    @property
+    def epoch(self) -> str:
+        return self._store.epoch
+
+    @contextmanager
+    def appends(self) -> Iterator[asyncio.Event]:
+        """An event set at each commit of a journal entry by this process (another's is not heard)."""
+        grew = asyncio.Event()
+        self._store.journal_listeners.append(grew.set)
+        try:
+            yield grew
+        finally:
+            self._store.journal_listeners.remove(grew.set)
+
+    # -- actions ------------------------------------------------------------------------------------
+    def has_door(self, door: str) -> bool:
+        return door in self._fail_modes
+
+    async def override(self, door: str, person: str, role: str, reason: str) -> bool:
+        """P20: journaled with the person and the reason, then the door opened once; whether it opened."""
+        self._gate.record("override.opened", {"door": door, "person": person, "role": role, "reason": reason})
+        return await self._open_door(door, cause="override")
+
+    def request_mode(self, target: Mode, person: str, role: str, reason: str, scope: str) -> ModeChange:
+        """P15, P16 by the mode rules (raises edge.core.modes.ModeRefused when not this person's or not now)."""
+        entry = self._gate.modes.request(target, person, role, reason, scope)
+        if self._link and scope == "site" and target is not Mode.FIRE:
+            # SPEC §2: the site hears it with the version this gate just gave the change
+            self._link.publish_site_mode(target.value, person, reason, self._gate.modes.state.version)
+        return ModeChange(self._gate.mode.value, entry is not None)
+
+    def sign_off(self, visit: str, by: str) -> bool:
+        """P9: the host signed the visit off; False if it already was. Opens nothing."""
+        return self._gate.sign_off(visit, None, by) is not None
+
+    async def release(self, visit: str, person: str, reason: str) -> Released | None:
+        """P9: the held exit of `visit` opens once; None if none is held."""
+        door = self._gate.release(visit, person, reason)
+        if door is None:
+            return None
+        return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))

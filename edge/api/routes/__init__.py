@@ -1,0 +1,1 @@
+"""The local API's routes, one router per concern, each made over the gate's services (edge.api.facade)."""

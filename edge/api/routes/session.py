@@ -1,0 +1,37 @@
+"""Signing in to the console: a token traded for a session cookie, who is signed in, signing out."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from edge.api.auth import COOKIE, SESSION_S, Access, Sessions
+from edge.api.bodies import SessionBody
+from edge.api.facade import GateServices
+from edge.api.tokens import Caller
+
+
+def make_router(svc: GateServices, auth: Access, sessions: Sessions, secure_cookie: bool) -> APIRouter:
+    router = APIRouter(tags=["console"])
+
+    @router.post("/session")
+    async def open_session(body: SessionBody, response: Response):
+        """Trade a token for the console's HttpOnly, SameSite=Strict session cookie."""
+        who = svc.tokens.check(body.token.strip())
+        if who is None:
+            raise HTTPException(401, [{"loc": ["body", "token"], "msg": "not a valid token", "type": "invalid"}])
+        response.set_cookie(COOKIE, sessions.open(who), max_age=SESSION_S, httponly=True, samesite="strict",
+                            secure=secure_cookie, path="/")
+        return {"person": who.person, "role": who.role}
+
+    @router.get("/session")
+    async def whoami(who: Caller = Depends(auth.caller)):
+        s = svc.site
+        return {"person": who.person, "role": who.role, "site": s.site, "gate": s.gate, "doors": s.doors,
+                "walkin": s.walkin}
+
+    @router.delete("/session")
+    async def close_session(request: Request, response: Response):
+        sessions.close(request.cookies.get(COOKIE))
+        response.delete_cookie(COOKIE, path="/")
+        return {"signed_out": True}
+
+    return router
