@@ -43,10 +43,10 @@ direction = "in"
 def add_staff_badge(db: Path) -> None:
     """The badge every benchmark scans: staff, all areas, no bounds (anti-passback is off at the door)."""
     from edge.store import Store
-    from edge.store.allowlist import _UPSERT
+    from edge.store.allowlist import upsert_sql
     store = Store(db)
     with store.tx():
-        store.conn.execute(_UPSERT, ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
+        store.conn.execute(upsert_sql(), ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
                                      None))
     store.close()
 

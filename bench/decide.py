@@ -26,7 +26,7 @@ from edge.passes.keyring import build_keyring  # noqa: E402
 from edge.passes import issue_pass  # noqa: E402
 from edge.passes.keys import generate_keypair  # noqa: E402
 from edge.store import Store  # noqa: E402
-from edge.store.allowlist import _UPSERT  # noqa: E402
+from edge.store.allowlist import upsert_sql  # noqa: E402
 
 
 
@@ -53,9 +53,9 @@ def build(store: Store, size: int) -> float:
             batch.append((badge(i), f"h-{i}", cat, None, "", "site", now - 3600 if windowed else None,
                           now + 86400 if windowed else None, None, 1, "h-1" if windowed else None, 0, None))
             if len(batch) == 50_000:
-                store.conn.executemany(_UPSERT, batch)
+                store.conn.executemany(upsert_sql(), batch)
                 batch.clear()
-        store.conn.executemany(_UPSERT, batch)
+        store.conn.executemany(upsert_sql(), batch)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return time.perf_counter() - t0
 

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Callable
 
+from edge.store.allowlist import write_lists
 from edge.store.records import unknown_kind_alarm
 
 log = logging.getLogger(__name__)
@@ -207,18 +208,12 @@ class Worker:
         if b.from_version != have:
             self.results.put(("gap", jid, {"batch": f"{b.from_version}->{b.to_version}", "have": have}))
             return
-        from edge.store.allowlist import _UPSERT
         now = time.time()
         with self.store.tx() as c:
-            c.executemany(_UPSERT, [r.row() for r in b.upserts])
-            c.executemany("DELETE FROM credentials WHERE credential=?", [(d,) for d in b.deletes])
-            c.executemany("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", [(r.ref(), now) for r in b.revoke])
-            c.executemany("INSERT OR REPLACE INTO blocklist(kind, value, reason) VALUES(?,?,?)",
-                          [(*e.key(), e.reason) for e in b.blocklist_add])
-            c.executemany("DELETE FROM blocklist WHERE kind=? AND value=?", [e.key() for e in b.blocklist_remove])
-            c.executemany("INSERT OR REPLACE INTO keys(kid, public_key, scope) VALUES(?,?,?)",
-                          [_key_row(k) for k in b.keys_add])
-            c.executemany("DELETE FROM keys WHERE kid=?", [(k,) for k in b.keys_remove])
+            write_lists(c, now, upserts=[r.row() for r in b.upserts], deletes=b.deletes,
+                        revoke=[r.ref() for r in b.revoke], block_add=[(*e.key(), e.reason) for e in b.blocklist_add],
+                        block_remove=[e.key() for e in b.blocklist_remove], keys_add=b.keys_add,
+                        keys_remove=b.keys_remove)
             self.store.set_meta("allowlist_version", str(b.to_version))
             self.journal.append("allowlist.applied", {
                 "source": "batch", "from_version": b.from_version, "to_version": b.to_version,
@@ -270,23 +265,18 @@ class Worker:
             c.execute(f"CREATE INDEX {name} ON stage_credentials(holder)")
 
     def _stage(self, chunk) -> None:
-        from edge.store.allowlist import _UPSERT
         c = self.store.conn
         rows = [r.row() for r in chunk.upserts]
         alarm = unknown_kind_alarm(chunk.upserts, "snapshot")
         if alarm:
             self.unknown_kinds += alarm["credentials"][: 20 - len(self.unknown_kinds)]
             self.unknown_count += alarm["count"]
-        insert = _UPSERT.replace("INTO credentials", "INTO stage_credentials")
         for i in range(0, len(rows), STAGE_ROWS):
             with self.store.tx():
-                c.executemany(insert, rows[i:i + STAGE_ROWS])
+                write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], stage=True)
         with self.store.tx():
-            c.executemany("INSERT OR IGNORE INTO stage_revocations(ref) VALUES(?)", [(r.ref(),) for r in chunk.revoke])
-            c.executemany("INSERT OR REPLACE INTO stage_blocklist(kind, value, reason) VALUES(?,?,?)",
-                          [(*b.key(), b.reason) for b in chunk.blocklist])
-            c.executemany("INSERT OR REPLACE INTO stage_keys(kid, public_key, scope) VALUES(?,?,?)",
-                          [_key_row(k) for k in chunk.keys])
+            write_lists(c, 0.0, revoke=[r.ref() for r in chunk.revoke],
+                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, stage=True)
 
     def _swap(self, version: int) -> int:
         now = time.time()
@@ -343,7 +333,3 @@ def check_lists(revoke, blocks, keys) -> None:
             load_public_pem(k.public_key.encode())
     except ValueError as e:
         raise BadMessage(str(e)) from None
-
-
-def _key_row(k) -> tuple:
-    return k.kid, k.public_key, None if k.scope is None else ",".join(k.scope)

@@ -15,8 +15,33 @@ MAX_LINE = 64 * 1024
 
 _LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash"
            " FROM credentials WHERE credential=?")
-_UPSERT = ("INSERT OR REPLACE INTO credentials(credential, holder, category, tier, roles, areas, valid_from, valid_until,"
-           " schedule, party, host, escort, id_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def upsert_sql(table: str = "credentials") -> str:
+    """Insert or replace a record row (`Record.row()`) into `table`: the cache, or a snapshot's staging."""
+    return (f"INSERT OR REPLACE INTO {table}(credential, holder, category, tier, roles, areas, valid_from,"
+            " valid_until, schedule, party, host, escort, id_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def key_row(k) -> tuple:
+    return k.kid, k.public_key, None if k.scope is None else ",".join(k.scope)
+
+
+def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(), block_remove=(), keys_add=(),
+                keys_remove=(), stage: bool = False) -> None:
+    """The one writer of the allow-list's tables, for an import, a batch and a snapshot (`stage`: into its
+    staging copies). In the caller's transaction. `revoke`: refs; `block_add`: (kind, value, reason)."""
+    p = "stage_" if stage else ""
+    c.executemany(upsert_sql(p + "credentials"), upserts)
+    c.executemany(f"DELETE FROM {p}credentials WHERE credential=?", [(d,) for d in deletes])
+    if stage:  # the swap stamps them
+        c.executemany("INSERT OR IGNORE INTO stage_revocations(ref) VALUES(?)", [(r,) for r in revoke])
+    else:
+        c.executemany("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", [(r, now) for r in revoke])
+    c.executemany(f"INSERT OR REPLACE INTO {p}blocklist(kind, value, reason) VALUES(?,?,?)", block_add)
+    c.executemany(f"DELETE FROM {p}blocklist WHERE kind=? AND value=?", block_remove)
+    c.executemany(f"INSERT OR REPLACE INTO {p}keys(kid, public_key, scope) VALUES(?,?,?)", [key_row(k) for k in keys_add])
+    c.executemany(f"DELETE FROM {p}keys WHERE kid=?", [(k,) for k in keys_remove])
 
 
 class ImportError_(GatekeeperError):
@@ -97,19 +122,10 @@ def _explain(e: Exception) -> str:
 
 def apply_items(store: Store, items: list[tuple[str, object]], now: float) -> dict[str, int]:
     """Apply validated items in the caller's transaction; returns counts by kind."""
-    counts = {"record": 0, "revoke": 0, "blocklist": 0, "key": 0}
-    c = store.conn
-    records = [v.row() for k, v in items if k == "record"]
-    if records:
-        c.executemany(_UPSERT, records)
+    by_kind: dict[str, list] = {"record": [], "revoke": [], "blocklist": [], "key": []}
     for kind, v in items:
-        if kind == "revoke":
-            c.execute("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", (v, now))
-        elif kind == "blocklist":
-            c.execute("INSERT OR REPLACE INTO blocklist(kind, value, reason) VALUES(?,?,?)", v)
-        elif kind == "key":
-            c.execute("INSERT OR REPLACE INTO keys(kid, public_key, scope) VALUES(?,?,?)",
-                      (v.kid, v.public_key, None if v.scope is None else ",".join(v.scope)))
-        counts[kind] += 1
-    counts["record"] = len(records)
+        by_kind[kind].append(v)
+    write_lists(store.conn, now, upserts=[r.row() for r in by_kind["record"]], revoke=by_kind["revoke"],
+                block_add=by_kind["blocklist"], keys_add=by_kind["key"])
+    counts = {k: len(v) for k, v in by_kind.items()}
     return counts
