@@ -163,8 +163,15 @@ class JournalWatch:
             conn.close()
 
     def last_seq(self) -> int:
-        rows = self.rows(self.after)
-        return rows[-1][0] if rows else self.after
+        if not self.db.exists():
+            return 0
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
 
     def poll(self, types: tuple[str, ...] | str, timeout: float = WAIT_S, **match) -> tuple[int, str, dict] | None:
         """The next entry of one of `types` (and matching `match`) after the last one returned, or None. The

@@ -125,3 +125,19 @@ def test_events_on_a_missing_database_makes_none(tmp_path):
     r = gatekeeper("events", "--config", str(site.config))
     assert r.returncode == 1 and "no database" in r.stderr
     assert not site.db.exists()
+
+
+def test_spec2_events_carry_one_source_whatever_the_topic_root(tmp_path):
+    """The envelope's `source` is the gate's topic prefix: the CLI (and the API and MQTT, through the same
+    `event_source`) follow a site's `topic_root`, not a hard-coded `acs`."""
+    import json
+    site = make_site(tmp_path / "site", broker_port=1)
+    text = site.config.read_text()
+    assert "[mqtt]" in text
+    site.config.write_text(text.replace("[mqtt]\n", '[mqtt]\ntopic_root = "plant"\n', 1))
+    r = site.import_lines([{"credential": "badge:04A1B2C3", "holder": "h-1", "category": "staff", "areas": ["site"]}])
+    assert r.returncode == 0, r.stderr
+    r = gatekeeper("events", "--config", str(site.config))
+    assert r.returncode == 0, r.stderr
+    sources = {json.loads(line)["source"] for line in r.stdout.splitlines()}
+    assert sources == {"plant/test/gate-1"}
