@@ -88,7 +88,7 @@ class Daemon:
         api = None
         if self.cfg.api is not None:
             from edge.api.facade import GateServices
-            from edge.api.server import ApiService
+            from edge.api.host import ApiService
             services = GateServices(cfg=self.cfg, gate=self.gate, board=self.board, link=self.link, desk=self.desk,
                                     permits=self.permits, open_door=self.open_door, stop=self.stop)
             api = ApiService(services, self.cfg.api, self.base, self.board)

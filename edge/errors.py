@@ -14,3 +14,6 @@ class Refused(GatekeeperError):
         self.field = field
         self.message = message
         self.reason = reason
+
+    def __reduce__(self):  # crosses from the gate to the API process whole
+        return self.__class__, (self.status, self.field, self.message, self.reason)

@@ -1,12 +1,14 @@
-"""The local API and the guard console (SPEC §4), served by the daemon itself on its event loop.
+"""The local API and the guard console (SPEC §4), served by the daemon itself.
 
 Every caller has a bearer token (or the console's session made from one) naming a person and a role; 401
 without a valid one, 403 for the wrong role. A supervisor may do what a guard may; `central` only what
 names it. Every action is journaled with the person and the reason (P19, P20). Bad input is a 4xx whose
 JSON names the field; nothing is half-applied.
 
-Routes are `async def` on purpose: they run on the loop that decides, so they never race it for the
-database connection or the gate's state; anything slow (drawing a QR) goes to a thread.
+It runs in the API process (edge/api/child.py), so its CPU is not spent in front of a badge; routes and
+dependencies are `async def` (a plain `def` would run on FastAPI's worker threads) and reach the gate only by
+awaiting `RemoteServices`, whose calls run on the gate's loop. Anything slow here (drawing a QR) goes to a
+thread.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from edge.api.auth import Sessions, access
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.routes import doors, events, permits, session, status, visits
 from edge.errors import Refused
 
@@ -29,7 +31,7 @@ CONSOLE = Path(__file__).parent / "console"
 CONSOLE_FILES = {"console.js": "text/javascript", "console.css": "text/css", "i18n.js": "text/javascript"}
 
 
-def create_app(svc: GateServices, *, secure_cookie: bool = False) -> FastAPI:
+def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     """The API over the gate's services; `secure_cookie` when it is served over TLS."""
     app = FastAPI(title="Gatekeeper local API", version="1",
                   description="SPEC §4: guards, supervisors and the central system. Bearer tokens from "

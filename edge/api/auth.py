@@ -13,7 +13,8 @@ from typing import Callable
 
 from fastapi import Depends, HTTPException, Request
 
-from edge.api.tokens import Caller, Tokens
+from edge.api.tokens import Caller
+from edge.api.child import Remote
 
 COOKIE = "gk_session"
 SESSION_S = 12 * 3600  # one shift
@@ -23,7 +24,7 @@ RANK = {"guard": 1, "supervisor": 2}  # a supervisor may do what a guard may; `c
 
 
 class Sessions:
-    def __init__(self, tokens: Tokens):
+    def __init__(self, tokens: Remote):  # the gate's edge.api.tokens.Tokens, awaited
         self.tokens = tokens
         self.live: dict[str, tuple[Caller, float]] = {}
 
@@ -40,30 +41,30 @@ class Sessions:
         if sid:
             self.live.pop(sid, None)
 
-    def get(self, sid: str) -> Caller | None:
+    async def get(self, sid: str) -> Caller | None:
         found = self.live.get(sid)
         if found is None or found[1] <= time.monotonic():
             self.live.pop(sid, None)
             return None
         who = found[0]
-        if not self.tokens.live(who.token_id):  # a revoked token ends its sessions at once
+        if not await self.tokens.live(who.token_id):  # a revoked token ends its sessions at once
             self.live.pop(sid, None)
             return None
         return who
 
 
-def bearer(tokens: Tokens, request: Request) -> Caller | None:
+async def bearer(tokens: Remote, request: Request) -> Caller | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return tokens.check(token.strip()) if scheme.lower() == "bearer" else None
+    return await tokens.check(token.strip()) if scheme.lower() == "bearer" else None
 
 
-def identify(tokens: Tokens, sessions: Sessions, request: Request) -> Caller:
+async def identify(tokens: Remote, sessions: Sessions, request: Request) -> Caller:
     """401 without a valid credential; 403 for a cookie-borne change without X-Requested-With."""
     if request.headers.get("authorization"):
-        who = bearer(tokens, request)
+        who = await bearer(tokens, request)
     else:
         sid = request.cookies.get(COOKIE)
-        who = sessions.get(sid) if sid else None
+        who = await sessions.get(sid) if sid else None
         if who is not None and request.method not in SAFE and not request.headers.get("x-requested-with"):
             raise HTTPException(403, "a change through the console session needs the X-Requested-With header")
     if who is None:
@@ -81,12 +82,13 @@ class Access:
     supervisor: Callable[..., Caller]
 
 
-def access(tokens: Tokens, sessions: Sessions) -> Access:
-    def caller(request: Request) -> Caller:
-        return identify(tokens, sessions, request)
+def access(tokens: Remote, sessions: Sessions) -> Access:
+    # async on purpose: FastAPI runs a plain def dependency on a worker thread of its own
+    async def caller(request: Request) -> Caller:
+        return await identify(tokens, sessions, request)
 
     def role(minimum: str):
-        def dep(who: Caller = Depends(caller)) -> Caller:
+        async def dep(who: Caller = Depends(caller)) -> Caller:
             if RANK.get(who.role, 0) < RANK[minimum]:
                 raise HTTPException(403, f"this needs the {minimum} role")
             return who

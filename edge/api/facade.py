@@ -1,13 +1,13 @@
 """What the local API sees of the gate (SPEC §4): its state, doors, modes, held exits and desks, as typed calls.
 
-The daemon builds one from its parts; the routes hold it and nothing else, so none reaches into the gate's
-attributes or runs SQL of its own.
+The daemon builds one from its parts. The API serves in a process of its own (edge/api/host.py): its routes
+reach these calls by name, over a socket, and each runs here on the gate's loop, so the API never races the
+gate for its database connection or its state, and nothing of it runs SQL of its own.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -175,15 +175,11 @@ class GateServices:
     def epoch(self) -> str:
         return self._store.epoch
 
-    @contextmanager
-    def appends(self) -> Iterator[asyncio.Event]:
-        """An event set at each commit of a journal entry by this process (another's is not heard)."""
-        grew = asyncio.Event()
-        self._store.journal_listeners.append(grew.set)
-        try:
-            yield grew
-        finally:
-            self._store.journal_listeners.remove(grew.set)
+    def on_append(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """fn() at each commit of a journal entry by this process (another's is not heard); the call that
+        stops it."""
+        self._store.journal_listeners.append(fn)
+        return lambda: self._store.journal_listeners.remove(fn)
 
     # -- actions ------------------------------------------------------------------------------------
     def has_door(self, door: str) -> bool:
@@ -194,8 +190,9 @@ class GateServices:
         self._gate.record("override.opened", {"door": door, "person": person, "role": role, "reason": reason})
         return await self._open_door(door, cause="override")
 
-    def request_mode(self, target: Mode, person: str, role: str, reason: str, scope: str) -> ModeChange:
+    def request_mode(self, mode: str, person: str, role: str, reason: str, scope: str) -> ModeChange:
         """P15, P16 by the mode rules (raises edge.core.modes.ModeRefused when not this person's or not now)."""
+        target = Mode(mode)
         entry = self._gate.modes.request(target, person, role, reason, scope)
         if self._link and scope == "site" and target is not Mode.FIRE:
             # SPEC §2: the site hears it with the version this gate just gave the change

@@ -1,35 +1,20 @@
-"""Serving the local API without letting it take what the doors need.
+"""Serving the local API without letting it take what the doors need (in the API process, edge/api/child.py).
 
 uvicorn 0.54 has no timeout for a request's headers or body, and accepts connections until the process
-runs out of file descriptors, which is when the door I/O module can no longer reconnect. Here every
-connection is counted and watched: at most `max_connections` at a time (a new one pushes out the one that
-has waited longest for its request, so a flood of slow clients cannot lock guards out), and a request's
-headers and its body each have a deadline. The socket is bound by the daemon, so a port that is taken or a
-certificate that is missing is a named fault that is retried, never a dead daemon.
+runs out of file descriptors. Here every connection is counted and watched: at most `max_connections` at a
+time (a new one pushes out the one that has waited longest for its request, so a flood of slow clients
+cannot lock guards out), and a request's headers and its body each have a deadline.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
-import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from edge.api.facade import GateServices
-from edge.config import ApiSection, resolve
-from edge.hardware.devices import DeviceBoard
-
-log = logging.getLogger(__name__)
 
 SWEEP_S = 0.5
 ACCEPT_BATCH = 64  # connections accepted per turn of the loop, so requests already in are read in between
-MAX_BACKOFF_S = 30.0
 # What a connection is doing, from the most to the least worth keeping when one must go.
 BUSY, BODY, HEAD, IDLE = "busy", "body", "head", "idle"
 EVICT_ORDER = (IDLE, HEAD, BODY)  # a request being answered (or a live feed) is never pushed out
@@ -119,92 +104,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound here so that a taken port is an error we can name and retry."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP said explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it a
-    # response written in two parts waits for the client's delayed ACK (40 ms)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def sweep_forever(guard: Guard) -> None:
     while True:
         await asyncio.sleep(SWEEP_S)
         guard.sweep()
-
-
-class ApiService:
-    """The API as one of the gate's parts: bound, served, and when that fails (a port taken, a certificate
-    missing or unreadable) a `device.fault` named `api` that is retried while the doors go on."""
-
-    def __init__(self, services: GateServices, cfg: ApiSection, base: Path, board: DeviceBoard):
-        self.services, self.cfg, self.base, self.board = services, cfg, base, board
-        self.guard = Guard(cfg.max_connections, cfg.header_timeout_s, cfg.body_timeout_s)
-        self.attempted = asyncio.Event()
-        self.server: uvicorn.Server | None = None
-        self.port: int | None = None
-        board.register("api", "api")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-
-    async def run(self, stop: asyncio.Event) -> None:
-        from edge.api.app import create_app
-        backoff = 1.0
-        sweeper = asyncio.create_task(sweep_forever(self.guard), name="api-sweep")
-        try:
-            while not stop.is_set():
-                sock = None
-                try:
-                    a = self.cfg
-                    for key in ("tls_cert_file", "tls_key_file"):  # named in the fault, not just "no such file"
-                        name = getattr(a, key)
-                        if name and not os.access(resolve(self.base, name), os.R_OK):
-                            raise OSError(f"cannot read {key} {resolve(self.base, name)}")
-                    app = create_app(self.services, secure_cookie=bool(a.tls_cert_file))
-                    config = uvicorn.Config(
-                        app, log_level="warning", access_log=False, lifespan="off",
-                        http=GuardedProtocol, timeout_keep_alive=5, backlog=ACCEPT_BATCH,
-                        timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
-                        ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
-                        ssl_keyfile=str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None)
-                    config.load()  # the TLS files are read here: a missing one is a fault, not a crash
-                    config.guard = self.guard
-                    sock = bind(a.bind, a.port)
-                    self.port = sock.getsockname()[1]
-                    self.server = uvicorn.Server(config)
-                    self.server.capture_signals = contextlib.nullcontext  # the daemon owns SIGTERM and SIGINT
-                    scheme = "https" if a.tls_cert_file else "http"
-                    log.info("local API on %s://%s:%d", scheme, a.bind, self.port)
-                    print(f"gatekeeper api on {scheme}://{a.bind}:{self.port}", flush=True)
-                    self.board.up("api")
-                    self.attempted.set()
-                    backoff = 1.0
-                    await self.server.serve(sockets=[sock])
-                    if stop.is_set() or self.server.should_exit:
-                        return
-                    raise OSError("the API server stopped by itself")
-                except (Exception, SystemExit) as e:  # uvicorn exits on some startup errors: never the daemon
-                    self.board.down("api", f"{e.__class__.__name__}: {e}"[:200])
-                    self.attempted.set()
-                finally:
-                    if sock is not None:
-                        sock.close()
-                    self.server = None
-                try:
-                    await asyncio.wait_for(stop.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-        finally:
-            sweeper.cancel()

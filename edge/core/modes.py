@@ -59,6 +59,9 @@ class ModeRefused(Exception):
         super().__init__(detail)
         self.status, self.detail = status, detail
 
+    def __reduce__(self):  # crosses from the gate to the API process whole
+        return self.__class__, (self.status, self.detail)
+
 
 class Modes:
     """The gate's mode and every rule that changes it: a person's request (P15, P16), a site message

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 
 from edge.api.auth import Access
 from edge.api.bodies import ModeBody, OpenBody
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 from edge.core.model import Mode
 from edge.core.modes import ModeRefused
@@ -17,7 +17,7 @@ from edge.core.modes import ModeRefused
 OVERRIDES_PER_MINUTE = 6  # per person and door (P20: rate-limited)
 
 
-def make_router(svc: GateServices, auth: Access) -> APIRouter:
+def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["doors"])
     recent: dict[tuple[str, str], deque] = defaultdict(deque)
 
@@ -45,7 +45,7 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
             raise HTTPException(422, [{"loc": ["body", "scope"], "msg": "fire mode is per gate, never site-wide",
                                        "type": "value_error"}])
         try:
-            return svc.request_mode(target, who.person, who.role, body.reason, body.scope)
+            return await svc.request_mode(target.value, who.person, who.role, body.reason, body.scope)
         except ModeRefused as e:
             raise HTTPException(e.status, e.detail) from None
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from edge.api.auth import Access
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 
 STREAM_POLL_S = 1.0
@@ -16,13 +16,13 @@ STREAM_KEEPALIVE_S = 15.0
 SEQ_MAX = 2**63 - 1  # SQLite's integers: a larger after_seq would overflow the query, not page
 
 
-def make_router(svc: GateServices, auth: Access) -> APIRouter:
+def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["events"])
 
     @router.get("/events")
     async def events(who: Caller = Depends(auth.guard), after_seq: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100):
-        return [e.envelope(svc.source, svc.epoch) for e in svc.events(after_seq, limit)]
+        return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit)]
 
     @router.get("/events/stream", response_class=StreamingResponse)
     async def stream(request: Request, who: Caller = Depends(auth.guard),
@@ -33,20 +33,20 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
         if last.isdigit() and len(last) < 19:
             start = int(last)
         else:
-            start = after_seq if after_seq is not None else svc.last_seq()
+            start = after_seq if after_seq is not None else await svc.last_seq()
         return StreamingResponse(feed(svc, request, start), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
 
     return router
 
 
-async def feed(svc: GateServices, request: Request, seq: int):
+async def feed(svc: RemoteServices, request: Request, seq: int):
     quiet = 0.0
-    with svc.appends() as grew:
+    async with svc.appends() as grew:
         yield "retry: 2000\n\n"
         while not svc.stopping and not await request.is_disconnected():
             grew.clear()
-            batch = svc.events(seq, 200)
+            batch = await svc.events(seq, 200)
             for e in batch:
                 yield f"id: {e.seq}\ndata: {e.envelope_json(svc.source, svc.epoch)}\n\n"
                 seq = e.seq

@@ -7,23 +7,23 @@ from fastapi import APIRouter, Depends, Path
 
 from edge.api.auth import Access
 from edge.api.bodies import PermitBody, RenewBody, ReturnBody
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 
 PermitId = Annotated[str, Path(pattern=r"^pm-[0-9a-f]{10}$")]
 
 
-def make_router(svc: GateServices, auth: Access) -> APIRouter:
+def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["permits"])
 
     @router.get("/permits")
     async def permits(who: Caller = Depends(auth.guard), returned: bool = False):
-        return svc.permits.listing(include_returned=returned)
+        return await svc.permits.listing(include_returned=returned)
 
     @router.post("/permits", status_code=201)
     async def create_permit(body: PermitBody, who: Caller = Depends(auth.supervisor)):
         """P14: a contractor's card with areas, validity and deposit."""
-        return svc.permits.create(credential=body.credential, holder=body.holder, name=body.name,
+        return await svc.permits.create(credential=body.credential, holder=body.holder, name=body.name,
                                   company=body.company, areas=body.areas,
                                   valid_from=body.valid_from.timestamp() if body.valid_from else None,
                                   valid_until=body.valid_until.timestamp(), deposit=body.deposit, by=who.person,
@@ -31,11 +31,11 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
 
     @router.post("/permits/{permit}/renew")
     async def renew_permit(permit: PermitId, body: RenewBody, who: Caller = Depends(auth.supervisor)):
-        return svc.permits.renew(permit, body.valid_until.timestamp(), body.reason, who.person, svc.now())
+        return await svc.permits.renew(permit, body.valid_until.timestamp(), body.reason, who.person, svc.now())
 
     @router.post("/permits/{permit}/return")
     async def return_permit(permit: PermitId, body: ReturnBody, who: Caller = Depends(auth.supervisor)):
-        return svc.permits.take_back(permit, body.refunded, who.person, svc.now())
+        return await svc.permits.take_back(permit, body.refunded, who.person, svc.now())
 
     return router
 

@@ -5,17 +5,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from edge.api.auth import COOKIE, SESSION_S, Access, Sessions
 from edge.api.bodies import SessionBody
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 
 
-def make_router(svc: GateServices, auth: Access, sessions: Sessions, secure_cookie: bool) -> APIRouter:
+def make_router(svc: RemoteServices, auth: Access, sessions: Sessions, secure_cookie: bool) -> APIRouter:
     router = APIRouter(tags=["console"])
 
     @router.post("/session")
     async def open_session(body: SessionBody, response: Response):
         """Trade a token for the console's HttpOnly, SameSite=Strict session cookie."""
-        who = svc.tokens.check(body.token.strip())
+        who = await svc.tokens.check(body.token.strip())
         if who is None:
             raise HTTPException(401, [{"loc": ["body", "token"], "msg": "not a valid token", "type": "invalid"}])
         response.set_cookie(COOKIE, sessions.open(who), max_age=SESSION_S, httponly=True, samesite="strict",

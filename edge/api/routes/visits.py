@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from edge.api.auth import Access
 from edge.api.bodies import AmendBody, ReleaseBody, WalkinBody
-from edge.api.facade import GateServices
+from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 from edge.passes.qr import png_bytes
 
@@ -16,7 +16,7 @@ VisitId = Annotated[str, Path(pattern=r"^[0-9a-f]{16,32}$")]
 VisitKey = Annotated[str, Path(min_length=1, max_length=64)]  # any pass's visit, walk-in or not
 
 
-def make_router(svc: GateServices, auth: Access) -> APIRouter:
+def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["visits"])
 
     def desk():
@@ -24,8 +24,8 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
             raise HTTPException(503, "walk-in registration is not set up on this gate ([walkin] in its config)")
         return svc.desk
 
-    def registered(visit: str) -> dict:
-        found = desk().visit(visit)
+    async def registered(visit: str) -> dict:
+        found = await desk().visit(visit)
         if found is None:
             raise HTTPException(404, f"no visit {visit!r} registered at this gate")
         return found
@@ -34,29 +34,29 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
     async def register(body: WalkinBody, who: Caller = Depends(auth.guard)):
         """P13: a walk-in, after the host confirmed; the pass is signed by this gate's key."""
         v = body.visitor
-        visit = desk().register(name=v.name, company=v.company, id_number=v.id_number, purpose=body.purpose,
+        visit = await desk().register(name=v.name, company=v.company, id_number=v.id_number, purpose=body.purpose,
                                 host=body.host, host_confirmation=body.host_confirmation, areas=body.areas,
                                 party=body.party, guard=who.person, now=svc.now())
         return {**visit, "pass_png": f"/visits/{visit['visit']}/pass.png"}
 
     @router.get("/visits")
     async def visits(who: Caller = Depends(auth.guard), limit: Annotated[int, Query(ge=1, le=500)] = 50):
-        return [desk().visit(i) for i in svc.recent_visit_ids(limit)]
+        return [await desk().visit(i) for i in await svc.recent_visit_ids(limit)]
 
     @router.get("/visits/{visit}")
     async def get_visit(visit: VisitId, who: Caller = Depends(auth.guard)):
-        return registered(visit)
+        return await registered(visit)
 
     @router.get("/visits/{visit}/pass.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def pass_png(visit: VisitId, who: Caller = Depends(auth.guard)):
         """The visit's current pass as a printable QR code."""
-        png = await asyncio.to_thread(png_bytes, registered(visit)["pass"], box_size=8)
+        png = await asyncio.to_thread(png_bytes, (await registered(visit))["pass"], box_size=8)
         return Response(png, media_type="image/png")
 
     @router.post("/visits/{visit}/areas")
     async def amend(visit: VisitId, body: AmendBody, who: Caller = Depends(auth.supervisor)):
         """P4: only a supervisor changes a visit's areas: a new pass, the old one revoked, journaled."""
-        found = desk().amend(visit, body.areas, body.reason, who.person, svc.now())
+        found = await desk().amend(visit, body.areas, body.reason, who.person, svc.now())
         return {**found, "pass_png": f"/visits/{visit}/pass.png"}
 
     @router.post("/visits/{visit}/signoff")
@@ -64,7 +64,7 @@ def make_router(svc: GateServices, auth: Access) -> APIRouter:
         """P9: the host signed the visit off (a supervisor or the central system says so). Opens nothing."""
         if who.role not in ("supervisor", "central"):
             raise HTTPException(403, "a sign-off comes from a supervisor or the central system")
-        return {"visit": visit, "signed_off": True, "new": svc.sign_off(visit, who.person)}
+        return {"visit": visit, "signed_off": True, "new": await svc.sign_off(visit, who.person)}
 
     @router.post("/visits/{visit}/release")
     async def release(visit: VisitKey, body: ReleaseBody, who: Caller = Depends(auth.guard)):
