@@ -3,9 +3,11 @@
     .venv/bin/python bench/pipeline.py                         # 300 scans at 10/s, API at 50 requests/s, MQTT on
     .venv/bin/python bench/pipeline.py --scans 50 --no-api --no-mqtt
 
-One run, two phases, the same scans in each: an allow-listed staff badge on a serial line (`socket://`, the
+One run, two sides, the same scans on each: an allow-listed staff badge on a serial line (`socket://`, the
 bench writing each line on the server side), sent open loop at fixed times, whether or not the door opened
-for the last one yet.
+for the last one yet. Both sides are up for the whole run and take turns in blocks (floor, gate, gate, floor,
+...; `--blocks`), so a background load that comes and goes during the run weighs on both alike; while the floor
+scans, the API load pauses and the idle gate only supervises its module (ten small reads a second).
 
 - The floor: a bare client in its own process reads the line with pyserial, commits one row to a fresh SQLite
   file (WAL, synchronous=FULL) and writes coil 0 = 1 over Modbus TCP, waiting for the reply; it relocks after,
@@ -17,7 +19,7 @@ for the last one yet.
 A scan's latency is taken at the Modbus server, which the bench owns and runs in a process of its own: the time
 the coil-0 write (value 1) arrives there minus the time the bench wrote the badge line. Both are CLOCK_MONOTONIC,
 which every process on the machine shares. Each grant makes exactly one unlock write and the scans are 1/rate
-apart, so writes and scans pair in order. The first grant of each phase proves the line and the module up and
+apart, so writes and scans pair in order. The first grant of each side proves the line and the module up and
 is not measured.
 """
 from __future__ import annotations
@@ -258,14 +260,14 @@ def floor_client(url: str, modbus_port: int, db_path: str, out) -> None:
             io.write_coil(0, False, device_id=1)  # relock: the clock stopped when the unlock reached the module
 
 
-def floor(d: Path, n: int, rate: float) -> list[float]:
-    with contextlib.ExitStack() as stack:
-        coils, line = Coils(stack), Line(stack)
-        rx = start_child(stack, floor_client, line.url, coils.port, str(d / "floor.db"))
-        line.accept()
-        first_message(rx, "the floor client")
-        first_grant(line, coils)
-        return timed_scans(line, coils, n, rate)
+def floor(d: Path, rate: float, stack: contextlib.ExitStack):
+    """The floor, up and through its first grant; returns what runs k timed scans on it."""
+    coils, line = Coils(stack), Line(stack)
+    rx = start_child(stack, floor_client, line.url, coils.port, str(d / "floor.db"))
+    line.accept()
+    first_message(rx, "the floor client")
+    first_grant(line, coils)
+    return lambda k: timed_scans(line, coils, k, rate)
 
 
 # -- the gate and its load ------------------------------------------------------------------------------------
@@ -332,10 +334,10 @@ class Subscriber:
         self.c.loop_stop()
 
 
-def api_load(base: str, token: str, rate: float, stop, out) -> None:
-    """Child process: once /health answers, says "started" and GETs open loop at `rate`/s until `stop`, then sends
-    back (latencies in ms, errors). A latency counts from the request's scheduled time, so a slow answer cannot
-    hide the ones queued behind it."""
+def api_load(base: str, token: str, rate: float, go, stop, out) -> None:
+    """Child process: once /health answers, says "started", then GETs open loop at `rate`/s while `go` is set
+    (the gate's blocks of scans), until `stop`; then sends back (latencies in ms, errors). A latency counts from
+    the request's scheduled time, so a slow answer cannot hide the ones queued behind it."""
     import httpx
 
     async def run() -> None:
@@ -364,11 +366,17 @@ def api_load(base: str, token: str, rate: float, stop, out) -> None:
                     return
                 await asyncio.sleep(0.05)
             out.send("started")
-            tasks, start = [], time.perf_counter()
-            for i, path in enumerate(itertools.cycle(API_PATHS)):
+            tasks, start, i = [], time.perf_counter(), 0
+            for path in itertools.cycle(API_PATHS):
                 if stop.is_set():
                     break
+                if not go.is_set():  # a floor block: no load, the schedule starts again with the next block
+                    while not go.is_set() and not stop.is_set():
+                        await asyncio.sleep(0.005)
+                    start, i = time.perf_counter(), 0
+                    continue
                 at = start + i / rate
+                i += 1
                 if (delay := at - time.perf_counter()) > 0:
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(one(client, path, at)))
@@ -378,14 +386,19 @@ def api_load(base: str, token: str, rate: float, stop, out) -> None:
     asyncio.run(run())
 
 
-def gate(d: Path, n: int, rate: float, api_rate: float, mqtt_on: bool, api_on: bool) -> dict:
-    with contextlib.ExitStack() as stack:
-        coils, line = Coils(stack), Line(stack)
-        extra, sub = "", None
+class Gate:
+    """The gate, up and through its first grant, with its broker, subscriber and API load ready; `block(k)`
+    runs k timed scans with the API loaded."""
+
+    def __init__(self, d: Path, rate: float, api_rate: float, mqtt_on: bool, api_on: bool,
+                 stack: contextlib.ExitStack):
+        self.rate = rate
+        self.coils, self.line = coils, line = Coils(stack), Line(stack)
+        extra, self.sub = "", None
         if mqtt_on:
             broker = Broker(d / "broker", persistence=False).start()
             stack.callback(broker.stop)
-            sub = Subscriber(broker.port, stack)  # subscribed before the gate publishes anything
+            self.sub = Subscriber(broker.port, stack)  # subscribed before the gate publishes anything
             extra += f"[mqtt]\nport = {broker.port}\n"
         if api_on:
             extra += "[api]\nport = 0\n"  # any free port: the daemon binds it and prints which
@@ -403,21 +416,40 @@ def gate(d: Path, n: int, rate: float, api_rate: float, mqtt_on: bool, api_on: b
         coils.need(lambda w: any(not on for on, _ in w), "the daemon's first lock write")
         first_grant(line, coils)
 
-        load_rx, stop_load = None, SPAWN.Event()
+        self.load_rx, self.go, self.stop_load = None, SPAWN.Event(), SPAWN.Event()
         if api_on:
-            load_rx = start_child(stack, api_load, daemon.wait_api(), token, api_rate, stop_load)
-            if first_message(load_rx, "the API load") != "started":
+            self.load_rx = start_child(stack, api_load, daemon.wait_api(), token, api_rate, self.go, self.stop_load)
+            if first_message(self.load_rx, "the API load") != "started":
                 fail("the API load did not start")
-        lat = timed_scans(line, coils, n, rate)
-        out = {"lat": lat}
-        if api_on:
-            stop_load.set()
-            out["api"] = first_message(load_rx, "the API load's results")
-        if sub:
-            grants = len(coils.unlocks(0))
-            sub.wait_grants(grants)
-            out["mqtt"] = (sub.events, sub.grants, grants)
+
+    def block(self, k: int) -> list[float]:
+        self.go.set()
+        try:
+            return timed_scans(self.line, self.coils, k, self.rate)
+        finally:
+            self.go.clear()
+
+    def results(self) -> dict:
+        out = {}
+        if self.load_rx is not None:
+            self.stop_load.set()
+            out["api"] = first_message(self.load_rx, "the API load's results")
+        if self.sub:
+            grants = len(self.coils.unlocks(0))
+            self.sub.wait_grants(grants)
+            out["mqtt"] = (self.sub.events, self.sub.grants, grants)
         return out
+
+
+def interleaved(n: int, blocks: int) -> list[tuple[str, int]]:
+    """n scans for each side in `blocks` blocks each, in the order floor, gate, gate, floor, floor, gate...: a
+    machine whose background load drifts during the run weighs on both sides alike."""
+    sizes = [n // blocks + (i < n % blocks) for i in range(blocks)]
+    order = []
+    for i, k in enumerate(sizes):
+        pair = [("floor", k), ("gate", k)]
+        order += pair if i % 2 == 0 else pair[::-1]
+    return order
 
 
 # -- the table ------------------------------------------------------------------------------------------------
@@ -458,17 +490,24 @@ def main() -> None:
     ap.add_argument("--api-rate", type=float, default=50, help="API requests per second, open loop")
     ap.add_argument("--no-mqtt", action="store_true", help="no broker, no [mqtt]: the gate journals alone")
     ap.add_argument("--no-api", action="store_true", help="no [api], no API load")
+    ap.add_argument("--blocks", type=int, default=6, help="blocks of scans a side, floor and gate taking turns")
     args = ap.parse_args()
-    if args.scans < 1 or args.rate <= 0 or args.api_rate <= 0:
-        ap.error("--scans must be 1 or more, --rate and --api-rate above 0")
+    if args.scans < 1 or args.rate <= 0 or args.api_rate <= 0 or args.blocks < 1:
+        ap.error("--scans and --blocks must be 1 or more, --rate and --api-rate above 0")
+    args.blocks = min(args.blocks, args.scans)
     # a terminated bench still unwinds its stacks, so it stops what it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
         d = Path(tmp)
         (d / "floor").mkdir()
         (d / "gate").mkdir()
-        fl = floor(d / "floor", args.scans, args.rate)
-        res = gate(d / "gate", args.scans, args.rate, args.api_rate, not args.no_mqtt, not args.no_api)
+        with contextlib.ExitStack() as stack:
+            run_floor = floor(d / "floor", args.rate, stack)
+            gate = Gate(d / "gate", args.rate, args.api_rate, not args.no_mqtt, not args.no_api, stack)
+            fl, gk = [], []
+            for side, k in interleaved(args.scans, args.blocks):
+                (fl if side == "floor" else gk).extend(run_floor(k) if side == "floor" else gate.block(k))
+            res = {"lat": gk, **gate.results()}
     print_table(rows(fl, res, args.api_rate))
 
 
