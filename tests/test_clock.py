@@ -13,7 +13,7 @@ from edge.core.gate import Gate
 from edge.passes.keyring import build_keyring
 from edge.runtime import timesync
 from edge.store import Store
-from sitekit import make_site
+from sitekit import make_site, wait_until
 
 STAFF = "badge:04A1B2C3"
 
@@ -162,3 +162,35 @@ def test_sync_state_of_this_machine_is_read_without_changing_it():
     assert got.state in ("synced", "unsynced", "unknown")
     if before is not None:  # Linux: the kernel answered, so there is a source and an error estimate
         assert got.source in ("timedatectl", "adjtimex") and got.est_error_s is not None
+
+
+# -- the running daemon and a real broker: the central system's heartbeat ----------------------------------
+@pytest.mark.e2e
+def test_p3_a_daemon_two_days_off_the_central_heartbeat_raises_the_fault_and_shows_it(tmp_path, procs, broker):
+    import httpx
+    from mqttkit import Peer, rfc3339_now
+    from sitekit import JournalWatch, gatekeeper
+    site = make_site(tmp_path / "site", broker_port=broker.port, api=True)
+    central = Peer(broker.port, "acs/test/gate-1/status")
+    try:
+        site.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+        site.daemon.wait_for("gatekeeper ready")
+        central.wait(lambda m: any(json.loads(p).get("state") in ("online", "degraded") for _, p, _ in m),
+                     what="the gate online")
+        site.wait_api()
+        journal = JournalWatch(site.db)
+        # the central system's clock two days behind ours: ours is the implausible one (P3)
+        central.publish("acs/test/central/heartbeat", {"time": rfc3339_now(-2 * DAY_S)}, qos=0)
+        _, _, fault = journal.next("alarm.raised", alarm="clock_invalid")
+        assert fault["central_offset_s"] == pytest.approx(2 * DAY_S, abs=120)
+        health = httpx.get(site.api_url + "/health", timeout=10).json()
+        assert health["status"] == "degraded" and health["clock"]["valid"] is False
+        assert "gatekeeper_clock_valid 0" in httpx.get(site.api_url + "/metrics", timeout=10).text
+        s = json.loads(gatekeeper("status", "--config", str(site.config), "--json").stdout)
+        assert s["clock"]["valid"] is False and s["clock"]["central_offset_s"] == pytest.approx(2 * DAY_S, abs=120)
+        # the central system's clock agrees again: the fault ends
+        central.publish("acs/test/central/heartbeat", {"time": rfc3339_now()}, qos=0)
+        wait_until(lambda: httpx.get(site.api_url + "/health", timeout=10).json()["clock"]["valid"],
+                   what="the clock valid again")
+    finally:
+        central.close()
