@@ -103,8 +103,9 @@ class Daemon:
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
             if api.port:
+                from edge.runtime.runfile import api_url
                 scheme = "https" if self.cfg.api.tls_cert_file else "http"
-                self.runfile.update(api=f"{scheme}://{self.cfg.api.bind}:{api.port}")
+                self.runfile.update(api=api_url(scheme, self.cfg.api.bind, api.port))
         await _first_attempts(list(self.reader_reported.values()), 3.0)
         # 5. ready: every part has started or is a named fault being retried; decisions go on either way
         notify("READY=1\nSTATUS=serving")

@@ -105,12 +105,12 @@ def fetch_health(url: str) -> tuple[dict | None, str | None]:
 
 
 def _configured_api(cfg) -> str | None:
+    """The API's address from the config, for a daemon that did not say where it listens."""
+    from edge.runtime.runfile import api_url
     a = cfg.api
     if a is None or a.port == 0:
         return None
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(a.bind, a.bind)
-    host = f"[{host}]" if ":" in host else host
-    return f"{'https' if a.tls_cert_file else 'http'}://{host}:{a.port}"
+    return api_url("https" if a.tls_cert_file else "http", a.bind, a.port)
 
 
 def _iso(t: float) -> str:

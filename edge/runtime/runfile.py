@@ -12,6 +12,12 @@ import os
 from pathlib import Path
 
 
+def api_url(scheme: str, bind: str, port: int) -> str:
+    """Where a local command reaches the API: a wildcard bind address is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 def path_for(db: Path) -> Path:
     return db.with_name(db.name + ".run")
 
