@@ -133,6 +133,12 @@ def _duration(s: float | None) -> str:
     return f"{s:.0f} s"
 
 
+def _seconds(s: float, signed: bool = False) -> str:
+    """NTP's figures: milliseconds while small, seconds beyond."""
+    sign = "+" if signed else ""
+    return f"{s * 1000:{sign}.1f} ms" if abs(s) < 1 else f"{s:{sign}.1f} s"
+
+
 def human(r: dict) -> str:
     d, m, al, c = r["daemon"], r["mode"], r["allowlist"], r["clock"]
     lines = [f"gate {r['site']}/{r['gate']}  ({r['database']})"]
@@ -158,9 +164,9 @@ def human(r: dict) -> str:
     lines.append(f"journal     seq {r['journal']['last_seq']}, epoch {r['journal']['epoch']}")
     clock = f"{c['now']}, {c['sync']}" + (f" ({c['source']})" if c["source"] else "")
     if c["offset_s"] is not None:
-        clock += f", offset {c['offset_s'] * 1000:+.1f} ms"
+        clock += f", offset {_seconds(c['offset_s'], signed=True)}"
     if c["est_error_s"] is not None:
-        clock += f", est. error {c['est_error_s'] * 1000:.1f} ms"
+        clock += f", est. error {_seconds(c['est_error_s'])}"
     if c.get("central_offset_s") is not None:
         clock += f", central {c['central_offset_s']:+.1f} s"
     if c.get("valid") is False:
