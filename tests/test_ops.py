@@ -160,6 +160,12 @@ def test_backup_of_a_tampered_journal_fails_and_leaves_no_copy(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".copy.db*"))
 
 
+def test_backup_into_a_missing_folder_says_so(tmp_path):
+    site = staff_site(tmp_path / "site")
+    r = gatekeeper("backup", "--config", str(site.config), "--out", str(tmp_path / "nowhere" / "copy.db"))
+    assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_backup_refuses_to_copy_over_the_database(tmp_path):
     site = staff_site(tmp_path / "site")
     r = gatekeeper("backup", "--config", str(site.config), "--out", str(site.db), "--force")

@@ -32,15 +32,21 @@ def cmd_backup(args) -> int:
     # written beside its final name and renamed once verified: a failed backup never leaves a file that
     # looks like a good one, nor replaces a good one
     tmp = out.with_name(f".{out.name}.partial")
-    _remove(tmp)
-    # made owner-only before a byte is written: the copy holds tokens' hashes, ID hashes and the journal (P19)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        _remove(tmp)
+        # made owner-only before a byte is written: the copy holds token and ID hashes and the journal (P19)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        raise GatekeeperError(f"cannot write {tmp}: {e.strerror}") from None
     try:
         pages = copy(src_path, tmp)
         ok, what = verify(tmp)
         if not ok:
             raise GatekeeperError(f"the copy does not verify: {what}")
         os.replace(tmp, out)
+    except (sqlite3.Error, OSError) as e:  # a full disk, a database that cannot be read: said, not a traceback
+        _remove(tmp)
+        raise GatekeeperError(f"backup to {out} failed: {e}") from None
     except BaseException:
         _remove(tmp)
         raise
