@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -74,12 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     t_list.add_argument("--config", required=True)
     t_list.set_defaults(func=cmd_tokens_list)
 
-    ev = sub.add_parser("events", help="print the journal as SPEC §2 event envelopes, one a line")
-    ev.add_argument("--config", required=True)
-    ev.add_argument("--after-seq", type=int, default=0)
-    ev.add_argument("--follow", action="store_true", help="keep printing new events")
-    ev.add_argument("--verify", action="store_true", help="check seq and the hash chain instead of printing")
-    ev.set_defaults(func=cmd_events)
+    from edge.ops import add_commands as add_operator_commands  # status, backup, events, completion
+    add_operator_commands(sub)
     return p
 
 
@@ -180,30 +175,6 @@ def cmd_tokens_list(args) -> int:
         print(f"{tid}  {person:<20} {role:<10} made {rfc3339(created)}"
               + (f"  revoked {rfc3339(revoked)}" if revoked else ""))
     return 0
-
-
-def cmd_events(args) -> int:
-    from edge.store.journal import Journal
-    cfg, store = _open_store(args.config, must_exist=True)
-    journal = Journal(store)
-    if args.verify:
-        ok, what = journal.verify()
-        print(what)
-        return 0 if ok else 1
-    source = cfg.event_source()
-    after = args.after_seq
-    while True:
-        # a page at a time, each read short: a reader that stays open would keep the daemon's write-ahead
-        # log from being checkpointed, and let it grow until the disk is full
-        page = list(journal.entries(after, 500))
-        for e in page:
-            print(json.dumps(e.envelope(source, store.epoch), ensure_ascii=False, separators=(",", ":")), flush=True)
-            after = e.seq
-        if len(page) == 500:
-            continue
-        if not args.follow:
-            return 0
-        time.sleep(0.2)
 
 
 if __name__ == "__main__":

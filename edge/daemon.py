@@ -24,6 +24,9 @@ from edge.runtime.sdnotify import notify, watchdog_interval
 from edge.store import Store
 from edge.runtime.threads import post
 
+CLOCK_CHECK_EVERY_S = 2.0  # P3: how often the wall clock is compared with the steady one
+CLOCK_SYNC_EVERY_S = 60.0  # how often the machine's time sync is read (timedatectl, adjtimex)
+
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("gatekeeper.decisions")
 
@@ -42,6 +45,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         # 1. the database and the gate
         self.store = Store(resolve(self.base, self.cfg.storage.path))
+        from edge.runtime.runfile import RunFile
+        self.runfile = RunFile(self.store.path)  # `gatekeeper status` knows we run, and where the API is
+        if not self.runfile.hold(api=None):
+            log.error("another daemon holds %s: two daemons on one database", self.runfile.path)
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
         self.board = DeviceBoard(self.gate.record)
         self.gate.reload_keys = self._reload_keys
@@ -81,6 +88,7 @@ class Daemon:
         tasks.append(asyncio.create_task(self._decide_loop(), name="decide"))
         tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
         tasks.append(asyncio.create_task(self._flush_held(), name="holdback"))
+        tasks.append(asyncio.create_task(self._watch_clock(), name="clock"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
         if self.link:
@@ -94,6 +102,10 @@ class Daemon:
             api = ApiService(services, self.cfg.api, self.base, self.board)
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
+            if api.port:
+                from edge.runtime.runfile import api_url
+                scheme = "https" if self.cfg.api.tls_cert_file else "http"
+                self.runfile.update(api=api_url(scheme, self.cfg.api.bind, api.port))
         await _first_attempts(list(self.reader_reported.values()), 3.0)
         # 5. ready: every part has started or is a named fault being retried; decisions go on either way
         notify("READY=1\nSTATUS=serving")
@@ -127,6 +139,7 @@ class Daemon:
         except sqlite3.Error as e:
             log.warning("the last restart hints were not saved: %s", e)
         self.store.close()
+        self.runfile.release()
         return 1 if lost else 0
 
     async def open_door(self, door: str, direction: str = "in", grant_seq: int | None = None,
@@ -208,6 +221,21 @@ class Daemon:
                 log.info("pruned %d journal entries and records older than %d days", n,
                          self.cfg.storage.retention_days)
             await asyncio.sleep(3600)
+
+    async def _watch_clock(self) -> None:
+        """P3: the wall clock watched for jumps every few seconds (a jump is journaled once), and the
+        machine's time sync read now and then, off the loop (a process or a system call)."""
+        from edge.runtime import timesync
+        next_sync = 0.0
+        while True:
+            self.gate.watch_clock()
+            if time.monotonic() >= next_sync:
+                next_sync = time.monotonic() + CLOCK_SYNC_EVERY_S
+                try:
+                    self.gate.clock_sync = await asyncio.to_thread(timesync.read)
+                except Exception as e:  # never the daemon: the state is then unknown
+                    log.warning("cannot read the clock's sync state: %s", e)
+            await asyncio.sleep(CLOCK_CHECK_EVERY_S)
 
     async def _expire_passages(self) -> None:
         while True:

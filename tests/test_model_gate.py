@@ -34,7 +34,7 @@ from edge.hardware.outputs import Outputs
 from edge.store.records import AllowRecord
 from edge.store import Store
 from edge.store.allowlist import apply_items
-from edge.store.journal import Journal
+from edge.store.journal import Journal, rfc3339
 from sitekit import make_site
 
 PULSE_S = 0.02
@@ -132,7 +132,10 @@ class GateMachine(RuleBasedStateMachine):
     # -- the gate, opened (again) on its file ---------------------------------------------------------
     def _open(self):
         self.store = Store(self.site.db)
-        self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store), clock=lambda: self.now)
+        # the steady clock follows the model's time too: time passing is no jump, and the central heartbeat's
+        # time is carried forward as the model's clock moves (P3)
+        self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store), clock=lambda: self.now,
+                         steady_clock=lambda: self.now)
         self.board = DeviceBoard(self.gate.record)
         self.outputs = Outputs(self.cfg, self.board, lambda v: self.gate.modes.inputs(v.get("fire"), v.get("lockdown")),
                                self.gate.record, lambda: self.gate.mode is Mode.FIRE)
@@ -229,7 +232,7 @@ class GateMachine(RuleBasedStateMachine):
     @rule(body=st.sampled_from([b"garbage", b"{}", b'{"time": 5}', b'{"time": "now"}', None]))
     def heartbeat(self, body):
         if body is None:
-            body = json.dumps({"time": "2026-11-30T10:00:00Z"}).encode()
+            body = json.dumps({"time": rfc3339(self.now)}).encode()  # the central clock agrees with ours (P3)
             self.heard_at = self.now
         self.link._handle(Incoming("acs/test/central/heartbeat", body, False, 0, 0))
 

@@ -53,6 +53,8 @@ TABLE = [
     ("P3", "at valid_until plus skew", VISITOR, LOBBY_IN, NOW + HOUR + 60, {}, False, "expired"),
     ("P3", "implausible clock refuses a bounded pass", VISITOR, LOBBY_IN, RELEASE_EPOCH - 86400, {}, False, "clock_invalid"),
     ("P3", "implausible clock keeps an open staff badge working", STAFF, LOBBY_IN, RELEASE_EPOCH - 86400, {}, True, "ok"),
+    ("P3", "a clock a day off the central system's refuses a bounded pass", VISITOR, LOBBY_IN, NOW, {"clock_far_off": True}, False, "clock_invalid"),
+    ("P3", "a clock a day off the central system's keeps an open staff badge working", STAFF, LOBBY_IN, NOW, {"clock_far_off": True}, True, "ok"),
     ("P4", "visitor at a door outside the pass", VISITOR, WORKSHOP_IN, NOW, {}, False, "area_not_permitted"),
     ("P4", "ancestor area admits below", CONTRACTOR, DoorView("w", "site/production/workshop-1", Direction.IN), NOW, {}, True, "ok"),
     ("P4", "child area does not admit the parent", replace(STAFF, areas=("site/office",)), LOBBY_IN, NOW, {}, False, "area_not_permitted"),

@@ -38,11 +38,22 @@ class SiteInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockState:
+    valid: bool  # P3: plausible, and within a day of the central system's time when that is known
+    sync: str  # synced | unsynced | unknown (timedatectl, else the kernel's adjtimex status)
+    source: str | None
+    offset_s: float | None  # NTP's remaining correction
+    est_error_s: float | None  # the kernel's estimated error
+    central_offset_s: float | None  # ahead (+) or behind (-) the central system's time, from its heartbeat
+
+
+@dataclass(frozen=True, slots=True)
 class Readiness:
     status: str  # ok | degraded
     mode: str
     database: str
     devices_down: list[str]
+    clock: ClockState
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +124,23 @@ class GateServices:
         return self._stop.is_set()
 
     def health(self) -> Readiness:
-        """Degraded while a device is down or the database holds writes back (SPEC §6)."""
+        """Degraded while a device is down, the database holds writes back (SPEC §6) or the clock is
+        implausible (P3)."""
         held = len(self._gate.holdback.held)
         down = sorted(n for n, h in self._board.health.items() if h is Health.DOWN)
-        return Readiness("degraded" if held or down else "ok", self._gate.mode.value,
-                         f"holding {held} writes" if held else "writable", down)
+        clock = self.clock()
+        return Readiness("degraded" if held or down or not clock.valid else "ok", self._gate.mode.value,
+                         f"holding {held} writes" if held else "writable", down, clock)
+
+    def clock(self) -> ClockState:
+        """P3: the clock as the gate sees it, with the machine's time sync as last read."""
+        g = self._gate
+        now = g.clock()
+        sync = g.clock_sync
+        off = g.central_clock.offset(now)
+        return ClockState(g.clock_valid(now), sync.state if sync else "unknown", sync.source if sync else None,
+                          sync.offset_s if sync else None, sync.est_error_s if sync else None,
+                          None if off is None else round(off, 3))
 
     def status(self) -> Status:
         g = self._gate
@@ -162,6 +185,7 @@ class GateServices:
              [({}, float(len(g.held_exits)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
+            *_clock_gauges(self.clock()),
         ]
 
     # -- the journal --------------------------------------------------------------------------------
@@ -209,3 +233,21 @@ class GateServices:
         if door is None:
             return None
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))
+
+
+def _clock_gauges(c: ClockState) -> list[Gauge]:
+    """P3: the clock's state; a value not known (no sync source, no heartbeat within a day) is left out."""
+    def one(v):
+        return [] if v is None else [({}, float(v))]
+    return [
+        ("gatekeeper_clock_valid", "gauge", "1 when the clock is plausible (P3), 0 when time-bounded credentials "
+         "are refused for it.", one(c.valid)),
+        ("gatekeeper_clock_synchronized", "gauge", "1 when the clock is synchronized (NTP), 0 when not.",
+         one(None if c.sync == "unknown" else c.sync == "synced")),
+        ("gatekeeper_clock_offset_seconds", "gauge", "The correction NTP is still applying, seconds.",
+         one(c.offset_s)),
+        ("gatekeeper_clock_estimated_error_seconds", "gauge", "The kernel's estimated clock error, seconds.",
+         one(c.est_error_s)),
+        ("gatekeeper_clock_central_offset_seconds", "gauge",
+         "The clock ahead (+) or behind (-) the central system's last heartbeat, seconds.", one(c.central_offset_s)),
+    ]

@@ -26,6 +26,7 @@ from edge.store import Store
 from edge.store.allowlist import lookup_badge
 from edge.store.journal import Entry, Journal, rfc3339
 from edge.core.window import clock_plausible
+from edge.core.clock import CentralClock, JumpWatch, steady
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ MAX_ESCORT_SCANS = 32  # recent staff scans remembered per door for P10
 
 
 class Gate:
-    def __init__(self, cfg: GateConfig, store: Store, keyring: KeyRing, clock=time.time):
+    def __init__(self, cfg: GateConfig, store: Store, keyring: KeyRing, clock=time.time, steady_clock=steady):
         self.cfg = cfg
         self.store = store
         self.journal = Journal(store)
@@ -62,6 +63,9 @@ class Gate:
         self.door_ready: Callable[[str], bool] = lambda door: True  # the daemon says whether a door's output answers
         self.reload_keys: Callable[[], None] = lambda: None  # the daemon rebuilds the keyring (config + synced keys)
         self.clock_alarm = False
+        self.central_clock = CentralClock(steady_clock)  # P3: the central system's time, from its heartbeat
+        self.jumps = JumpWatch(clock, steady_clock, cfg.policy.clock_skew_s)  # P3: jumps of the wall clock
+        self.clock_sync = None  # the daemon's latest look at the machine's time sync (runtime.timesync)
         self.metrics = Metrics()
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
                                  checkpoint=store.checkpoint, drained=store.held_written)
@@ -93,6 +97,7 @@ class Gate:
             signed_off=vk in s.signoffs,
             presence=s.presence.get(cred.ref),
             stale_allowlist=self._stale(now),
+            clock_far_off=cred.time_bounded and self.central_clock.far_off(now),
             # only an escorted entry looks at recent staff scans; everyone else skips the work
             escorts=tuple(self._escorts_at(door.name, now)) if (door.escort_required or cred.escort) else (),
         )
@@ -170,10 +175,9 @@ class Gate:
             if d.reason == "clock_invalid" and not self.clock_alarm:
                 # P3: once per episode, so the central system sees the fault, not a flood
                 self.clock_alarm = True
-                log.error("the clock reads %s, before this release: time-bounded credentials are refused", now)
-                entries.append(self.journal.append("alarm.raised", {
-                    "alarm": "clock_invalid", "clock": rfc3339(now), "door": door.name}, now))
-            elif self.clock_alarm and d.reason != "clock_invalid" and clock_plausible(now):
+                log.error("the clock reads %s, implausible: time-bounded credentials are refused", now)
+                entries.append(self.journal.append("alarm.raised", self._clock_alarm_data(now, door.name), now))
+            elif self.clock_alarm and d.reason != "clock_invalid" and self.clock_valid(now):
                 self.clock_alarm = False
             if d.held:
                 entries.append(self.journal.append("exit.held", data, now))
@@ -269,6 +273,47 @@ class Gate:
         if self.max_sync_age is None:
             return False
         return now - self.heard_at > self.max_sync_age
+
+    # -- P3: the clock itself ----------------------------------------------------------------------
+    def clock_valid(self, now: float | None = None) -> bool:
+        """P3: not before this release, and not more than a day off the central system's time."""
+        now = self.clock() if now is None else now
+        return clock_plausible(now) and not self.central_clock.far_off(now)
+
+    def _clock_alarm_data(self, now: float, door: str | None = None) -> dict:
+        off = self.central_clock.offset(now)
+        data = {"alarm": "clock_invalid", "priority": "high", "clock": rfc3339(now)}
+        if door is not None:
+            data["door"] = door
+        if off is not None:
+            data["central_offset_s"] = round(off, 3)
+        return data
+
+    def central_heartbeat(self, central_time: float, now: float | None = None) -> None:
+        """SPEC §2 heartbeat: the central system's clock. A clock more than a day off it is a fault at once
+        (P3), not only at the next time-bounded scan; once per episode, as for a scan."""
+        self.central_clock.heartbeat(central_time)
+        now = self.clock() if now is None else now
+        if self.clock_valid(now):
+            if self.clock_alarm:
+                log.warning("the clock agrees with the central system's again")
+            self.clock_alarm = False
+        elif not self.clock_alarm:
+            self.clock_alarm = True
+            log.error("the clock reads %s, more than a day off the central system's %s: time-bounded "
+                      "credentials are refused", rfc3339(now), rfc3339(central_time))
+            self.record("alarm.raised", self._clock_alarm_data(now), now)
+
+    def watch_clock(self) -> Entry | None:
+        """P3: a jump of the wall clock beyond the skew since the last look, backwards or forwards, is
+        journaled as `alarm.raised` `clock_jump` (the daemon looks every few seconds)."""
+        seen = self.jumps.check()
+        if seen is None:
+            return None
+        jump, expected, now = seen
+        log.error("the wall clock jumped %+.1f s (expected %s, reads %s)", jump, rfc3339(expected), rfc3339(now))
+        return self.record("alarm.raised", {"alarm": "clock_jump", "priority": "high", "jump_s": round(jump, 3),
+                                            "expected": rfc3339(expected), "clock": rfc3339(now)}, now)
 
     def heard(self, at: float | None = None) -> None:
         """P23: a well-formed message from the central system arrived (never a malformed one)."""

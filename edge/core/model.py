@@ -104,6 +104,7 @@ class Facts:
     presence: str | None = None  # deepest area the credential is in (P7)
     stale_allowlist: bool = False
     escorts: tuple[EscortScan, ...] = ()
+    clock_far_off: bool = False  # P3: more than a day off the central system's time
 
 
 @dataclass(frozen=True, slots=True)

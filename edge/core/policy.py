@@ -36,7 +36,7 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
     if facts.consumed and cred.category in SINGLE_VISIT and cred.kind == "pass":  # P8
         return Decision(False, "pass_consumed")
     if cred.time_bounded:  # P3
-        if not clock_plausible(now):
+        if not clock_plausible(now) or facts.clock_far_off:
             return Decision(False, "clock_invalid")
         why = window_reason(cred.valid_from, cred.valid_until, now, s.skew_s)
         if why:

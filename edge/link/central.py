@@ -282,8 +282,9 @@ class CentralLink:
                 m = parse(SiteMode, msg.payload)
                 self.gate.modes.from_site(Mode(m.mode), m.actor, m.reason, m.version)
             elif t == self.t_heartbeat:
-                parse(Heartbeat, msg.payload)
+                hb = parse(Heartbeat, msg.payload)
                 self.gate.heard()
+                self.gate.central_heartbeat(hb.epoch())  # P3: a clock far off the central system's
             elif t == self.t_muster_req:
                 parse(MusterRequest, msg.payload)
                 self.publish_muster()

@@ -80,6 +80,10 @@ class Heartbeat(_Msg):
     def _time(cls, v: str) -> str:
         return _rfc3339(v)
 
+    def epoch(self) -> float:
+        from datetime import datetime
+        return datetime.fromisoformat(self.time.replace("Z", "+00:00")).timestamp()
+
 
 class MusterRequest(_Msg):
     """SPEC §2 `muster/request`: `{}`."""
