@@ -173,7 +173,8 @@ class ApiService:
                             raise OSError(f"cannot read {key} {resolve(self.base, name)}")
                     app = create_app(self.services, secure_cookie=bool(a.tls_cert_file))
                     config = uvicorn.Config(
-                        app, log_level="warning", access_log=False, lifespan="off",
+                        # uvicorn's lines go to the wire logger (edge/runtime/logsetup.py): no handlers of its own
+                        app, log_config=None, log_level=None, access_log=False, lifespan="off",
                         http=GuardedProtocol, timeout_keep_alive=5, backlog=ACCEPT_BATCH,
                         timeout_graceful_shutdown=2,  # live feeds (server-sent events) do not hold up a stop
                         ssl_certfile=str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
