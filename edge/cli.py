@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from edge.config import ConfigError, check_files, load_config, resolve
 from edge.errors import GatekeeperError
@@ -20,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     # --log-level (or its variable) wins over the config's [log] level, for as long as the process runs
-    args.log_level = args.log_level or os.environ.get("GATEKEEPER_LOG_LEVEL")
-    logsetup.configure(args.log_level or "info")
+    logsetup.override = args.log_level or os.environ.get("GATEKEEPER_LOG_LEVEL")
+    logsetup.configure()
     try:
         return args.func(args)
     except ConfigError as e:
@@ -92,12 +93,12 @@ def cmd_run(args) -> int:
     if args.check:
         return cmd_check(args)
     cfg, base = load_config(args.config)
-    logsetup.configure(args.log_level or cfg.log.level, cfg.log.format, cfg.log.wire)
+    logsetup.configure(cfg.log.level, cfg.log.format, cfg.log.wire)
     part_problems = check_files(cfg, base, args.config, parts_fatal=False)
     for p in part_problems:  # the API or the central link will fault and retry; the doors work meanwhile
         logging.getLogger("gatekeeper").error("%s", p)
     from edge.daemon import run
-    return run(cfg, base)
+    return run(cfg, base, Path(args.config))
 
 
 def cmd_check(args) -> int:

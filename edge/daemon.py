@@ -29,9 +29,10 @@ decisions_log = logging.getLogger("gatekeeper.decisions")
 
 
 class Daemon:
-    def __init__(self, cfg: GateConfig, base: Path):
+    def __init__(self, cfg: GateConfig, base: Path, path: Path | None = None):
         self.cfg = cfg
         self.base = base
+        self.path = path  # the config file, read again on SIGHUP
         self.stop = asyncio.Event()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
         self.link = None
@@ -40,6 +41,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_config)
         # 1. the database and the gate
         self.store = Store(resolve(self.base, self.cfg.storage.path))
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
@@ -179,6 +181,40 @@ class Daemon:
         own = (self.desk.kid, self.desk.public_key) if self.desk else None
         self.gate.keyring = build_keyring(self.cfg, self.base, self.store, own)
 
+    def _reload_config(self) -> None:
+        """SIGHUP: what can change while running does (trusted keys and their files, schedules, the log);
+        a change that needs a restart is named; a config that no longer reads changes nothing. Never fatal."""
+        from edge.config import ConfigError, check_files, load_config
+        from edge.config.reload import key_changes, merge
+        from edge.core.outcome import settings_from
+        from edge.runtime import logsetup
+        if self.path is None:
+            return
+        try:
+            new, base = load_config(self.path)
+            for p in check_files(new, base, str(self.path), parts_fatal=False):
+                log.error("%s", p)
+            cfg, live, restart = merge(self.cfg, new)
+            own = (self.desk.kid, self.desk.public_key) if self.desk else None
+            ring = build_keyring(cfg, self.base, self.store, own)
+        except ConfigError as e:
+            log.error("SIGHUP: %s not reloaded, the running config stays: %s", self.path, "; ".join(e.problems))
+            return
+        except Exception:  # whatever it is, the doors go on with what they have
+            log.exception("SIGHUP: %s not reloaded, the running config stays", self.path)
+            return
+        keys = key_changes(self.gate.keyring, ring)
+        self.cfg = self.gate.cfg = cfg
+        if self.link:
+            self.link.cfg = cfg  # the config's kids are the central system's own
+        self.gate.keyring = ring
+        self.gate.settings = settings_from(cfg)
+        logsetup.configure(cfg.log.level, cfg.log.format, cfg.log.wire)
+        log.info("SIGHUP: %s reloaded; changed: %s; trusted keys: %s", self.path, ", ".join(live) or "nothing",
+                 " ".join(keys) or "unchanged")
+        if restart:
+            log.warning("SIGHUP: these changes need a restart to take effect: %s", ", ".join(restart))
+
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
         self.gate.modes.inputs(values.get("fire"), values.get("lockdown"))
@@ -250,7 +286,7 @@ def _log_outcome(out: Outcome) -> None:
                        f" flags={','.join(d.flags)}" if d.flags else "")
 
 
-def run(cfg: GateConfig, base: Path) -> int:
+def run(cfg: GateConfig, base: Path, path: Path | None = None) -> int:
     # The loop gives up the interpreter lock on every SQLite step and socket call; the reader threads and
     # paho's network thread then keep it for up to the switch interval (5 ms by default), which would
     # show in every decision's latency and throttle the outbox. 0.5 ms keeps the loop responsive.
@@ -258,7 +294,11 @@ def run(cfg: GateConfig, base: Path) -> int:
     from edge.runtime import lograte
     lograte.install()
     _raise_open_files_limit()
-    return asyncio.run(Daemon(cfg, base).run())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before the loop listens (or after) is no stop
+    try:
+        return asyncio.run(Daemon(cfg, base, path).run())
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _raise_open_files_limit() -> None:

@@ -74,11 +74,13 @@ class ToWire(logging.Handler):
 
 
 _handler: logging.Handler | None = None
+override: str | None = None  # the command line's --log-level: wins over the config's for the process's life
 
 
 def configure(level: str = "info", fmt: str = "text", wire: str = "off") -> None:
     """Set (or, on SIGHUP, change in place) the level, the format and the wire logger. The one handler stays,
     with the filters others put on it (lograte's)."""
+    level = override or level
     global _handler
     root = logging.getLogger()
     if _handler is None:
