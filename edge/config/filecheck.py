@@ -138,16 +138,16 @@ def _content(w: _Wanted, data: bytes) -> list[tuple[str, bool]]:
             w.value = load_pem_private_key(data, password=None)
         except TypeError:
             return out + [(f"{w.path} is encrypted: the daemon cannot ask for its password", True)]
-        except (ValueError, Exception) as e:  # the backend's errors vary by key type
-            return out + [(f"{w.path} is not a PEM private key ({_short(e)})", True)]
+        except Exception:  # the backend's errors vary by key type; what the installer needs is the same
+            return out + [(f"{w.path} is not a PEM private key", True)]
         if w.kind == "ed25519_private" and not isinstance(w.value, Ed25519PrivateKey):
-            return out + [(f"{w.path} holds a {_key_type(w.value)} key, not Ed25519", True)]
+            return out + [(f"{w.path} holds a key of type {_key_type(w.value)}, not Ed25519", True)]
     elif w.kind in ("cert", "ca"):
         from cryptography import x509
         try:
             certs = x509.load_pem_x509_certificates(data)
-        except ValueError as e:
-            return out + [(f"{w.path} is not a PEM certificate ({_short(e)})", True)]
+        except ValueError:
+            return out + [(f"{w.path} is not a PEM certificate", True)]
         w.value = certs[0]
         if certs[0].not_valid_after_utc.timestamp() < time.time():
             out.append((f"{w.path}: the certificate expired on {certs[0].not_valid_after_utc:%Y-%m-%d}", True))
@@ -160,10 +160,10 @@ def _ed25519_public(pem: bytes) -> str | None:
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
     try:
         key = load_pem_public_key(pem)
-    except ValueError as e:
-        return f"not a PEM public key ({_short(e)})"
+    except ValueError:
+        return "not a PEM public key"
     if not isinstance(key, Ed25519PublicKey):
-        return f"holds a {_key_type(key)} key; passes are signed with Ed25519 (SPEC §3)"
+        return f"holds a key of type {_key_type(key)}; passes are signed with Ed25519 (SPEC §3)"
     return None
 
 
@@ -174,11 +174,12 @@ def _same_key(cert, key) -> bool:
 
 
 def _key_type(key) -> str:
-    return type(key).__name__.removeprefix("_").replace("PrivateKey", "").replace("PublicKey", "") or "other"
-
-
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    """`EC secp256r1`, `RSA 2048`...: what an installer recognises of the key that was supplied instead."""
+    if hasattr(key, "curve"):
+        return f"EC {key.curve.name}"
+    if hasattr(key, "key_size"):
+        return f"{type(key).__name__.removesuffix('PublicKey').removesuffix('PrivateKey')} {key.key_size}"
+    return type(key).__name__.removesuffix("PublicKey").removesuffix("PrivateKey")
 
 
 def _owner(p: Path) -> str:
