@@ -63,3 +63,25 @@ def test_a_traceback_carries_the_priority_on_each_of_its_lines():
     text = TextFormatter(journal=True).format(record)
     assert len(text.splitlines()) > 3 and all(line.startswith("<3>") for line in text.splitlines()), text
     assert "<3>ValueError: the module answered garbage" in text
+
+
+def test_a_reload_keeps_repeated_faults_counted_once(tmp_path):
+    """The log's setup changed in place (as SIGHUP does) keeps lograte's filter on the one handler: a fault
+    repeated a thousand times is still one line."""
+    import subprocess
+    import sys
+    from sitekit import ROOT
+    script = (
+        "import logging\n"
+        "from edge.runtime import logsetup, lograte\n"
+        "logsetup.configure('info')\n"
+        "lograte.install()\n"
+        "logsetup.configure('debug', 'json', 'warning')\n"
+        "for _ in range(1000):\n"
+        "    logging.getLogger('edge.x').error('module %s refused', 'io1')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "JOURNAL_STREAM": "8:1"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("<3>{") and '"message":"module io1 refused"' in lines[0], lines

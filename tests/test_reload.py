@@ -71,3 +71,21 @@ def test_sighup_with_a_missing_key_file_keeps_the_keys_it_has(tmp_path, procs):
     _, etype, data = g.scan("main-in", g.site.visitor_pass("h-8"))
     assert (etype, data["reason"]) == ("access.granted", "ok")
     assert g.daemon.p.poll() is None
+
+
+def test_what_a_reload_takes_and_what_waits_for_a_restart(tmp_path):
+    """Keys, schedules and the log are taken at once; the rest keeps its running value until a restart."""
+    from edge.config import load_config
+    from edge.config.reload import merge
+    site = make_site(tmp_path / "site")
+    running, _ = load_config(site.config)
+    text = site.config.read_text().replace('[schedules.visiting_hours]\nstart = "00:00"',
+                                           '[schedules.visiting_hours]\nstart = "07:00"')
+    site.config.write_text(text + '\n[log]\nlevel = "debug"\n')
+    site.edit_door("office", pulse_s=2)
+    new, _ = load_config(site.config)
+    cfg, live, restart = merge(running, new)
+    assert live == ["schedules.visiting_hours.start", "log.level"]
+    assert restart == ["doors[1].pulse_s"]
+    assert cfg.schedule_windows()["visiting_hours"][1] == 7 * 60 and cfg.log.level == "debug"
+    assert cfg.doors[1].pulse_s == running.doors[1].pulse_s  # the door keeps what its output was wired with
