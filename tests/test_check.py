@@ -232,3 +232,29 @@ def test_check_as_root_reads_as_the_current_user_when_there_is_no_service_user(t
     assert service_user().uid == os.geteuid()
     r = gatekeeper("run", "--config", str(tmp_path / "site.toml"), "--check", "--user", "no-such-user-here")
     assert r.returncode == 2 and "--user no-such-user-here: no such user" in r.stderr
+
+
+@pytest.mark.parametrize("wrong", [5, "x", [], {}, [5], [{"name": 5}], True, "a\u0000b"])
+def test_a_value_of_the_wrong_type_anywhere_is_a_problem_never_a_crash(tmp_path, wrong):
+    """Cross-references and file checks read the raw TOML beside the field errors: whatever shape a section
+    has, they skip what they cannot read and leave it to the field errors."""
+    import tomllib
+    from edge.config.access import service_user
+    from edge.config.filecheck import file_problems
+    from edge.config.files import validate
+    from sitekit import make_site
+    site = make_site(tmp_path / "site", walkin=True, api=True)
+    raw = tomllib.loads(site.config.read_text())
+    paths = [(k,) for k in raw] + [(k, k2) for k, v in raw.items() if isinstance(v, dict) for k2 in v]
+    paths += [(k, 0, k2) for k, v in raw.items() if isinstance(v, list) for k2 in v[0]]
+    for path in paths:
+        bad = tomllib.loads(site.config.read_text())
+        node = bad
+        for step in path[:-1]:
+            node = node[step]
+        was, node[path[-1]] = node[path[-1]], wrong
+        _, problems = validate(bad)
+        problems += file_problems(bad, site.dir, service_user())
+        kind = {int: float, bool: float}  # numbers stand for numbers (pydantic's lax mode): no mistake
+        if kind.get(type(wrong), type(wrong)) != kind.get(type(was), type(was)):
+            assert problems, path  # a value of another type is named, never silently taken

@@ -52,6 +52,8 @@ def _try(path: str, mode: str) -> str | None:
         return "Permission denied"
     except OSError as e:
         return e.strerror or str(e)
+    except ValueError:  # a NUL in the name: no file can have it
+        return "not a file name"
 
 
 def probe(user: User, checks: list[tuple[str, str]]) -> list[str | None]:

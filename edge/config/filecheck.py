@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.config.access import User, group_name, owner_name, probe
 from edge.config.problems import Problem
+from edge.config.wiring import entries
 
 # what a file must hold, by kind
 SECRET_KINDS = {"secret", "scbk", "private_key", "ed25519_private"}
@@ -40,12 +41,10 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
         return None
 
     out: list[Problem] = []
-    for i, r in enumerate(raw.get("readers") or []):
-        if isinstance(r, dict) and r.get("type") == "osdp":
+    for i, r in entries(raw, "readers"):
+        if r.get("type") == "osdp":
             want(("readers", i, "scbk_file"), r.get("scbk_file"), "scbk")
-    for i, k in enumerate(raw.get("keys") or []):
-        if not isinstance(k, dict):
-            continue
+    for i, k in entries(raw, "keys"):
         want(("keys", i, "public_key_file"), k.get("public_key_file"), "ed25519_public")
         if isinstance(k.get("public_key"), str):
             err = _ed25519_public(k["public_key"].encode())
@@ -186,7 +185,7 @@ def _owner(p: Path) -> str:
     """Who may read it, for a file or folder that exists: what the installer will change."""
     try:
         st = p.stat()
-    except OSError:
+    except (OSError, ValueError):
         return ""
     return f" (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner_name(st.st_uid)}:{group_name(st.st_gid)})"
 

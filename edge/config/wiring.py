@@ -16,7 +16,7 @@ INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input")
 SITE_INPUTS = ("fire_input", "lockdown_input")
 
 
-def _entries(raw: dict, table: str) -> Iterator[tuple[int, dict]]:
+def entries(raw: dict, table: str) -> Iterator[tuple[int, dict]]:
     items = raw.get(table)
     if isinstance(items, list):
         for i, e in enumerate(items):
@@ -41,7 +41,7 @@ def references(raw: dict) -> list[Problem]:
     names: dict[str, set[str]] = {}
     for table, key in (("io_modules", "name"), ("doors", "name"), ("readers", "name"), ("keys", "kid")):
         seen: dict[str, int] = {}
-        for i, e in _entries(raw, table):
+        for i, e in entries(raw, table):
             n = e.get(key)
             if not isinstance(n, str):
                 continue
@@ -52,15 +52,15 @@ def references(raw: dict) -> list[Problem]:
         names[table] = set(seen)
     modules, doors = names["io_modules"], names["doors"]
     kinds = {n: t for t in ("io_modules", "readers") for n in names[t]}
-    relay_boards = {_name(m) for _, m in _entries(raw, "io_modules") if m.get("type") == "relay_serial"}
-    for i, d in _entries(raw, "doors"):
+    relay_boards = {_name(m) for _, m in entries(raw, "io_modules") if m.get("type") == "relay_serial"}
+    for i, d in entries(raw, "doors"):
         area = d.get("area")
         if areas is not None and isinstance(area, str) and area not in areas:
             out.append((("doors", i, "area"), f"{area!r} is not in areas.tree"))
         io = d.get("io")
         if isinstance(io, str) and io not in modules:
             out.append((("doors", i, "io"), f"{io!r} is not an io_modules name"))
-        elif io in relay_boards:
+        elif isinstance(io, str) and io in relay_boards:
             if d.get("kind", "door") != "door":
                 out.append((("doors", i, "kind"), f"a {d.get('kind')} cannot be on relay board {io!r}: "
                             "a relay board only switches outputs"))
@@ -69,8 +69,8 @@ def references(raw: dict) -> list[Problem]:
                     out.append((("doors", i, key), f"relay board {io!r} has no inputs"))
             if _int(d.get("lock_coil")) == 0:
                 out.append((("doors", i, "lock_coil"), "a relay board's channels start at 1"))
-    for i, r in enumerate(raw.get("readers") or []):
-        if not isinstance(r, dict) or not isinstance(r.get("door"), str):
+    for i, r in entries(raw, "readers"):
+        if not isinstance(r.get("door"), str):
             continue
         door = r["door"]
         if door in doors:
@@ -97,7 +97,7 @@ def references(raw: dict) -> list[Problem]:
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)
-        if kid in names["keys"]:  # the gate's own key would shadow a central key, or be shadowed by it
+        if isinstance(kid, str) and kid in names["keys"]:  # the gate's own key would shadow a central key, or be shadowed by it
             out.append((("walkin", "kid"), f"{kid!r} is also the kid of a key in [[keys]]"))
     return out
 
@@ -127,7 +127,7 @@ def conflicts(raw: dict) -> list[Problem]:
         if held[0] != loc:
             out.append((loc, f"{what} {number} of {module!r} is also {held[1]}: one {what}, one use"))
 
-    for i, d in _entries(raw, "doors"):
+    for i, d in entries(raw, "doors"):
         io, name = d.get("io"), _name(d) or f"doors[{i}]"
         if not isinstance(io, str):
             continue
@@ -144,7 +144,7 @@ def conflicts(raw: dict) -> list[Problem]:
                 claim(si["io"], "input", n, ("site_inputs", key), f"site_inputs.{key}")
     lines: dict[str, tuple] = {}  # serial device -> the key path that opens it
     for table, key in (("io_modules", "device"), ("readers", "url")):
-        for i, e in _entries(raw, table):
+        for i, e in entries(raw, table):
             dev = e.get(key)
             if not isinstance(dev, str) or (table == "io_modules" and e.get("type", "modbus_tcp") == "modbus_tcp"):
                 continue
@@ -161,4 +161,7 @@ def conflicts(raw: dict) -> list[Problem]:
 
 def _device(dev: str) -> str:
     """One name per line: /dev/serial/by-id/... and the /dev/ttyUSB0 it links to are the same line."""
-    return os.path.realpath(dev.strip())
+    try:
+        return os.path.realpath(dev.strip())
+    except ValueError:  # a NUL in the name: a field error says so
+        return dev
