@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     if args.check:
         return cmd_check(args)
+    import signal
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before the daemon listens is no stop
     cfg, base = load_config(args.config)
     logsetup.configure(cfg.log.level, cfg.log.format, cfg.log.wire)
     part_problems = check_files(cfg, base, args.config, parts_fatal=False)

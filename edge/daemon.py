@@ -41,7 +41,6 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_config)
         # 1. the database and the gate
         self.store = Store(resolve(self.base, self.cfg.storage.path))
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
@@ -99,6 +98,7 @@ class Daemon:
         await _first_attempts(list(self.reader_reported.values()), 3.0)
         # 5. ready: every part has started or is a named fault being retried; decisions go on either way
         notify("READY=1\nSTATUS=serving")
+        loop.add_signal_handler(signal.SIGHUP, self._reload_config)  # ignored until now: nothing to reload yet
         wd = watchdog_interval()
         if wd:  # systemd watches from READY on
             tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
@@ -184,36 +184,30 @@ class Daemon:
     def _reload_config(self) -> None:
         """SIGHUP: what can change while running does (trusted keys and their files, schedules, the log);
         a change that needs a restart is named; a config that no longer reads changes nothing. Never fatal."""
-        from edge.config import ConfigError, check_files, load_config
-        from edge.config.reload import key_changes, merge
+        from edge.config import ConfigError
+        from edge.config.reload import read_again
         from edge.core.outcome import settings_from
         from edge.runtime import logsetup
-        if self.path is None:
-            return
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            new, base = load_config(self.path)
-            for p in check_files(new, base, str(self.path), parts_fatal=False):
-                log.error("%s", p)
-            cfg, live, restart = merge(self.cfg, new)
             own = (self.desk.kid, self.desk.public_key) if self.desk else None
-            ring = build_keyring(cfg, self.base, self.store, own)
+            r = read_again(self.path, self.cfg, self.gate.keyring, self.store, own)
         except ConfigError as e:
             log.error("SIGHUP: %s not reloaded, the running config stays: %s", self.path, "; ".join(e.problems))
-            return
         except Exception:  # whatever it is, the doors go on with what they have
             log.exception("SIGHUP: %s not reloaded, the running config stays", self.path)
-            return
-        keys = key_changes(self.gate.keyring, ring)
-        self.cfg = self.gate.cfg = cfg
-        if self.link:
-            self.link.cfg = cfg  # the config's kids are the central system's own
-        self.gate.keyring = ring
-        self.gate.settings = settings_from(cfg)
-        logsetup.configure(cfg.log.level, cfg.log.format, cfg.log.wire)
-        log.info("SIGHUP: %s reloaded; changed: %s; trusted keys: %s", self.path, ", ".join(live) or "nothing",
-                 " ".join(keys) or "unchanged")
-        if restart:
-            log.warning("SIGHUP: these changes need a restart to take effect: %s", ", ".join(restart))
+        else:
+            self.cfg = self.gate.cfg = r.cfg
+            if self.link:
+                self.link.cfg = r.cfg  # the config's kids are the central system's own
+            self.gate.keyring = r.keyring
+            self.gate.settings = settings_from(r.cfg)
+            logsetup.configure(r.cfg.log.level, r.cfg.log.format, r.cfg.log.wire)
+            log.info("SIGHUP: %s reloaded; changed: %s; trusted keys: %s", self.path, ", ".join(r.live) or "nothing",
+                     " ".join(r.keys) or "unchanged")
+            if r.restart:
+                log.warning("SIGHUP: these changes need a restart to take effect: %s", ", ".join(r.restart))
+        notify("READY=1\nSTATUS=serving")
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
@@ -294,10 +288,9 @@ def run(cfg: GateConfig, base: Path, path: Path | None = None) -> int:
     from edge.runtime import lograte
     lograte.install()
     _raise_open_files_limit()
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before the loop listens (or after) is no stop
     try:
         return asyncio.run(Daemon(cfg, base, path).run())
-    finally:
+    finally:  # the closed loop gave SIGHUP its default back, which would end a stopping daemon as killed
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 

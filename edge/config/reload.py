@@ -2,7 +2,13 @@
 which wait for a restart (the running config keeps the old values for those until then)."""
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
 from edge.config.sections import GateConfig
+
+log = logging.getLogger(__name__)
 
 # Sections read on every use, never built into a running part: trusted keys (passes are checked against the
 # keyring rebuilt from them), schedules (visiting hours, P5), the log. Everything else (doors, modules,
@@ -43,3 +49,25 @@ def key_changes(old, new) -> list[str]:
     a, b = table(old), table(new)
     return ([f"+{k}" for k in sorted(set(b) - set(a))] + [f"-{k}" for k in sorted(set(a) - set(b))]
             + [f"~{k}" for k in sorted(set(a) & set(b)) if a[k] != b[k]])
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    cfg: GateConfig  # the running config with what a reload takes
+    keyring: object  # rebuilt from it (config keys and their files, synced keys, the gate's own)
+    live: list[str]  # changed keys taken now
+    restart: list[str]  # changed keys that wait for a restart
+    keys: list[str]  # what the keyring gained, lost or changed
+
+
+def read_again(path: Path, running: GateConfig, current_keyring, store, own) -> Reloaded:
+    """The config file read again and merged into the running one, everything that can fail done before
+    anything changes; ConfigError (naming each problem) leaves the running config as it is."""
+    from edge.config.files import check_files, load_config
+    from edge.passes.keyring import build_keyring
+    new, base = load_config(path)
+    for p in check_files(new, base, str(path), parts_fatal=False):
+        log.error("%s", p)
+    cfg, live, restart = merge(running, new)
+    ring = build_keyring(cfg, base, store, own)
+    return Reloaded(cfg, ring, live, restart, key_changes(current_keyring, ring))
