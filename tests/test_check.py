@@ -192,7 +192,8 @@ def test_check_says_every_problem_at_once_with_its_line(site_dir):
         f"{at('lobby')} policy.lobby: 'site/hall' is not in areas.tree",
         f"{at('end')} schedules.visiting_hours.end: String should match pattern "
         "'^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$', not '25:00'",
-        f"{at('fire')} site_inputs.fire_input: input 100 of 'io1' is also door main's contact_input: one input, one use",
+        f"{at('fire')} site_inputs.fire_input: input 100 of 'io1' is also door main's contact_input: "
+        "one input, one use",
         f"{at('pulse')} doors[0].pulse_s: Input should be greater than 0, not -1",
         f"{at('attic')} doors[1].area: 'site/attic' is not in areas.tree",
         f"{at('coil')} doors[1].lock_coil: coil 0 of 'io1' is also door main's lock_coil: one coil, one use",

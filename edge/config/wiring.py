@@ -97,7 +97,8 @@ def references(raw: dict) -> list[Problem]:
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)
-        if isinstance(kid, str) and kid in names["keys"]:  # the gate's own key would shadow a central key, or be shadowed by it
+        # the gate's own key and a central key under one kid: one of them would never verify
+        if isinstance(kid, str) and kid in names["keys"]:
             out.append((("walkin", "kid"), f"{kid!r} is also the kid of a key in [[keys]]"))
     return out
 
