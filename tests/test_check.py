@@ -46,6 +46,11 @@ name = "io1"
 host = "127.0.0.1"
 port = 1502
 
+[[io_modules]]
+name = "relays"
+type = "relay_serial"
+device = "/dev/ttyGK1"
+
 [site_inputs]
 io = "io1"
 fire_input = 100                      # M:fire
@@ -79,7 +84,7 @@ direction = "sideways"                # M:direction
 
 [[readers]]
 name = "office-in"
-url = "/dev/ttyGK1"
+url = "/dev/ttyGK1"                   # M:relay-line
 door = "io1"                          # M:kind
 direction = "in"
 
@@ -161,6 +166,7 @@ def test_check_says_every_problem_at_once_with_its_line(site_dir):
     nobody = pwd.getpwnam("nobody").pw_uid
     d = site_dir
     (d / "site.toml").write_text(CONFIG)
+    (d / "site.toml").chmod(0o640)  # root's group, not the service user's
     (d / "state").mkdir()
     os.chown(d / "state", nobody, nobody)  # the service user's own state folder
     (d / "keys").mkdir(mode=0o755)
@@ -188,6 +194,7 @@ def test_check_says_every_problem_at_once_with_its_line(site_dir):
         return f"{d / 'site.toml'}:{n}:"
     s = d / "secrets"
     expected = [
+        f"{d / 'site.toml'}:1: (top level): cannot read {d / 'site.toml'} as user nobody: Permission denied",
         f"{at('timezone')} site.timezone: unknown time zone 'Mars/Base' (use an IANA name such as 'Asia/Shanghai')",
         f"{at('lobby')} policy.lobby: 'site/hall' is not in areas.tree",
         f"{at('end')} schedules.visiting_hours.end: String should match pattern "
@@ -200,6 +207,8 @@ def test_check_says_every_problem_at_once_with_its_line(site_dir):
         f"{at('typo')} doors[1].held_open: unknown key (a typo?)",
         f"{at('line')} readers[1].url: /dev/ttyGK0 is also opened by readers[0] (main-in): a serial line has one user",
         f"{at('direction')} readers[1].direction: Input should be 'in' or 'out', not 'sideways'",
+        f"{at('relay-line')} readers[2].url: /dev/ttyGK1 is also opened by io_modules[1] (relays): a serial line "
+        "has one user",
         f"{at('kind')} readers[2].door: 'io1' is an I/O module, not a door: name one of [[doors]]",
         f"{at('scbk')} readers[3].scbk_file: cannot read {s}/side-in.scbk as user nobody: Permission denied "
         "(mode 0600, owner root:root)",

@@ -25,7 +25,7 @@ def test_under_systemd_every_line_has_its_priority_and_the_wire_is_off(tmp_path,
     d = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config), env=SYSTEMD)
     fault = d.wait_for("device io1 fault")
     assert fault.startswith("<3>ERROR edge.hardware.devices: device io1 fault"), fault
-    assert d.wait_for("ready:", already=True).startswith("<6>INFO ")
+    assert d.wait_for("edge.daemon: gatekeeper test/gate-1 ready", already=True).startswith("<6>INFO ")
     lines = _log_lines(d)
     assert lines and all(re.match(r"<[0-7]>", line) for line in lines), lines
     assert not any("pymodbus" in line or "gatekeeper.wire" in line for line in lines), lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge.config.access import User
+from edge.config.access import User, probe
 from edge.config.filecheck import current_user, file_problems, resolve
 from edge.config.problems import Problem, render
 from edge.config.sections import ConfigError, GateConfig
@@ -86,6 +86,8 @@ def check(path: str | os.PathLike, user: User) -> list[str]:
     except ConfigError as e:
         return e.problems
     _, problems = validate(raw)
+    if not user.is_me and (err := probe(user, [(str(p.resolve()), "r")])[0]):
+        problems.append(Problem((), f"cannot read {p} as user {user.name}: {err}", line=1))
     problems += file_problems(raw, p.resolve().parent, user)
     return render(p, text, problems)
 
