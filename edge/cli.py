@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # --log-level (or its variable) wins over the config's [log] level, for as long as the process runs
     logsetup.override = args.log_level or os.environ.get("GATEKEEPER_LOG_LEVEL")
-    logsetup.configure()
+    if not logging.getLogger().handlers:  # a program that calls main() in-process (the demo) keeps its own
+        logsetup.configure()
     try:
         return args.func(args)
     except ConfigError as e:
