@@ -30,7 +30,8 @@ class _Wanted:
 
 def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
     """Every problem with the files `raw` (the parsed TOML) names, as the daemon running as `user` meets them.
-    The daemon's own files come first and stop its start; the broker's and the API's only fault those parts."""
+    A problem with the daemon's own files stops its start; the broker's and the API's only fault those parts,
+    and a secret readable by all is said, not refused."""
     wanted: list[_Wanted] = []
 
     def want(loc, name, kind, fatal=True, min_len=1):
@@ -67,7 +68,7 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
     walkin = raw.get("walkin") if isinstance(raw.get("walkin"), dict) else None
     made_here = []  # files the daemon makes when they are not there: their folder must take them
     if walkin is not None:
-        # HMAC-SHA256 wants a key as long as its output; a short one is guessable
+        # the site secret keys the id_hash HMAC on every gate: a short one could be guessed
         want(("walkin", "id_secret_file"), walkin.get("id_secret_file"), "secret", min_len=16)
         key = walkin.get("signing_key_file")
         key_path = resolve(base, key) if isinstance(key, str) else (db.parent / "walkin.key" if db else None)
