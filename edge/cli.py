@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from edge.config import ConfigError, check_files, load_config, resolve
 from edge.errors import GatekeeperError
+from edge.runtime import logsetup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # --log-level (or its variable) wins over the config's [log] level, for as long as the process runs
+    logsetup.override = args.log_level or os.environ.get("GATEKEEPER_LOG_LEVEL")
+    if not logging.getLogger().handlers:  # a program that calls main() in-process (the demo) keeps its own
+        logsetup.configure()
     try:
         return args.func(args)
     except ConfigError as e:
@@ -36,13 +40,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gatekeeper", description="Access-control edge service for doors and gates.")
-    p.add_argument("--log-level", default=os.environ.get("GATEKEEPER_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="overrides the config's [log] level (default: $GATEKEEPER_LOG_LEVEL, else the config's)")
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="the daemon")
     run.add_argument("--config", required=True, help="site TOML file")
-    run.add_argument("--check", action="store_true", help="validate the config and exit")
+    run.add_argument("--check", action="store_true", help="validate the config and the files it names, and exit: "
+                     "every problem, one a line (FILE:LINE: key: what is wrong), exit 0 when there is none")
+    run.add_argument("--user", help="--check: the user whose access to the files counts (default: gatekeeper "
+                     "when run as root and it exists, else the current user)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="simulators + daemon + a short story, on this machine")
@@ -79,22 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    if args.check:
+        return cmd_check(args)
+    import signal
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked for before the daemon listens is no stop
     cfg, base = load_config(args.config)
-    part_problems = check_files(cfg, base, args.config, parts_fatal=args.check)
+    logsetup.configure(cfg.log.level, cfg.log.format, cfg.log.wire)
+    part_problems = check_files(cfg, base, args.config, parts_fatal=False)
     for p in part_problems:  # the API or the central link will fault and retry; the doors work meanwhile
         logging.getLogger("gatekeeper").error("%s", p)
-    if args.check:
-        from edge.passes.keyring import build_keyring
-        build_keyring(cfg, base)  # key files must load too
-        print(f"{args.config}: OK ({len(cfg.doors)} doors, {len(cfg.readers)} readers)")
-        return 0
     from edge.daemon import run
-    return run(cfg, base)
+    return run(cfg, base, Path(args.config))
+
+
+def cmd_check(args) -> int:
+    from edge.config import check
+    from edge.config.access import service_user
+    try:
+        user = service_user(args.user)
+    except KeyError:
+        print(f"gatekeeper: --user {args.user}: no such user", file=sys.stderr)
+        return 2
+    problems = check(args.config, user)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 2
+    print(f"{args.config}: OK")
+    return 0
 
 
 def cmd_demo(args) -> int:
     # The demo lives beside the core, not in it (it starts simulators): this process becomes it.
-    argv = [sys.executable, "-m", "demo", "--state", args.state, "--log-level", args.log_level]
+    argv = [sys.executable, "-m", "demo", "--state", args.state, "--log-level", args.log_level or "info"]
     argv += ["--story-only"] if args.story_only else []
     sys.stdout.flush()
     os.execv(sys.executable, argv)

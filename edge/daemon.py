@@ -32,9 +32,10 @@ decisions_log = logging.getLogger("gatekeeper.decisions")
 
 
 class Daemon:
-    def __init__(self, cfg: GateConfig, base: Path):
+    def __init__(self, cfg: GateConfig, base: Path, path: Path | None = None):
         self.cfg = cfg
         self.base = base
+        self.path = path  # the config file, read again on SIGHUP
         self.stop = asyncio.Event()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
         self.link = None
@@ -93,13 +94,13 @@ class Daemon:
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
         if self.link:
             tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
-        api = None
+        api = self.api = None
         if self.cfg.api is not None:
             from edge.api.facade import GateServices
             from edge.api.host import ApiService
             services = GateServices(cfg=self.cfg, gate=self.gate, board=self.board, link=self.link, desk=self.desk,
                                     permits=self.permits, open_door=self.open_door, stop=self.stop)
-            api = ApiService(services, self.cfg.api, self.base, self.board)
+            api = self.api = ApiService(services, self.cfg.api, self.base, self.board)
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
             if api.port:
@@ -109,6 +110,7 @@ class Daemon:
         await _first_attempts(list(self.reader_reported.values()), 3.0)
         # 5. ready: every part has started or is a named fault being retried; decisions go on either way
         notify("READY=1\nSTATUS=serving")
+        loop.add_signal_handler(signal.SIGHUP, self._reload_config)  # ignored until now: nothing to reload yet
         wd = watchdog_interval()
         if wd:  # systemd watches from READY on
             tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
@@ -191,6 +193,36 @@ class Daemon:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
         own = (self.desk.kid, self.desk.public_key) if self.desk else None
         self.gate.keyring = build_keyring(self.cfg, self.base, self.store, own)
+
+    def _reload_config(self) -> None:
+        """SIGHUP: what can change while running does (trusted keys and their files, schedules, the log);
+        a change that needs a restart is named; a config that no longer reads changes nothing. Never fatal."""
+        from edge.config import ConfigError
+        from edge.config.reload import read_again
+        from edge.core.outcome import settings_from
+        from edge.runtime import logsetup
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            own = (self.desk.kid, self.desk.public_key) if self.desk else None
+            r = read_again(self.path, self.cfg, self.gate.keyring, self.store, own)
+        except ConfigError as e:
+            log.error("SIGHUP: %s not reloaded, the running config stays: %s", self.path, "; ".join(e.problems))
+        except Exception:  # whatever it is, the doors go on with what they have
+            log.exception("SIGHUP: %s not reloaded, the running config stays", self.path)
+        else:
+            self.cfg = self.gate.cfg = r.cfg
+            if self.link:
+                self.link.cfg = r.cfg  # the config's kids are the central system's own
+            self.gate.keyring = r.keyring
+            self.gate.settings = settings_from(r.cfg)
+            logsetup.configure(r.cfg.log.level, r.cfg.log.format, r.cfg.log.wire)
+            if self.api is not None:
+                self.api.log_changed()
+            log.info("SIGHUP: %s reloaded; changed: %s; trusted keys: %s", self.path, ", ".join(r.live) or "nothing",
+                     " ".join(r.keys) or "unchanged")
+            if r.restart:
+                log.warning("SIGHUP: these changes need a restart to take effect: %s", ", ".join(r.restart))
+        notify("READY=1\nSTATUS=serving")
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
         """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
@@ -278,7 +310,7 @@ def _log_outcome(out: Outcome) -> None:
                        f" flags={','.join(d.flags)}" if d.flags else "")
 
 
-def run(cfg: GateConfig, base: Path) -> int:
+def run(cfg: GateConfig, base: Path, path: Path | None = None) -> int:
     # The loop gives up the interpreter lock on every SQLite step and socket call; the reader threads and
     # paho's network thread then keep it for up to the switch interval (5 ms by default), which would
     # show in every decision's latency and throttle the outbox. 0.5 ms keeps the loop responsive.
@@ -286,7 +318,10 @@ def run(cfg: GateConfig, base: Path) -> int:
     from edge.runtime import lograte
     lograte.install()
     _raise_open_files_limit()
-    return asyncio.run(Daemon(cfg, base).run())
+    try:
+        return asyncio.run(Daemon(cfg, base, path).run())
+    finally:  # the closed loop gave SIGHUP its default back, which would end a stopping daemon as killed
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _raise_open_files_limit() -> None:

@@ -258,6 +258,7 @@ def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", 
         text += "\n[api]\nport = 0\n"
     if walkin:  # P13: the site's ID secret; the gate makes its own signing key on first start
         (d / "id.secret").write_text(ID_SECRET + "\n")
+        (d / "id.secret").chmod(0o600)  # a secret readable by all is a problem --check names
         text += '\n[walkin]\nid_secret_file = "id.secret"\n'
     cfg.write_text(text)
     return Site(d, cfg, d / "gatekeeper.db", NO_PORT, {"main-in": NO_PORT, "main-out": NO_PORT, "office-in": NO_PORT},

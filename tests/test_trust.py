@@ -289,7 +289,7 @@ def test_a_missing_api_certificate_is_a_fault_and_the_doors_keep_working(tmp_pat
                            'tls_cert_file = "secrets/api.pem"\ntls_key_file = "secrets/api.key"\n')
     from sitekit import gatekeeper
     r = gatekeeper("run", "--config", str(site.config), "--check")
-    assert r.returncode == 2 and "cannot read tls_cert_file" in r.stderr
+    assert r.returncode == 2 and "api.tls_cert_file: cannot read " in r.stderr
     g = staffed_gate(site, procs)
     _, _, fault = g.journal.next("device.fault", device="api")
     assert "api.pem" in fault["error"]

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from edge.api import wire
+from edge.runtime import logsetup
 
 log = logging.getLogger("edge.api")
 PR_SET_PDEATHSIG = 1
@@ -65,6 +66,8 @@ class GateLink:
                 elif kind == "appended":
                     for grew in self.appended:
                         grew.set()
+                elif kind == "log":  # the gate's [log] changed on SIGHUP
+                    logsetup.configure(*message[1])
                 elif kind == "stop":
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -135,14 +138,15 @@ async def serve(control_fd: int, listen_fd: int) -> int:
     kind, hello = await wire.receive(reader)
     if kind != "hello":
         raise wire.WireError(f"{kind} before hello")
-    logging.basicConfig(level=hello["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(*hello["log"])
     link = GateLink(reader, writer)
     listening = asyncio.create_task(link.listen(), name="gate-link")
     a = hello["api"]
     try:
         config = uvicorn.Config(
             create_app(RemoteServices(link, hello), secure_cookie=bool(a["tls_cert_file"])),
-            log_level="warning", access_log=False, lifespan="off", http=GuardedProtocol, timeout_keep_alive=5,
+            # uvicorn's lines go to the wire logger (edge/runtime/logsetup.py): no handlers of its own
+            log_config=None, log_level=None, access_log=False, lifespan="off", http=GuardedProtocol, timeout_keep_alive=5,
             backlog=ACCEPT_BATCH, timeout_graceful_shutdown=2,  # live feeds do not hold up a stop
             ssl_certfile=a["tls_cert_file"], ssl_keyfile=a["tls_key_file"])
         config.load()  # the TLS files are read here: one that does not load is the gate's named fault

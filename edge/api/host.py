@@ -23,6 +23,7 @@ from edge.api import wire
 from edge.api.facade import GateServices
 from edge.config import ApiSection, resolve
 from edge.hardware.devices import DeviceBoard
+from edge.runtime import logsetup
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ class ApiService:
         """The API process is told to end; `run` returns once it has."""
         if self._writer is not None and not self._writer.is_closing():
             wire.send(self._writer, ("stop",))
+
+    def log_changed(self) -> None:
+        """The gate's [log] was reloaded: the API process logs the same way."""
+        if self._writer is not None and not self._writer.is_closing():
+            wire.send(self._writer, ("log", logsetup.settings()))
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff, sock = 1.0, None
@@ -113,7 +119,7 @@ class ApiService:
             a = self.cfg
             wire.send(self._writer, ("hello", {
                 "site": self.services.site, "source": self.services.source, "epoch": self.services.epoch,
-                "log_level": logging.getLogger().getEffectiveLevel(),
+                "log": logsetup.settings(),
                 "api": {"tls_cert_file": str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
                         "tls_key_file": str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None,
                         "max_connections": a.max_connections, "header_timeout_s": a.header_timeout_s,
