@@ -17,7 +17,7 @@ _gatekeeper() {
             [[ $prev == --log-level ]] && { COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return; }
             ;;
         "run")
-            words="--help --config --check"
+            words="--help --config --check --user"
             files="--config"
             ;;
         "demo")
