@@ -18,21 +18,15 @@ import threading
 import time
 from typing import Callable
 
-from edge.store.allowlist import write_lists
+from edge.store.allowlist import bump_generation, write_lists
 from edge.store.records import unknown_kind_alarm
+from edge.store.staging import create_credentials, drop_in_steps
 
 log = logging.getLogger(__name__)
 
 STAGE_ROWS = 500  # rows per staging transaction: the journal waits at most this long for the lock
 
-CREDENTIALS_DDL = """CREATE TABLE {name}(
-    credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, tier TEXT,
-    roles TEXT NOT NULL DEFAULT '', areas TEXT NOT NULL, valid_from REAL, valid_until REAL,
-    schedule TEXT, party INTEGER NOT NULL DEFAULT 1, host TEXT, escort INTEGER NOT NULL DEFAULT 0,
-    id_hash TEXT
-) WITHOUT ROWID"""
-STAGE_DDL = [
-    CREDENTIALS_DDL.format(name="stage_credentials"),
+STAGE_DDL = [  # beside stage_credentials (edge/store/staging.py)
     "CREATE TABLE stage_revocations(ref TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE stage_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value)) WITHOUT ROWID",
     "CREATE TABLE stage_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID",
@@ -256,13 +250,9 @@ class Worker:
         with self.store.tx():
             for t in STAGE_TABLES:
                 c.execute(f"DROP TABLE IF EXISTS {t}")
+            create_credentials(c, "stage_credentials")
             for ddl in STAGE_DDL:
                 c.execute(ddl)
-            # Walk-in registration finds the host by holder (P13). The index is built as rows arrive, so the
-            # swap stays a rename. Index names are per database and the live (and old) table keep theirs.
-            used = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-            name = next(f"credentials_holder_{x}" for x in "abcd" if f"credentials_holder_{x}" not in used)
-            c.execute(f"CREATE INDEX {name} ON stage_credentials(holder)")
 
     def _stage(self, chunk) -> None:
         c = self.store.conn
@@ -273,10 +263,10 @@ class Worker:
             self.unknown_count += alarm["count"]
         for i in range(0, len(rows), STAGE_ROWS):
             with self.store.tx():
-                write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], stage=True)
+                write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], into="stage_")
         with self.store.tx():
             write_lists(c, 0.0, revoke=[r.ref() for r in chunk.revoke],
-                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, stage=True)
+                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, into="stage_")
 
     def _swap(self, version: int) -> int:
         now = time.time()
@@ -295,6 +285,7 @@ class Worker:
             for t in STAGE_TABLES[1:]:
                 c.execute(f"DROP TABLE {t}")
             self.store.set_meta("allowlist_version", str(version))
+            bump_generation(c)
             self.journal.append("allowlist.applied", {
                 "source": "snapshot", "from_version": have, "to_version": version,
                 "records": counts["stage_credentials"], "revokes": counts["stage_revocations"],
@@ -307,17 +298,7 @@ class Worker:
 
     def drop_old(self, jid: int, payload) -> None:
         """The replaced cache goes in small steps, so the journal never waits long for the lock."""
-        c = self.store.conn
-        if not c.execute("SELECT 1 FROM sqlite_master WHERE name='old_credentials'").fetchone():
-            return
-        while True:
-            with self.store.tx():
-                n = c.execute("DELETE FROM old_credentials WHERE credential IN "
-                              "(SELECT credential FROM old_credentials LIMIT 5000)").rowcount
-            if n == 0:
-                break
-        with self.store.tx():
-            c.execute("DROP TABLE IF EXISTS old_credentials")
+        drop_in_steps(self.store, "old_credentials")
 
 
 def check_lists(revoke, blocks, keys) -> None:
