@@ -1,10 +1,12 @@
 """`gatekeeper allowlist import`, streamed: any number of records in bounded memory, all or nothing.
 
-The file is read a line at a time and staged in committed chunks into `import_*` tables beside the cache,
-while the gate (another process on the same file) goes on deciding against the cache as it was. Once every
-line is valid, the cache's other records are copied beside them, and one short transaction swaps the copy
-in (a rename, as a snapshot's) and adds the revocations, blocklist entries and keys. A bad line anywhere, a
-crash or Ctrl-C leaves the cache as it was; the staging goes, then or at the next import.
+The file is read a line at a time and checked; its records go to a private file to be sorted
+(edge/store/sorting.py), the rest into `import_*` tables, while the gate (another process on the same
+database) goes on deciding against the cache as it was. Once every line is valid, the records are staged
+in key order and the cache's other records copied beside them, each a chunk per committed transaction;
+then one short transaction swaps the copy in (a rename, as a snapshot's) and adds the revocations,
+blocklist entries and keys. A bad line anywhere, a crash or Ctrl-C leaves the cache as it was; the staging
+goes, then or at the next import.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from edge.store.db import Store
 from edge.store.journal import Journal
 from edge.core.model import known_kind
 from edge.store.records import AllowRecord
+from edge.store.sorting import Sorted, copy_sorted
 from edge.store.staging import CREDENTIAL_COLUMNS, create_credentials, drop_in_steps, exists
 
 CHUNK = 2000  # rows per staging transaction: about 10 ms of the write lock, the longest a decision waits
@@ -97,8 +100,17 @@ def import_file(store: Store, path: str | os.PathLike, progress: Progress | None
     raise AssertionError("unreachable")
 
 
+def sort_file(store: Store) -> Path:
+    return Path(f"{store.path}-import.sort")
+
+
 def clean(store: Store) -> None:
     """Drop what an import left: its staging after a failure or a crash, the replaced cache after a swap."""
+    for suffix in ("", "-journal"):
+        try:
+            os.unlink(f"{sort_file(store)}{suffix}")
+        except FileNotFoundError:
+            pass
     drop_in_steps(store, STAGED)
     drop_in_steps(store, REPLACED)
     with store.tx() as c:
@@ -153,12 +165,17 @@ def _attempt(store: Store, path: Path, progress: Progress, clock) -> Imported:
     c.execute("PRAGMA synchronous=NORMAL")
     try:
         done, rest, staged = _stage_file(store, path, progress)
-        if staged:
+        if staged is not None:
+            progress.phase("sorting the records", None)
+            staged.sort()
+            progress.phase("staging in key order", staged.rows or None)
+            copy_sorted(store, staged, STAGED, CHUNK, progress.advance)
+            staged.remove()
             copied_at = _copy_cache(store, progress)
     finally:
         c.execute(f"PRAGMA synchronous={store._sync}")
     now = clock()
-    if not staged:  # the whole file is one chunk: one short transaction, no copy of the cache
+    if staged is None:  # the whole file is one chunk: one short transaction, no copy of the cache
         with store.tx() as c:
             rest.write(c, now, "")
             _journal(store, done, now)
@@ -170,24 +187,30 @@ def _attempt(store: Store, path: Path, progress: Progress, clock) -> Imported:
     return done
 
 
-def _stage_file(store: Store, path: Path, progress: Progress) -> tuple[Imported, _Chunk, bool]:
-    """Every line validated; rows staged a chunk per transaction until the first bad line, then only checked,
-    so that every problem is named at once. What was read, the last chunk (not written), and whether any
-    chunk was staged."""
+def _stage_file(store: Store, path: Path, progress: Progress) -> tuple[Imported, _Chunk, Sorted | None]:
+    """Every line validated; staged a chunk at a time until the first bad line, then only checked, so that
+    every problem is named at once: the records to be sorted, the rest in their staging tables, each chunk
+    committed. What was read, the last chunk (not written), and the records to sort if any chunk was staged."""
     done, problems, bad = Imported(), [], 0
-    chunk, staged = _Chunk(), False
+    chunk, staged = _Chunk(), None
 
     def flush() -> None:
         nonlocal staged
-        with store.tx() as c:
-            if not staged:
+        if staged is None:
+            with store.tx() as c:
                 create_credentials(c, STAGED)
                 for ddl in SMALL_DDL:
                     c.execute(ddl)
-                staged = True
-            chunk.write(c, 0.0, "import_")
+            staged = Sorted(sort_file(store))
+        staged.add(chunk.rows)  # a file of its own: the gate's database is not locked for it
+        chunk.rows = []
+        if len(chunk):
+            with store.tx() as c:
+                chunk.write(c, 0.0, "import_")
+        else:
+            chunk.__init__()
 
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, _closing(lambda: staged):
         size = os.fstat(f.fileno()).st_size
         progress.phase(f"staging {path.name}", size or None)
         read = 0
@@ -230,9 +253,23 @@ def _stage_file(store: Store, path: Path, progress: Progress) -> tuple[Imported,
         if bad > len(problems):
             problems.append(f"{path}: {bad - len(problems)} more bad lines")
         raise ImportError_(problems)
-    if staged:
+    if staged is not None:
         flush()
     return done, chunk, staged
+
+
+class _closing:
+    """The sort's file closed when reading the import file fails (it is removed with the staging)."""
+
+    def __init__(self, get):
+        self.get = get
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *exc):
+        if kind is not None and self.get() is not None:
+            self.get().close()
 
 
 class _BadLine(Exception):
