@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edge.store import Store
 from edge.store.allowlist import generation, write_lists
 from edge.store.importing import CHUNK, import_file
@@ -227,3 +229,34 @@ def test_progress_is_drawn_on_a_terminal_and_nothing_is_printed_for_it_elsewhere
     assert "staging people.jsonl" in text and "100%" in text
     assert f"imported {3 * CHUNK} records" in text
 
+
+
+def test_a_large_file_is_checked_in_a_helper_process_with_the_same_result(tmp_path, monkeypatch):
+    """Past HELPER_BYTES the lines are checked in a process of their own; nothing else changes: records,
+    revocations and blocklist entries in file order (the last line for a credential wins), bad lines named."""
+    from edge.store import reading
+    from edge.store.allowlist import ImportError_
+    monkeypatch.setattr(reading, "HELPER_BYTES", 0)
+    site = make_site(tmp_path / "site")
+    f = tmp_path / "people.jsonl"
+    lines = [record(i) for i in range(3 * CHUNK)]
+    lines.append(json.dumps({"credential": "badge:10000005", "holder": "h-last", "category": "visitor",
+                             "areas": ["site"], "valid_from": "2026-01-01T00:00:00Z",
+                             "valid_until": "2030-01-01T00:00:00Z", "host": "h-1"}) + "\n")
+    lines += [json.dumps({"revoke": {"pass": "00" * 10}}) + "\n", json.dumps({"blocklist": {"holder": "h-9"}}) + "\n"]
+    f.write_text("".join(lines))
+    store = Store(site.db)
+    try:
+        done = import_file(store, f)
+        assert (done.records, done.revokes, done.blocklists) == (3 * CHUNK + 1, 1, 1)
+        assert store.conn.execute("SELECT holder, category FROM credentials WHERE credential='badge:10000005'"
+                                  ).fetchone() == ("h-last", "visitor")
+        assert store.conn.execute("SELECT count(*) FROM credentials").fetchone()[0] == 3 * CHUNK
+        assert store.conn.execute("SELECT ref FROM revocations").fetchall() == [("pass:" + "00" * 10,)]
+        f.write_text("".join(lines[:-1]) + "not json\n" + lines[-1])
+        with pytest.raises(ImportError_) as e:
+            import_file(store, f)
+        assert e.value.problems == [f"{f}:{3 * CHUNK + 3}: not JSON: Expecting value at column 1"]
+        assert store.conn.execute("SELECT count(*) FROM credentials").fetchone()[0] == 3 * CHUNK
+    finally:
+        store.close()

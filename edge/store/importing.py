@@ -11,22 +11,18 @@ goes, then or at the next import.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
-
-from pydantic import ValidationError
+from typing import Protocol
 
 from edge.errors import GatekeeperError
-from edge.store.allowlist import MAX_LINE, ImportError_, bump_generation, explain, generation, parse_item, write_lists
+from edge.store.allowlist import ImportError_, bump_generation, generation, write_lists
 from edge.store.db import Store
 from edge.store.journal import Journal
-from edge.core.model import known_kind
-from edge.store.records import AllowRecord
+from edge.store.reading import read_items
 from edge.store.sorting import Sorted, copy_sorted
 from edge.store.staging import CREDENTIAL_COLUMNS, create_credentials, drop_in_steps, exists
 
@@ -210,45 +206,36 @@ def _stage_file(store: Store, path: Path, progress: Progress) -> tuple[Imported,
         else:
             chunk.__init__()
 
-    with open(path, "rb") as f, _closing(lambda: staged):
-        size = os.fstat(f.fileno()).st_size
-        progress.phase(f"staging {path.name}", size or None)
-        read = 0
-        for n, line, nbytes in _lines(f):
-            read += nbytes
-            if n % 1024 == 0:  # a bar's update costs more than a line's parse: told in batches
-                progress.advance(read)
-                read = 0
-            try:
-                kind, value = _parse(line)
-            except _BadLine as e:
-                bad += 1
-                if len(problems) < MAX_PROBLEMS:
-                    problems.append(f"{path}:{n}: {e}")
-                continue
-            if kind is None:
-                continue
-            if kind == "record":
-                chunk.rows.append(value.row())
-                done.records += 1
-                if not known_kind(value.category, value.tier):
-                    done.unknown_count += 1
-                    if len(done.unknown) < 20:
-                        done.unknown.append(value.credential)
-            elif kind == "revoke":
-                chunk.revoke.append(value)
-                done.revokes += 1
-            elif kind == "blocklist":
-                chunk.block.append(value)
-                done.blocklists += 1
-            else:
-                chunk.keys.append(value)
-                done.keys += 1
-            if bad:  # nothing more is staged: it would all be dropped
-                chunk = _Chunk()
-            elif len(chunk) >= CHUNK:
-                flush()
-    progress.advance(read)
+    with _closing(lambda: staged):
+        for batch, nbytes in read_items(path, progress):
+            progress.advance(nbytes)
+            for n, kind, value in batch:
+                if kind == "bad":
+                    bad += 1
+                    if len(problems) < MAX_PROBLEMS:
+                        problems.append(f"{path}:{n}: {value}")
+                    continue
+                if kind == "record":
+                    row, known = value
+                    chunk.rows.append(row)
+                    done.records += 1
+                    if not known:
+                        done.unknown_count += 1
+                        if len(done.unknown) < 20:
+                            done.unknown.append(row[0])
+                elif kind == "revoke":
+                    chunk.revoke.append(value)
+                    done.revokes += 1
+                elif kind == "blocklist":
+                    chunk.block.append(value)
+                    done.blocklists += 1
+                else:
+                    chunk.keys.append(value)
+                    done.keys += 1
+                if bad:  # nothing more is staged: it would all be dropped
+                    chunk = _Chunk()
+                elif len(chunk) >= CHUNK:
+                    flush()
     if bad:
         if bad > len(problems):
             problems.append(f"{path}: {bad - len(problems)} more bad lines")
@@ -270,57 +257,6 @@ class _closing:
     def __exit__(self, kind, *exc):
         if kind is not None and self.get() is not None:
             self.get().close()
-
-
-class _BadLine(Exception):
-    pass
-
-
-def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, line or None when longer than MAX_LINE, bytes read); never holds more than a line."""
-    n = 0
-    while True:
-        line = f.readline(MAX_LINE + 1)
-        if not line:
-            return
-        n += 1
-        nbytes = len(line)
-        if len(line) > MAX_LINE:
-            while not line.endswith(b"\n"):  # the rest of the long line, a piece at a time
-                line = f.readline(MAX_LINE)
-                if not line:
-                    break
-                nbytes += len(line)
-            yield n, None, nbytes
-            continue
-        yield n, line, nbytes
-
-
-_decode = json.JSONDecoder().decode
-
-
-def _parse(line: bytes | None):
-    if line is None:
-        raise _BadLine(f"line longer than {MAX_LINE} bytes")
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadLine("not UTF-8 text") from None
-    try:
-        # Most lines are records: validated straight from the text, twice as fast as through a dict.
-        return "record", AllowRecord.model_validate_json(text)
-    except ValidationError:
-        pass  # a revocation, a blocklist entry, a key, a blank line, or a bad line: told apart below
-    if not text.strip():
-        return None, None
-    try:
-        obj = _decode(text)
-    except json.JSONDecodeError as e:
-        raise _BadLine(f"not JSON: {e.msg} at column {e.colno}") from None
-    try:
-        return parse_item(obj)
-    except (ValidationError, ValueError, TypeError) as e:
-        raise _BadLine(explain(e)) from None
 
 
 def _copy_cache(store: Store, progress: Progress) -> int:
