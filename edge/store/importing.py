@@ -179,7 +179,11 @@ def _attempt(store: Store, path: Path, progress: Progress, clock) -> Imported:
     progress.phase("swapping in", None)
     _swap(store, done, now, copied_at)
     progress.phase("dropping the replaced cache", None)
-    drop_in_steps(store, REPLACED)
+    c.execute("PRAGMA synchronous=NORMAL")  # a crash meanwhile leaves it to the next import to drop
+    try:
+        drop_in_steps(store, REPLACED)
+    finally:
+        c.execute(f"PRAGMA synchronous={store._sync}")
     return done
 
 
