@@ -24,7 +24,7 @@ from edge.store.db import Store
 from edge.store.journal import Journal
 from edge.store.reading import read_items
 from edge.store.sorting import Sorted, copy_sorted
-from edge.store.staging import CREDENTIAL_COLUMNS, create_credentials, drop_in_steps, exists
+from edge.store.staging import CREDENTIAL_COLUMNS, create_credentials, drop_in_steps, exists, yielding
 
 CHUNK = 2000  # rows per staging transaction: about 10 ms of the write lock, the longest a decision waits
 MAX_PROBLEMS = 100  # bad lines named; the rest are counted
@@ -271,7 +271,7 @@ def _copy_cache(store: Store, progress: Progress) -> int:
     progress.phase("merging with the cache", c.execute("SELECT count(*) FROM credentials").fetchone()[0] or None)
     after = ""
     while True:
-        with store.tx():
+        with yielding(store):
             if generation(c) != gen:
                 raise CacheMoved()
             last = c.execute("SELECT max(credential) FROM (SELECT credential FROM credentials WHERE credential > ?"

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from edge.store.staging import CREDENTIAL_COLUMNS
+from edge.store.staging import CREDENTIAL_COLUMNS, yielding
 
 CACHE_KIB = 16 * 1024  # the page cache and each in-memory run of the sort: what this costs in RSS
 
@@ -70,7 +70,7 @@ def copy_sorted(store, sorted_: Sorted, into: str, chunk: int, advance) -> None:
         while True:
             bound = c.execute("SELECT credential FROM sorted.raw WHERE credential > ? ORDER BY credential"
                               " LIMIT 1 OFFSET ?", (after, chunk - 1)).fetchone()
-            with store.tx():
+            with yielding(store):
                 # every line of the bound's credential in this chunk, in file order: the last one stays
                 c.execute(f"INSERT OR REPLACE INTO {into}({CREDENTIAL_COLUMNS}) SELECT {CREDENTIAL_COLUMNS}"
                           " FROM sorted.raw WHERE credential > ?" + (" AND credential <= ?" if bound else "")

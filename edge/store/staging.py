@@ -2,6 +2,9 @@
 import's. Built in small committed steps so the gate's journal never waits long for the write lock."""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 CREDENTIALS_DDL = """CREATE TABLE {name}(
     credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, tier TEXT,
     roles TEXT NOT NULL DEFAULT '', areas TEXT NOT NULL, valid_from REAL, valid_until REAL,
@@ -34,10 +37,21 @@ def drop_in_steps(store, table: str, step: int = DROP_STEP) -> None:
     if not exists(c, table):
         return
     while True:
-        with store.tx():
+        with yielding(store):
             n = c.execute(f"DELETE FROM {table} WHERE credential IN (SELECT credential FROM {table} LIMIT {step})"
                           ).rowcount
         if n == 0:
             break
     with store.tx():
         c.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@contextmanager
+def yielding(store):
+    """One transaction of a long series, then a pause as long as it held the write lock. SQLite's waiting
+    writer (the gate journaling a decision) sleeps and retries; a series of transactions back to back would
+    take the lock again each time before it retries, and starve it for seconds."""
+    t0 = time.monotonic()
+    with store.tx() as c:
+        yield c
+    time.sleep(time.monotonic() - t0)
