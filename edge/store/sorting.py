@@ -44,10 +44,16 @@ class Sorted:
         self.rows += len(rows)
 
     def sort(self) -> None:
-        self.conn.execute("CREATE INDEX raw_order ON raw(credential, seq)")
-        self.close()
+        try:
+            self.conn.execute("CREATE INDEX raw_order ON raw(credential, seq)")
+        finally:
+            self.close()
 
     def close(self) -> None:
+        try:  # the folder is a setting of the whole process (SQLite's): back to its default
+            self.conn.execute("PRAGMA temp_store_directory=''")
+        except sqlite3.Error:
+            pass
         self.conn.close()
 
     def remove(self) -> None:
