@@ -260,3 +260,17 @@ def test_a_large_file_is_checked_in_a_helper_process_with_the_same_result(tmp_pa
         assert store.conn.execute("SELECT count(*) FROM credentials").fetchone()[0] == 3 * CHUNK
     finally:
         store.close()
+
+
+def test_a_second_import_while_one_runs_is_refused_and_changes_nothing(tmp_path, procs):
+    """Imports share their staging tables: one at a time (a lock the kernel drops if the import dies)."""
+    site = make_site(tmp_path / "site")
+    importer, feed = start_import(procs, site, tmp_path / "people.jsonl")
+    feed.write(record(i) for i in range(2 * CHUNK))
+    wait_until(lambda: staged(site) >= CHUNK, what="the first import staging")
+    r = site.import_lines([json.loads(record(0, NEW))])
+    assert r.returncode == 1 and "another import" in r.stderr, r.stderr
+    feed.close()
+    assert importer.p.wait(120) == 0, importer.output
+    assert site.query("SELECT count(*) FROM credentials WHERE credential=?", "badge:" + NEW)[0] == 0
+    assert site.query("SELECT count(*) FROM credentials")[0] == 2 * CHUNK
