@@ -120,12 +120,9 @@ def line_to_decision_ms(sent: list[float], envelopes: list[dict]) -> list[float]
 
 def histogram(client: httpx.Client) -> dict[float, int]:
     """The cumulative `gatekeeper_decision_seconds` buckets, by upper bound in seconds."""
-    out = {}
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("gatekeeper_decision_seconds_bucket"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[float(le)] = int(line.rsplit(" ", 1)[1])
-    return out
+    from prometheus_client.parser import text_string_to_metric_families
+    return {float(s.labels["le"]): int(s.value) for fam in text_string_to_metric_families(client.get("/metrics").text)
+            for s in fam.samples if s.name == "gatekeeper_decision_seconds_bucket"}
 
 
 def bucket_p99(before: dict[float, int], after: dict[float, int]) -> str:

@@ -136,35 +136,26 @@ def _open_store(config: str, must_exist: bool = False):
 
 
 def cmd_allowlist_import(args) -> int:
-    from edge.store.allowlist import ImportError_, apply_items, parse_lines
-    from edge.store.journal import Journal
+    from edge.runtime.progress import terminal_bar
+    from edge.store.allowlist import ImportError_
+    from edge.store.importing import import_file
     cfg, store = _open_store(args.config)
     try:
-        with open(args.file, encoding="utf-8") as f:
-            items = parse_lines(f, args.file)
+        with terminal_bar() as bar:
+            done = import_file(store, args.file, bar)
     except OSError as e:
         print(f"{args.file}: cannot read: {e.strerror}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError:
-        print(f"{args.file}: not UTF-8 text", file=sys.stderr)
         return 2
     except ImportError_ as e:
         for p in e.problems:
             print(p, file=sys.stderr)
         print(f"{args.file}: nothing imported", file=sys.stderr)
         return 1
-    from edge.store.records import unknown_kind_alarm
-    now = time.time()
-    with store.tx():
-        counts = apply_items(store, items, now)
-        Journal(store).append("allowlist.applied", {"source": "import", **{k + "s": v for k, v in counts.items()}}, now)
-        alarm = unknown_kind_alarm([v for k, v in items if k == "record"], "import")
-        if alarm:
-            Journal(store).append("alarm.raised", alarm, now)
-            print(f"{args.file}: {alarm['count']} records of an unknown category or tier were stored; they are "
-                  "refused at every scan", file=sys.stderr)
-    print(f"imported {counts['record']} records, {counts['revoke']} revocations, "
-          f"{counts['blocklist']} blocklist entries, {counts['key']} keys")
+    if done.unknown_count:
+        print(f"{args.file}: {done.unknown_count} records of an unknown category or tier were stored; they are "
+              "refused at every scan", file=sys.stderr)
+    print(f"imported {done.records} records, {done.revokes} revocations, "
+          f"{done.blocklists} blocklist entries, {done.keys} keys")
     return 0
 
 

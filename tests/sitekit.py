@@ -270,6 +270,15 @@ def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> sub
                           capture_output=True, text=True, input=input, timeout=timeout)
 
 
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The sum of the samples `name` with these labels in a /metrics text (parsed: label order is free), or
+    None when there is none."""
+    from prometheus_client.parser import text_string_to_metric_families
+    values = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+              if s.name == name and labels.items() <= s.labels.items()]
+    return sum(values) if values else None
+
+
 def wait_until(cond, timeout: float = WAIT_S, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,15 @@ def test_decide_benchmark_prints_its_table():
         assert row in r.stdout
 
 
+def test_import_benchmark_prints_its_table():
+    r = subprocess.run([sys.executable, "bench/import.py", "--sizes", "3000,5000", "--samples", "60"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for row in ("import 3,000 records", "import 5,000 records", "decision + journal during it", "cache file size",
+                "badge decision", "start to ready", "RSS when ready"):
+        assert row in r.stdout
+
+
 def test_events_benchmark_prints_its_table():
     r = subprocess.run([sys.executable, "bench/events.py", "--backlog", "500", "--snapshot", "500", "--batch", "50",
                         "--changes", "3"], cwd=ROOT, capture_output=True, text=True, timeout=300)

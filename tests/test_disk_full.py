@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from mqttkit import Peer, batch, record, rfc3339_now
-from sitekit import ROOT, JournalWatch, Proc, make_site, wait_until
+from sitekit import ROOT, JournalWatch, Proc, make_site, metric, wait_until
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = [pytest.mark.e2e,
@@ -151,8 +151,7 @@ def _held(site) -> int:
 def _decided(site) -> int:
     """Grants decided, journaled or not (from /metrics: the journal cannot be read while the disk is full)."""
     text = httpx.get(site.api_url + "/metrics", timeout=5).text
-    return sum(int(float(ln.rsplit(" ", 1)[1])) for ln in text.splitlines()
-               if ln.startswith('gatekeeper_decisions_total{result="granted"'))
+    return int(metric(text, "gatekeeper_decisions_total", result="granted") or 0)
 
 
 def _grants(journal) -> int:

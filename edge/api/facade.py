@@ -67,6 +67,8 @@ class Status:
     fire_input: bool
     held_exits: int
     last_seq: int
+    # a snapshot being staged (SPEC §2): version, chunks_received, chunks, records, started; None when none is
+    allowlist_snapshot: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,8 @@ class GateServices:
         return Status(g.mode.value, g.modes.state.scope, {n: h.value for n, h in self._board.health.items()},
                       int(self._store.meta("allowlist_version", "0")),
                       self._link.outbox.depth if self._link else None, self._fail_modes,
-                      bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq())
+                      bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq(),
+                      self._link.sync.snapshot if self._link and self._link.sync else None)
 
     def occupancy(self) -> Occupancy:
         """P16: the muster list."""

@@ -1,52 +1,84 @@
-"""Counters for `GET /metrics` in the Prometheus text format (version 0.0.4).
+"""`GET /metrics` through prometheus-client: the decision counters, the gauges read from the daemon at
+scrape time, and the process's own (RSS, open files, CPU).
 
-Kept by hand: a handful of series, updated on the decision path, where a dictionary increment costs
-less than a client library's locks.
+The decision path only adds to a dictionary and a list (a library counter's and histogram's locks cost
+ten times as much there); the library turns them into metric families at each scrape. Each gate has a
+registry of its own, not the library's global one: two gates in one process (tests, a benchmark) count apart.
 """
 from __future__ import annotations
 
 import bisect
+import threading
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 # decision latency buckets, seconds: the budget is 2 ms for a decision with its journal write
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
 
+Gauge = tuple[str, str, str, list[tuple[dict, float]]]  # (name, type, help, [(labels, value)])
+
+
+class _ReadNow:
+    """The gauges handed to `Metrics.render`, as metric families for the one scrape under way."""
+
+    def __init__(self) -> None:
+        self.gauges: list[Gauge] = []
+
+    def collect(self):
+        for name, kind, help_, samples in self.gauges:
+            m = Metric(name.removesuffix("_total") if kind == "counter" else name, help_, kind)
+            for labels, value in samples:
+                m.add_sample(name, {k: str(v) for k, v in labels.items()}, float(value))
+            yield m
+
+
+class _Decisions:
+    """The counters `Metrics.decided` keeps, as the library's metric families."""
+
+    def __init__(self) -> None:
+        self.by_reason: dict[tuple[str, str], int] = {}
+        self.latency = [0] * (len(BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def collect(self):
+        c = CounterMetricFamily("gatekeeper_decisions", "Decisions by result (granted, denied, held) and reason code.",
+                                labels=("result", "reason"))
+        for (result, reason), n in sorted(self.by_reason.items()):
+            c.add_metric((result, reason), n)
+        yield c
+        cumulative, buckets = 0, []
+        for le, n in zip(BUCKETS + (float("inf"),), list(self.latency)):
+            cumulative += n
+            buckets.append(("+Inf" if le == float("inf") else repr(le), cumulative))
+        yield HistogramMetricFamily("gatekeeper_decision_seconds",
+                                    "Time from credential to decision, journal write included.",
+                                    buckets=buckets, sum_value=self.latency_sum)
+
 
 class Metrics:
     def __init__(self) -> None:
-        self.decisions: dict[tuple[str, str], int] = {}
-        self.latency = [0] * (len(BUCKETS) + 1)
-        self.latency_sum = 0.0
-        self.latency_count = 0
+        self.registry = CollectorRegistry()
+        self._decisions = _Decisions()
+        self.registry.register(self._decisions)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_open_fds, CPU seconds
+        self._read_now = _ReadNow()
+        self.registry.register(self._read_now)
+        self._scrape = threading.Lock()
 
     def decided(self, result: str, reason: str, seconds: float) -> None:
+        d = self._decisions
         key = (result, reason)
-        self.decisions[key] = self.decisions.get(key, 0) + 1
-        self.latency[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
-        self.latency_count += 1
+        d.by_reason[key] = d.by_reason.get(key, 0) + 1
+        d.latency[bisect.bisect_left(BUCKETS, seconds)] += 1
+        d.latency_sum += seconds
 
-    def render(self, gauges: list[tuple[str, str, str, list[tuple[dict, float]]]]) -> str:
-        """`gauges`: (name, type, help, [(labels, value)]) read from the daemon at scrape time."""
-        out = ["# HELP gatekeeper_decisions_total Decisions by result (granted, denied, held) and reason code.",
-               "# TYPE gatekeeper_decisions_total counter"]
-        for (result, reason), n in sorted(self.decisions.items()):
-            out.append(f'gatekeeper_decisions_total{{result="{result}",reason="{reason}"}} {n}')
-        out += ["# HELP gatekeeper_decision_seconds Time from credential to decision, journal write included.",
-                "# TYPE gatekeeper_decision_seconds histogram"]
-        cumulative = 0
-        for le, n in zip(BUCKETS, self.latency):
-            cumulative += n
-            out.append(f'gatekeeper_decision_seconds_bucket{{le="{le}"}} {cumulative}')
-        out.append(f'gatekeeper_decision_seconds_bucket{{le="+Inf"}} {self.latency_count}')
-        out.append(f"gatekeeper_decision_seconds_sum {self.latency_sum:.6f}")
-        out.append(f"gatekeeper_decision_seconds_count {self.latency_count}")
-        for name, kind, help_, samples in gauges:
-            out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-            for labels, value in samples:
-                lab = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-                out.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
-        return "\n".join(out) + "\n"
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def render(self, gauges: list[Gauge]) -> str:
+        """The exposition text (format 0.0.4). `gauges`: (name, type, help, [(labels, value)]) read from the
+        daemon at scrape time; any number of them."""
+        with self._scrape:
+            self._read_now.gauges = gauges
+            try:
+                return generate_latest(self.registry).decode()
+            finally:
+                self._read_now.gauges = []

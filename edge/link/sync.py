@@ -9,6 +9,7 @@ mirrors follow `PRAGMA data_version`) and is told what happened through a result
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -18,21 +19,16 @@ import threading
 import time
 from typing import Callable
 
-from edge.store.allowlist import write_lists
+from edge.store.allowlist import bump_generation, write_lists
+from edge.store.journal import rfc3339
 from edge.store.records import unknown_kind_alarm
+from edge.store.staging import create_credentials, drop_in_steps
 
 log = logging.getLogger(__name__)
 
 STAGE_ROWS = 500  # rows per staging transaction: the journal waits at most this long for the lock
 
-CREDENTIALS_DDL = """CREATE TABLE {name}(
-    credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, tier TEXT,
-    roles TEXT NOT NULL DEFAULT '', areas TEXT NOT NULL, valid_from REAL, valid_until REAL,
-    schedule TEXT, party INTEGER NOT NULL DEFAULT 1, host TEXT, escort INTEGER NOT NULL DEFAULT 0,
-    id_hash TEXT
-) WITHOUT ROWID"""
-STAGE_DDL = [
-    CREDENTIALS_DDL.format(name="stage_credentials"),
+STAGE_DDL = [  # beside stage_credentials (edge/store/staging.py)
     "CREATE TABLE stage_revocations(ref TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE stage_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value)) WITHOUT ROWID",
     "CREATE TABLE stage_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID",
@@ -58,6 +54,8 @@ class AllowlistSync:
         self.version = int(store.meta("allowlist_version", "0"))
         self.resync_sent_at: float | None = None
         self._pending: dict[int, Callable[[], None]] = {}
+        self.snapshot: dict | None = None  # the snapshot being staged: version, chunks received of chunks, records
+        self._told_at = 0.0
         self._next = 0
         ctx = mp.get_context("spawn")  # a clean interpreter: no threads or sockets inherited
         self.jobs = ctx.Queue()
@@ -111,12 +109,14 @@ class AllowlistSync:
             log.warning("allow-list batch %s does not follow %d: asking for a snapshot", info["batch"], info["have"])
             self.resync()
         elif kind == "staging":
+            self._staging(info)
             if self.resync_sent_at is None:  # an unasked snapshot that stays incomplete is asked for again too
                 self.resync_sent_at = time.monotonic()
         elif kind == "applied":
             self.version = info["version"]
             if info["source"] == "snapshot":
                 self.resync_sent_at = None
+                self.snapshot = None
                 log.info("allow-list snapshot %d swapped in: %d records", info["version"], info["records"])
             self.on_applied(info["keys_changed"])
         elif kind == "error":
@@ -124,6 +124,16 @@ class AllowlistSync:
         done = self._pending.pop(job, None)
         if done:
             done()
+
+    def _staging(self, info: dict) -> None:
+        """A snapshot's progress, in the status at once and in the log at most every 5 s (thousands of chunks)."""
+        new = self.snapshot is None or self.snapshot["version"] != info["version"]
+        self.snapshot = info
+        now = time.monotonic()
+        if new or now - self._told_at >= 5.0:
+            self._told_at = now
+            log.info("allow-list snapshot %d: %d of %d chunks staged, %d records", info["version"],
+                     info["chunks_received"], info["chunks"], info["records"])
 
     def resync(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -173,6 +183,13 @@ class Worker:
         self.staged: set[int] = set()
         self.unknown_kinds: list[str] = []  # P1: records of the staged snapshot of an unknown category
         self.unknown_count = 0
+        self.stage_records = 0
+        self.stage_started = 0.0
+
+    def _progress(self) -> dict:
+        """How far the staged snapshot is: in the status, the log, and the database for any reader."""
+        return {"version": self.stage_version, "chunks_received": len(self.staged), "chunks": self.stage_chunks,
+                "records": self.stage_records, "started": rfc3339(self.stage_started)}
 
     def version(self) -> int:
         return int(self.store.meta("allowlist_version", "0"))
@@ -238,12 +255,14 @@ class Worker:
             # A chunk of another version discards what was staged (SPEC §2).
             self.stage_version, self.stage_chunks, self.staged = chunk.version, chunk.chunks, set()
             self.unknown_kinds, self.unknown_count = [], 0
+            self.stage_records, self.stage_started = 0, time.time()
             self._reset_stage()
         if chunk.chunk not in self.staged:
-            self._stage(chunk)
             self.staged.add(chunk.chunk)
+            self.stage_records += len(chunk.upserts)
+            self._stage(chunk, self._progress())
         if len(self.staged) < self.stage_chunks:
-            self.results.put(("staging", jid, {"version": chunk.version, "have": len(self.staged)}))
+            self.results.put(("staging", jid, self._progress()))
             return
         records = self._swap(chunk.version)
         self.stage_version, self.stage_chunks, self.staged = None, 0, set()
@@ -256,15 +275,11 @@ class Worker:
         with self.store.tx():
             for t in STAGE_TABLES:
                 c.execute(f"DROP TABLE IF EXISTS {t}")
+            create_credentials(c, "stage_credentials")
             for ddl in STAGE_DDL:
                 c.execute(ddl)
-            # Walk-in registration finds the host by holder (P13). The index is built as rows arrive, so the
-            # swap stays a rename. Index names are per database and the live (and old) table keep theirs.
-            used = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-            name = next(f"credentials_holder_{x}" for x in "abcd" if f"credentials_holder_{x}" not in used)
-            c.execute(f"CREATE INDEX {name} ON stage_credentials(holder)")
 
-    def _stage(self, chunk) -> None:
+    def _stage(self, chunk, progress: dict) -> None:
         c = self.store.conn
         rows = [r.row() for r in chunk.upserts]
         alarm = unknown_kind_alarm(chunk.upserts, "snapshot")
@@ -273,10 +288,11 @@ class Worker:
             self.unknown_count += alarm["count"]
         for i in range(0, len(rows), STAGE_ROWS):
             with self.store.tx():
-                write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], stage=True)
+                write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], into="stage_")
         with self.store.tx():
             write_lists(c, 0.0, revoke=[r.ref() for r in chunk.revoke],
-                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, stage=True)
+                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, into="stage_")
+            self.store.set_meta("snapshot_progress", json.dumps(progress))
 
     def _swap(self, version: int) -> int:
         now = time.time()
@@ -295,6 +311,8 @@ class Worker:
             for t in STAGE_TABLES[1:]:
                 c.execute(f"DROP TABLE {t}")
             self.store.set_meta("allowlist_version", str(version))
+            c.execute("DELETE FROM meta WHERE key='snapshot_progress'")
+            bump_generation(c)
             self.journal.append("allowlist.applied", {
                 "source": "snapshot", "from_version": have, "to_version": version,
                 "records": counts["stage_credentials"], "revokes": counts["stage_revocations"],
@@ -307,17 +325,7 @@ class Worker:
 
     def drop_old(self, jid: int, payload) -> None:
         """The replaced cache goes in small steps, so the journal never waits long for the lock."""
-        c = self.store.conn
-        if not c.execute("SELECT 1 FROM sqlite_master WHERE name='old_credentials'").fetchone():
-            return
-        while True:
-            with self.store.tx():
-                n = c.execute("DELETE FROM old_credentials WHERE credential IN "
-                              "(SELECT credential FROM old_credentials LIMIT 5000)").rowcount
-            if n == 0:
-                break
-        with self.store.tx():
-            c.execute("DROP TABLE IF EXISTS old_credentials")
+        drop_in_steps(self.store, "old_credentials")
 
 
 def check_lists(revoke, blocks, keys) -> None:

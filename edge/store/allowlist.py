@@ -28,20 +28,35 @@ def key_row(k) -> tuple:
 
 
 def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(), block_remove=(), keys_add=(),
-                keys_remove=(), stage: bool = False) -> None:
-    """The one writer of the allow-list's tables, for an import, a batch and a snapshot (`stage`: into its
-    staging copies). In the caller's transaction. `revoke`: refs; `block_add`: (kind, value, reason)."""
-    p = "stage_" if stage else ""
+                keys_remove=(), into: str = "") -> None:
+    """The one writer of the allow-list's tables, for an import, a batch and a snapshot (`into`: the prefix
+    of their staging copies, "stage_" or "import_"). In the caller's transaction. `revoke`: refs;
+    `block_add`: (kind, value, reason)."""
+    p = into
     c.executemany(upsert_sql(p + "credentials"), upserts)
     c.executemany(f"DELETE FROM {p}credentials WHERE credential=?", [(d,) for d in deletes])
-    if stage:  # the swap stamps them
-        c.executemany("INSERT OR IGNORE INTO stage_revocations(ref) VALUES(?)", [(r,) for r in revoke])
+    if p:  # the swap stamps them
+        c.executemany(f"INSERT OR IGNORE INTO {p}revocations(ref) VALUES(?)", [(r,) for r in revoke])
     else:
         c.executemany("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", [(r, now) for r in revoke])
     c.executemany(f"INSERT OR REPLACE INTO {p}blocklist(kind, value, reason) VALUES(?,?,?)", block_add)
     c.executemany(f"DELETE FROM {p}blocklist WHERE kind=? AND value=?", block_remove)
     c.executemany(f"INSERT OR REPLACE INTO {p}keys(kid, public_key, scope) VALUES(?,?,?)", [key_row(k) for k in keys_add])
     c.executemany(f"DELETE FROM {p}keys WHERE kid=?", [(k,) for k in keys_remove])
+    if not p and (upserts or deletes):
+        bump_generation(c)
+
+
+def bump_generation(c) -> None:
+    """The cache's credentials changed: an import building a copy beside them sees it, and builds again
+    rather than swap in a copy that misses the change."""
+    c.execute("INSERT INTO meta(key, value) VALUES('credentials_gen', '1')"
+              " ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER) + 1")
+
+
+def generation(c) -> int:
+    row = c.execute("SELECT value FROM meta WHERE key='credentials_gen'").fetchone()
+    return int(row[0]) if row else 0
 
 
 class ImportError_(GatekeeperError):
@@ -84,15 +99,15 @@ def parse_lines(lines: Iterable[str], source: str = "input") -> list[tuple[str, 
             problems.append(f"{source}:{n}: not JSON: {e.msg} at column {e.colno}")
             continue
         try:
-            items.append(_item(obj))
+            items.append(parse_item(obj))
         except (ValidationError, ValueError, TypeError) as e:
-            problems.append(f"{source}:{n}: {_explain(e)}")
+            problems.append(f"{source}:{n}: {explain(e)}")
     if problems:
         raise ImportError_(problems)
     return items
 
 
-def _item(obj) -> tuple[str, object]:
+def parse_item(obj) -> tuple[str, object]:
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
     if set(obj) == {"revoke"}:
@@ -109,7 +124,7 @@ def _item(obj) -> tuple[str, object]:
     return "record", AllowRecord.model_validate(obj)
 
 
-def _explain(e: Exception) -> str:
+def explain(e: Exception) -> str:
     if isinstance(e, ValidationError):
         parts = []
         for err in e.errors():
