@@ -93,6 +93,7 @@ def test_the_unit_gives_up_on_a_start_that_keeps_failing():
     burst = int(settings[("Unit", "StartLimitBurst")][0])
     assert interval not in ("0", "infinity") and burst >= 1
     assert settings[("Service", "Restart")] == ["on-failure"]
+    assert settings[("Service", "RestartPreventExitStatus")] == ["2"], "a refused config (exit 2) is not retried"
 
 
 def test_systemctl_reload_sends_the_daemon_sighup():

@@ -97,7 +97,7 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
         if w.credential is None:
             continue
         # systemd reads it as root when the service starts, never the service user: from a shell, whoever
-        # runs the check reads it (root, as systemd); the service itself (ExecStartPre) was not handed it
+        # runs the check reads it (root, as systemd); under the service (the daemon's start), it was not handed
         if under_service():
             err = (f"not handed over by systemd as the credential {w.credential} (put it in {w.path.parent} "
                    "as a regular file, not a link, and restart)")
