@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$(mkdir -p "${1:-dist}" && cd "${1:-dist}" && pwd)
-# The interpreter of the gate's Debian, never the first python3 on PATH (it may be a pyenv build here).
+# The interpreter of the gate's Debian, never the first python3 on PATH (a pyenv or other build may come
+# first): the venv links to it, and the package depends on it.
 PY=/usr/bin/python3
 PREFIX=/opt/gatekeeper
 VERSION=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
