@@ -13,7 +13,7 @@ _gatekeeper() {
     done
     case "$path" in
         "")
-            words="run demo keys pass allowlist tokens status backup events completion --help --log-level"
+            words="run demo keys pass allowlist tokens status backup events completion --help --version --log-level"
             [[ $prev == --log-level ]] && { COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return; }
             ;;
         "run")

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gatekeeper", description="Access-control edge service for doors and gates.")
+    p.add_argument("--version", action="version", version=f"gatekeeper {_version()}")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="overrides the config's [log] level (default: $GATEKEEPER_LOG_LEVEL, else the config's)")
     sub = p.add_subparsers(metavar="COMMAND")
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.ops import add_commands as add_operator_commands  # status, backup, events, completion
     add_operator_commands(sub)
     return p
+
+
+def _version() -> str:
+    """The installed distribution's version (the package's, on a gate), so it always matches what runs."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("gatekeeper")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def cmd_run(args) -> int:

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # libzbar0: QR decoding from camera frames (pyzbar)
 # chromium: the browser the console's tests drive (Playwright launches it by its path; no browser download)
 # fonts-wqy-microhei: Chinese glyphs, so the zh-CN console renders in that browser and its screenshots
-APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0 chromium fonts-wqy-microhei)
+# dpkg-dev (dpkg-shlibdeps), lintian: scripts/build-deb.sh and the package's test; adduser: the package's postinst
+APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0 chromium fonts-wqy-microhei
+              dpkg-dev lintian adduser)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 
 from edge.config.access import User, group_name, owner_name, probe
+from edge.config.credentials import credential_id, handed_over, under_service
 from edge.config.problems import Problem
 from edge.config.wiring import entries
 
 # what a file must hold, by kind
 SECRET_KINDS = {"secret", "scbk", "private_key", "ed25519_private"}
+# the secrets the unit may hand over as systemd credentials (edge/config/credentials.py); the walk-in signing
+# key is the daemon's own, made on its first start, so never one
+CREDENTIAL_KINDS = {"secret", "scbk", "private_key"}
 
 
 def resolve(base: Path, p: str) -> Path:
@@ -26,6 +30,7 @@ class _Wanted:
         self.loc, self.path, self.kind, self.fatal, self.min_len = loc, path, kind, fatal, min_len
         self.ok = False
         self.value = None  # the parsed certificate or key, for matching a pair
+        self.credential: str | None = None  # the credential systemd makes of it, when systemd reads it as root
 
 
 def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
@@ -36,7 +41,10 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
 
     def want(loc, name, kind, fatal=True, min_len=1):
         if isinstance(name, str) and name:
-            w = _Wanted(loc, resolve(base, name), kind, fatal, min_len)
+            found = handed_over(name) if kind in CREDENTIAL_KINDS else None
+            w = _Wanted(loc, found or resolve(base, name), kind, fatal, min_len)
+            if found is None and kind in CREDENTIAL_KINDS:
+                w.credential = credential_id(name)
             wanted.append(w)
             return w
         return None
@@ -79,13 +87,26 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
     if db is not None:
         made_here.append((("storage", "path"), db))
 
-    checks = [(str(w.path), "r") for w in wanted]
+    plain = [w for w in wanted if w.credential is None]
+    checks = [(str(w.path), "r") for w in plain]
     writes = [(str(p if p.exists() else _existing_parent(p)), "w") for _, p in made_here]
     answers = probe(user, checks + writes)
     who = "" if user.is_me else f" as user {user.name}"
-    for w, err in zip(wanted, answers[:len(checks)]):
+    read = [(w, err, who) for w, err in zip(plain, answers[:len(checks)])]
+    for w in wanted:
+        if w.credential is None:
+            continue
+        # systemd reads it as root when the service starts, never the service user: from a shell, whoever
+        # runs the check reads it (root, as systemd); under the service (the daemon's start), it was not handed
+        if under_service():
+            err = (f"not handed over by systemd as the credential {w.credential} (put it in {w.path.parent} "
+                   "as a regular file, not a link, and restart)")
+        else:
+            err = probe(current_user(), [(str(w.path), "r")])[0]
+        read.append((w, err, ""))
+    for w, err, reader in read:
         if err is not None:
-            out.append(Problem(w.loc, f"cannot read {w.path}{who}: {err}{_owner(w.path)}", w.fatal))
+            out.append(Problem(w.loc, f"cannot read {w.path}{reader}: {err}{_owner(w.path)}", w.fatal))
             continue
         try:
             data = w.path.read_bytes()

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge.config.access import User, probe
+from edge.config.credentials import with_credentials
 from edge.config.filecheck import current_user, file_problems, resolve
 from edge.config.problems import Problem, render
 from edge.config.sections import ConfigError, GateConfig
@@ -67,14 +68,15 @@ def _shown(v) -> str:
 
 
 def load_config(path: str | os.PathLike) -> tuple[GateConfig, Path]:
-    """Parse and validate; returns the config and its folder (for relative paths). Raises ConfigError
-    listing every problem, each `FILE:LINE: key.path: message`."""
+    """Parse and validate; returns the config and its folder (for relative paths), its secrets read from the
+    service's systemd credentials when it has them (edge/config/credentials.py). Raises ConfigError listing
+    every problem, each `FILE:LINE: key.path: message`."""
     p = Path(path)
     text, raw = _read(p)
     cfg, problems = validate(raw)
     if problems:
         raise ConfigError(render(p, text, problems))
-    return cfg, p.resolve().parent
+    return with_credentials(cfg), p.resolve().parent
 
 
 def check(path: str | os.PathLike, user: User) -> list[str]:
