@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from edge.api import wire
-from sitekit import WAIT_S, make_site, wait_until
+from sitekit import WAIT_S, make_site, metric, wait_until
 from test_e2e_gate import STAFF, staffed_gate
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +66,26 @@ def test_api_process_killed_is_a_device_fault_and_comes_back_while_the_gate_deci
     assert client.get("/status").json()["mode"] == "normal"
     [again] = api_processes(g.daemon.p.pid)
     assert again != child
+
+
+def test_metrics_are_the_gates_though_the_api_process_makes_them(gate):
+    g, client = gate
+    text = client.get("/metrics").text
+    [child] = api_processes(g.daemon.p.pid)
+    ticks, boot = os.sysconf("SC_CLK_TCK"), boot_time()
+
+    def started(pid: int) -> float:
+        return boot + int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+
+    assert metric(text, "process_start_time_seconds") == pytest.approx(started(g.daemon.p.pid))
+    assert started(child) != started(g.daemon.p.pid)  # or this test could not tell them apart
+
+
+def boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise AssertionError("no btime in /proc/stat")
 
 
 def test_api_process_ends_with_the_gate_killed(gate):

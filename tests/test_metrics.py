@@ -1,6 +1,8 @@
 """/metrics through prometheus-client: the decision counters, gauges read at scrape time, the process's own."""
 from __future__ import annotations
 
+import os
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.core.metrics import Metrics
@@ -56,3 +58,21 @@ def test_two_gates_in_one_process_count_apart():
     a.decided("granted", "ok", 0.0001)
     assert metric(a.render([]), "gatekeeper_decisions_total", result="granted", reason="ok") == 1
     assert metric(b.render([]), "gatekeeper_decisions_total") is None
+
+
+def test_process_metrics_can_be_another_processes():
+    """The API process makes the text; the process metrics it shows are the gate's, read by pid."""
+    import subprocess
+    import sys
+
+    from edge.core.metrics import Exposition
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys\nfds = [os.open('/dev/null', 0) for _ in range(300)]\n"
+                               "print('ready', flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        text = Exposition(holder.pid).render(({}, [0] * 11, 0.0), [])
+        assert metric(text, "process_open_fds") == len(os.listdir(f"/proc/{holder.pid}/fd")) >= 300
+    finally:
+        holder.stdin.close()
+        holder.wait(30)

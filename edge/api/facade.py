@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from edge.api.tokens import Tokens
 from edge.hardware.devices import Health
+from edge.core.metrics import Counts, Gauge
 from edge.core.model import Mode
 from edge.store.journal import Entry, rfc3339
 from edge.store.reads import people_on_site, recent_visit_ids
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from edge.desks.walkin import Desk
 
 OpenDoor = Callable[..., Awaitable[bool]]  # the daemon's open_door(door, direction, cause=...)
-Gauge = tuple[str, str, str, list[tuple[dict, float]]]  # (name, type, help, [(labels, value)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +167,9 @@ class GateServices:
         """The walk-ins registered here, newest first."""
         return recent_visit_ids(self._store.conn, limit)
 
-    def metrics(self) -> str:
-        """Prometheus text: the gate's counters and the gauges read now."""
-        return self._gate.metrics.render(self._gauges())
+    def metrics(self) -> tuple[Counts, list[Gauge]]:
+        """The gate's counters and the gauges read now (the API process makes the text: edge/core/metrics.py)."""
+        return self._gate.metrics.snapshot(), self._gauges()
 
     def _gauges(self) -> list[Gauge]:
         g, health = self._gate, self._board.health

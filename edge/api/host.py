@@ -119,7 +119,7 @@ class ApiService:
             a = self.cfg
             wire.send(self._writer, ("hello", {
                 "site": self.services.site, "source": self.services.source, "epoch": self.services.epoch,
-                "log": logsetup.settings(),
+                "log": logsetup.settings(), "pid": os.getpid(),
                 "api": {"tls_cert_file": str(resolve(self.base, a.tls_cert_file)) if a.tls_cert_file else None,
                         "tls_key_file": str(resolve(self.base, a.tls_key_file)) if a.tls_key_file else None,
                         "max_connections": a.max_connections, "header_timeout_s": a.header_timeout_s,

@@ -1,9 +1,11 @@
 """`GET /metrics` through prometheus-client: the decision counters, the gauges read from the daemon at
-scrape time, and the process's own (RSS, open files, CPU).
+scrape time, and the daemon process's own (RSS, open files, CPU).
 
 The decision path only adds to a dictionary and a list (a library counter's and histogram's locks cost
-ten times as much there); the library turns them into metric families at each scrape. Each gate has a
-registry of its own, not the library's global one: two gates in one process (tests, a benchmark) count apart.
+ten times as much there). A scrape takes a copy of them with the gauges (`Metrics.snapshot`, on the gate's
+loop, microseconds), and the text is made where the API runs (`Exposition`, half a millisecond of the
+library's work that would otherwise sit in front of a badge). Each has a registry of its own, not the
+library's global one: two gates in one process (tests, a benchmark) count apart.
 """
 from __future__ import annotations
 
@@ -56,15 +58,14 @@ class _Decisions:
                                     buckets=buckets, sum_value=self.latency_sum)
 
 
+Counts = tuple[dict, list, float]  # a copy of the decision counters: by (result, reason), latency buckets, sum
+
+
 class Metrics:
+    """What the gate counts as it decides."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
         self._decisions = _Decisions()
-        self.registry.register(self._decisions)
-        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_open_fds, CPU seconds
-        self._read_now = _ReadNow()
-        self.registry.register(self._read_now)
-        self._scrape = threading.Lock()
 
     def decided(self, result: str, reason: str, seconds: float) -> None:
         d = self._decisions
@@ -73,10 +74,34 @@ class Metrics:
         d.latency[bisect.bisect_left(BUCKETS, seconds)] += 1
         d.latency_sum += seconds
 
+    def snapshot(self) -> Counts:
+        d = self._decisions
+        return dict(d.by_reason), list(d.latency), d.latency_sum
+
     def render(self, gauges: list[Gauge]) -> str:
-        """The exposition text (format 0.0.4). `gauges`: (name, type, help, [(labels, value)]) read from the
-        daemon at scrape time; any number of them."""
+        """The text here, in this process (a command, a test): see `Exposition`."""
+        return Exposition().render(self.snapshot(), gauges)
+
+
+class Exposition:
+    """The exposition text (format 0.0.4) of a gate's counts and gauges, with the process metrics of the
+    daemon, `pid` (this process when None): the API process reads the gate's in /proc."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self._decisions = _Decisions()
+        self.registry.register(self._decisions)
+        # process_resident_memory_bytes, process_open_fds, CPU seconds
+        ProcessCollector(registry=self.registry, pid=(lambda: pid) if pid else (lambda: "self"))
+        self._read_now = _ReadNow()
+        self.registry.register(self._read_now)
+        self._scrape = threading.Lock()
+
+    def render(self, counts: Counts, gauges: list[Gauge]) -> str:
+        """`gauges`: (name, type, help, [(labels, value)]) read from the daemon at scrape time; any number."""
         with self._scrape:
+            d = self._decisions
+            d.by_reason, d.latency, d.latency_sum = counts
             self._read_now.gauges = gauges
             try:
                 return generate_latest(self.registry).decode()
