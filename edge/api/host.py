@@ -208,12 +208,10 @@ class ApiService:
     @staticmethod
     async def _ended(proc: subprocess.Popen) -> None:
         """The process waited for (it ends once its socket closes); killed if it does not."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EXIT_WAIT_S
-        while proc.poll() is None and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        if proc.poll() is None:
+        try:
+            await asyncio.to_thread(proc.wait, EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
             log.warning("the API process %d did not end: killed", proc.pid)
             proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(1.0)
+                await asyncio.to_thread(proc.wait, 1.0)

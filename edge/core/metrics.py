@@ -78,10 +78,6 @@ class Metrics:
         d = self._decisions
         return dict(d.by_reason), list(d.latency), d.latency_sum
 
-    def render(self, gauges: list[Gauge]) -> str:
-        """The text here, in this process (a command, a test): see `Exposition`."""
-        return Exposition().render(self.snapshot(), gauges)
-
 
 class Exposition:
     """The exposition text (format 0.0.4) of a gate's counts and gauges, with the process metrics of the
