@@ -191,8 +191,11 @@ class Daemon:
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""
-        own = (self.desk.kid, self.desk.public_key) if self.desk else None
-        self.gate.keyring = build_keyring(self.cfg, self.base, self.store, own)
+        self.gate.keyring = build_keyring(self.cfg, self.base, self.store, self._own_key())
+
+    def _own_key(self) -> tuple[str, str] | None:
+        """The walk-in desk's own signing key (kid, public key), trusted beside the config's and the synced."""
+        return (self.desk.kid, self.desk.public_key) if self.desk else None
 
     def _reload_config(self) -> None:
         """SIGHUP: what can change while running does (trusted keys and their files, schedules, the log);
@@ -203,8 +206,7 @@ class Daemon:
         from edge.runtime import logsetup
         notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            own = (self.desk.kid, self.desk.public_key) if self.desk else None
-            r = read_again(self.path, self.cfg, self.gate.keyring, self.store, own)
+            r = read_again(self.path, self.cfg, self.gate.keyring, self.store, self._own_key())
         except ConfigError as e:
             log.error("SIGHUP: %s not reloaded, the running config stays: %s", self.path, "; ".join(e.problems))
         except Exception:  # whatever it is, the doors go on with what they have
