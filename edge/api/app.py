@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 CONSOLE = Path(__file__).parent / "console"
-CONSOLE_FILES = {"console.js": "text/javascript", "console.css": "text/css", "i18n.js": "text/javascript"}
+CONSOLE_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# the console's own scripts and styles, by name: nothing else of the folder (the page itself is served at /)
+CONSOLE_FILES = {p.name: CONSOLE_TYPES[p.suffix] for p in CONSOLE.iterdir() if p.suffix in CONSOLE_TYPES}
 
 
 def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
