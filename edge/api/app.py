@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
-from edge.api.routes import doors, events, permits, session, status, visits
+from edge.api.routes import doors, events, people, permits, session, status, visits
 from edge.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
 
     app.include_router(session.make_router(svc, auth, sessions, secure_cookie))
     app.include_router(status.make_router(svc, auth))
+    app.include_router(people.make_router(svc, auth))
     app.include_router(events.make_router(svc, auth))
     app.include_router(doors.make_router(svc, auth))
     app.include_router(visits.make_router(svc, auth))

@@ -16,6 +16,7 @@ from edge.hardware.devices import Health
 from edge.core.metrics import Counts, Gauge
 from edge.core.model import Mode
 from edge.store.journal import Entry, rfc3339
+from edge.store.people import MAX_HOLDERS, people
 from edge.store.reads import people_on_site, recent_visit_ids
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class HeldExit:
     reader: str
     credential_ref: str
     since: str
+    name: str | None = None  # who the holder is (GateServices.people); None when no record names them
+    company: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +156,32 @@ class GateServices:
                       self._link.sync.snapshot if self._link and self._link.sync else None)
 
     def occupancy(self) -> Occupancy:
-        """P16: the muster list."""
-        people = self._gate.muster()
-        return Occupancy(self._gate.mode.value, sum(p["party"] for p in people), people)
+        """P16: the muster list, each person with their name and company when a record has them (the
+        retained muster over MQTT goes without: the central system knows names)."""
+        present = self._gate.muster()
+        known = people(self._store.conn, [p["holder"] for p in present])
+        for p in present:
+            who = known.get(p["holder"], {})
+            p["name"], p["company"] = who.get("name"), who.get("company")
+        return Occupancy(self._gate.mode.value, sum(p["party"] for p in present), present)
 
     def held_exits(self) -> list[HeldExit]:
-        """P9: visitors waiting at an exit for their host's sign-off."""
-        at = self._gate.held_at
-        return [HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref, rfc3339(at.get(v, 0)))
-                for v, (reader, cred, door) in self._gate.held_exits.items()]
+        """P9: visitors waiting at an exit for their host's sign-off, by name when a record has it."""
+        at, held = self._gate.held_at, self._gate.held_exits
+        known = people(self._store.conn, [cred.holder for _, cred, _ in held.values()])
+        return [HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref, rfc3339(at.get(v, 0)),
+                         *_name_company(known.get(cred.holder)))
+                for v, (reader, cred, door) in held.items()]
+
+    def people(self, holders: list[str]) -> dict[str, dict]:
+        """Who each holder is: {holder: {"holder", "name", "company", "category"}}, from the walk-ins
+        registered here, then the permits made here, then the allow-list; unknown holders are left out. For
+        the console's live feed, whose events carry holder ids only. At most MAX_HOLDERS a call: the API
+        process is not trusted to bound what it asks of the gate's loop."""
+        if not isinstance(holders, list) or not 1 <= len(holders) <= MAX_HOLDERS \
+                or not all(isinstance(h, str) and 1 <= len(h) <= 64 for h in holders):
+            raise ValueError(f"1 to {MAX_HOLDERS} holder ids of 1 to 64 characters")
+        return people(self._store.conn, holders)
 
     def recent_visit_ids(self, limit: int) -> list[str]:
         """The walk-ins registered here, newest first."""
@@ -236,6 +256,10 @@ class GateServices:
         if door is None:
             return None
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))
+
+
+def _name_company(who: dict | None) -> tuple[str | None, str | None]:
+    return (None, None) if who is None else (who["name"], who["company"])
 
 
 def _clock_gauges(c: ClockState) -> list[Gauge]:

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey, problem
 
 MAX_MESSAGE = 1 << 20  # 1 MiB (SPEC §2): anything larger is refused unread
 BADGE = r"^badge:([0-9A-F]{2}){4,10}$"
@@ -131,4 +131,4 @@ def parse(model: type[_Msg], payload: bytes) -> Any:
         if first["type"] == "json_invalid":
             raise BadMessage(f"not JSON: {first['msg']}") from None
         where = ".".join(str(x) for x in first["loc"]) or "(message)"
-        raise BadMessage(f"{where}: {first['msg']} ({e.error_count()} problems)") from None
+        raise BadMessage(f"{where}: {problem(first)} ({e.error_count()} problems)") from None

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from edge.errors import GatekeeperError
 from edge.core.model import Credential
-from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey
+from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey, problem
 from edge.store.db import Store
+from edge.store.staging import CREDENTIAL_COLUMNS, CREDENTIAL_VALUES
 
 MAX_LINE = 64 * 1024
 
@@ -19,8 +20,7 @@ _LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until
 
 def upsert_sql(table: str = "credentials") -> str:
     """Insert or replace a record row (`Record.row()`) into `table`: the cache, or a snapshot's staging."""
-    return (f"INSERT OR REPLACE INTO {table}(credential, holder, category, tier, roles, areas, valid_from,"
-            " valid_until, schedule, party, host, escort, id_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+    return f"INSERT OR REPLACE INTO {table}({CREDENTIAL_COLUMNS}) VALUES({CREDENTIAL_VALUES})"
 
 
 def key_row(k) -> tuple:
@@ -129,7 +129,7 @@ def explain(e: Exception) -> str:
         parts = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "(record)"
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown field" if err["type"] == "extra_forbidden" else problem(err)
             parts.append(f"{loc}: {msg}")
         return "; ".join(parts)
     return str(e)

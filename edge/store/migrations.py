@@ -78,4 +78,12 @@ MIGRATIONS: list[str] = [
     """
     INSERT INTO versions(name, n) VALUES('state', 0);
     """ + _counted("state", "consumed", "signoffs", "presence", "permits"),
+    # 8: the allow-list record's display name (SPEC §2 `name`); records stored before it read as null. Adding a
+    # nullable column rewrites nothing, however large the cache. The guard's screens look people up by holder in
+    # the gate's own records too.
+    """
+    ALTER TABLE credentials ADD COLUMN name TEXT;
+    CREATE INDEX visits_holder ON visits(holder);
+    CREATE INDEX permits_holder ON permits(holder);
+    """,
 ]

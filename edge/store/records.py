@@ -11,6 +11,20 @@ from edge.config import AreaPath
 HEX_ID = r"^[0-9a-f]{64}$"
 BADGE_REF = r"^badge:([0-9A-F]{2}){4,10}$"
 HolderId = Annotated[str, Field(min_length=1, max_length=64)]
+# SPEC §2 `name`: a display name in any script. What would break or disguise a line on the guard's screen (C0 and
+# C1 controls, line and paragraph separators, bidirectional overrides and isolates) is refused, not stripped, so
+# the name a guard reads is the one the central system sent. A constraint, not a validator: checked in
+# pydantic's own code, it costs a streamed import of millions of records nothing measurable.
+DISPLAY_NAME = r"^[^\x00-\x1F\x7F-\x9F\u2028\u2029\u202A-\u202E\u2066-\u2069]+$"
+DisplayName = Annotated[str, Field(min_length=1, max_length=100, pattern=DISPLAY_NAME)]
+PATTERN_PROBLEMS = {"name": "control characters (or line separators, bidirectional overrides) are not allowed"}
+
+
+def problem(err: dict) -> str:
+    """A validation error's message, in words where a pattern would only be quoted back."""
+    if err["type"] == "string_pattern_mismatch" and err["loc"] and err["loc"][-1] in PATTERN_PROBLEMS:
+        return PATTERN_PROBLEMS[err["loc"][-1]]
+    return err["msg"]
 
 
 class _Strict(BaseModel):
@@ -46,6 +60,7 @@ class AllowRecord(_Strict):
     host: HolderId | None = None
     escort: bool = False
     id_hash: Annotated[str, Field(pattern=HEX_ID)] | None = None
+    name: DisplayName | None = None
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -54,10 +69,11 @@ class AllowRecord(_Strict):
         return v
 
     def row(self) -> tuple:
+        """The record as stored, in the order of edge/store/staging.py CREDENTIAL_COLUMNS."""
         return (
             self.credential, self.holder, self.category, self.tier, ",".join(self.roles), ",".join(self.areas),
             _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
-            int(self.escort), self.id_hash,
+            int(self.escort), self.id_hash, self.name,
         )
 
 

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from edge.store.staging import CREDENTIAL_COLUMNS, yielding
+from edge.store.staging import CREDENTIAL_COLUMNS, CREDENTIAL_VALUES, yielding
 
 CACHE_KIB = 16 * 1024  # the page cache and each in-memory run of the sort: what this costs in RSS
 
@@ -38,7 +38,7 @@ class Sorted:
         first = self._seq
         self._seq += len(rows)
         self.conn.execute("BEGIN")
-        self.conn.executemany(f"INSERT INTO raw(seq, {CREDENTIAL_COLUMNS}) VALUES({','.join('?' * 14)})",
+        self.conn.executemany(f"INSERT INTO raw(seq, {CREDENTIAL_COLUMNS}) VALUES(?,{CREDENTIAL_VALUES})",
                               ((first + i, *r) for i, r in enumerate(rows)))
         self.conn.execute("COMMIT")
         self.rows += len(rows)

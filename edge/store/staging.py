@@ -5,14 +5,19 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-CREDENTIALS_DDL = """CREATE TABLE {name}(
-    credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, tier TEXT,
-    roles TEXT NOT NULL DEFAULT '', areas TEXT NOT NULL, valid_from REAL, valid_until REAL,
-    schedule TEXT, party INTEGER NOT NULL DEFAULT 1, host TEXT, escort INTEGER NOT NULL DEFAULT 0,
-    id_hash TEXT
-) WITHOUT ROWID"""
-CREDENTIAL_COLUMNS = ("credential, holder, category, tier, roles, areas, valid_from, valid_until, schedule, party,"
-                      " host, escort, id_hash")
+# The allow-list record as stored, in `AllowRecord.row()` order: the one list the cache's writers, the import's
+# sort file and the staging tables are made from. New columns go last, where the migration that adds them to a
+# live cache puts them (ALTER TABLE appends).
+CREDENTIAL_FIELDS = (
+    ("credential", "TEXT PRIMARY KEY"), ("holder", "TEXT NOT NULL"), ("category", "TEXT NOT NULL"), ("tier", "TEXT"),
+    ("roles", "TEXT NOT NULL DEFAULT ''"), ("areas", "TEXT NOT NULL"), ("valid_from", "REAL"), ("valid_until", "REAL"),
+    ("schedule", "TEXT"), ("party", "INTEGER NOT NULL DEFAULT 1"), ("host", "TEXT"),
+    ("escort", "INTEGER NOT NULL DEFAULT 0"), ("id_hash", "TEXT"), ("name", "TEXT"),
+)
+CREDENTIAL_COLUMNS = ", ".join(column for column, _ in CREDENTIAL_FIELDS)
+CREDENTIAL_VALUES = ",".join("?" * len(CREDENTIAL_FIELDS))  # a row's placeholders
+CREDENTIALS_DDL = ("CREATE TABLE {table}(" + ", ".join(f"{column} {kind}" for column, kind in CREDENTIAL_FIELDS)
+                   + ") WITHOUT ROWID")
 DROP_STEP = 5000  # rows deleted per transaction when a replaced or abandoned table goes
 
 
@@ -20,7 +25,7 @@ def create_credentials(c, name: str) -> None:
     """A credentials table `name` with its holder index, in the caller's transaction. Walk-in registration
     finds the host by holder (P13): the index is built as rows arrive, so the swap stays a rename. Index
     names are per database; the live, old and staged tables each keep theirs."""
-    c.execute(CREDENTIALS_DDL.format(name=name))
+    c.execute(CREDENTIALS_DDL.format(table=name))
     used = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     index = next(f"credentials_holder_{x}" for x in "abcdefgh" if f"credentials_holder_{x}" not in used)
     c.execute(f"CREATE INDEX {index} ON {name}(holder)")
