@@ -69,13 +69,15 @@ class Status:
     last_seq: int
     # a snapshot being staged (SPEC §2): version, chunks_received, chunks, records, started; None when none is
     allowlist_snapshot: dict | None = None
+    timezone: str = "UTC"  # the site's IANA zone (site.timezone): the console shows times in it
 
 
 @dataclass(frozen=True, slots=True)
 class Occupancy:
     mode: str
-    count: int
-    people: list[dict]
+    count: int  # everybody on site, parties counted whole
+    people: list[dict]  # each with `safe`: null, or {"by", "at"} once a guard marked them safe (P16)
+    unaccounted: int  # on site and not marked safe, parties counted whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class GateServices:
         self.site = SiteInfo(cfg.site.id, cfg.site.gate, [d.name for d in cfg.doors], desk is not None)
         self.source = cfg.event_source()  # the events' CloudEvents source, as over MQTT
         self._fail_modes = {d.name: d.fail_mode for d in cfg.doors}
+        self._timezone = cfg.site.timezone
 
     # -- reading ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -150,12 +153,30 @@ class GateServices:
                       int(self._store.meta("allowlist_version", "0")),
                       self._link.outbox.depth if self._link else None, self._fail_modes,
                       bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq(),
-                      self._link.sync.snapshot if self._link and self._link.sync else None)
+                      self._link.sync.snapshot if self._link and self._link.sync else None, self._timezone)
 
     def occupancy(self) -> Occupancy:
         """P16: the muster list."""
         people = self._gate.muster()
-        return Occupancy(self._gate.mode.value, sum(p["party"] for p in people), people)
+        safe = self._gate.accounted()
+        for p in people:
+            p["safe"] = safe.get(p["holder"])
+        return Occupancy(self._gate.mode.value, sum(p["party"] for p in people), people,
+                         sum(p["party"] for p in people if p["safe"] is None))
+
+    def alarms(self) -> list[dict]:
+        """P17, P18: the alarms nobody has acknowledged yet, newest first (at most 100)."""
+        return self._gate.alarms.open()
+
+    def acknowledge_alarm(self, seq: int, person: str, role: str, note: str | None) -> dict:
+        """P19: a guard acknowledged an alarm, journaled with who (edge.errors.Refused when it is none or
+        was acknowledged already)."""
+        return self._gate.alarms.acknowledge(seq, person, role, note, self._gate.clock())
+
+    def mark_safe(self, holder: str, person: str, role: str, reason: str | None) -> dict:
+        """P16: a guard saw a person on site at the assembly point (edge.errors.Refused outside a muster or
+        for someone not on site)."""
+        return self._gate.mark_safe(holder, person, role, reason)
 
     def held_exits(self) -> list[HeldExit]:
         """P9: visitors waiting at an exit for their host's sign-off."""
