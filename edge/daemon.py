@@ -15,6 +15,7 @@ from drivers.interfaces import CredentialSource, LinkState, Presentation
 from drivers.registry import make_source, source_class
 from edge.config import GateConfig, resolve
 from edge.hardware.devices import DeviceBoard
+from edge.core import alarms
 from edge.core.gate import Gate
 from edge.core.outcome import Outcome
 from edge.passes.keyring import build_keyring
@@ -248,6 +249,7 @@ class Daemon:
                 with self.store.tx() as c:
                     n += c.execute("DELETE FROM visits WHERE valid_until < ?", (cutoff,)).rowcount
                     n += c.execute("DELETE FROM permits WHERE returned < ?", (cutoff,)).rowcount
+                    n += alarms.prune(c)
             except sqlite3.Error as e:  # a full disk: pruning waits for the next round
                 log.warning("retention: the database refused the pruning: %s", e)
                 n = 0

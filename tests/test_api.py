@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 GUARDS, SUPERVISOR, ANYONE = ("guard", "supervisor"), ("supervisor",), ("guard", "supervisor", "central")
 WALKIN = {"visitor": {"name": "Li Lei", "company": "Acme", "id_number": "11010519491231002X"},
-          "purpose": "meeting", "host": "h-1", "host_confirmation": "phone"}
+          "purpose": "meeting", "host": "h-1", "host_confirmation": "phone", "repeat": True}  # posted by each role
 PERMIT = {"credential": "badge:0C0C0C0C", "holder": "c-1", "name": "Wang Wu", "company": "Build Co",
           "areas": ["site/production"], "valid_until": "2099-01-01T00:00:00Z"}
 NO_VISIT, NO_PERMIT = "00112233445566ff", "pm-0000000000"
@@ -39,6 +39,9 @@ ROUTES = [  # (method, path, body, roles allowed, what an allowed role gets): ev
     ("POST", f"/permits/{NO_PERMIT}/renew", {"valid_until": "2099-02-01T00:00:00Z", "reason": "more work"},
      SUPERVISOR, 404),
     ("POST", f"/permits/{NO_PERMIT}/return", {}, SUPERVISOR, 404),
+    ("GET", "/alarms", None, GUARDS, 200),
+    ("POST", "/alarms/999999/ack", {"note": "checked"}, GUARDS, 404),
+    ("POST", "/muster/h-1/safe", {}, GUARDS, 409),  # not in fire mode
 ]
 
 

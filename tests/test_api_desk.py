@@ -62,8 +62,9 @@ def get(client, path, token):
 
 
 def walkin(host="h-1", **kw):
+    """A walk-in body; `repeat`, since the tests here register the same visitor all day."""
     body = {"visitor": {"name": "Li Lei", "company": "Acme", "id_number": ID_NUMBER}, "purpose": "meeting",
-            "host": host, "host_confirmation": "phone"}
+            "host": host, "host_confirmation": "phone", "repeat": True}
     body.update(kw)
     return body
 
@@ -281,3 +282,39 @@ def test_p6_a_blocklist_entry_imported_while_the_gate_runs_stops_the_next_regist
     r = post(client, "/visits", walkin(visitor={"name": "Qian Yi", "company": "-", "id_number": late}),
              tokens["guard"])
     assert r.status_code == 403 and r.json()["detail"][0]["type"] == "blocklisted"
+
+
+def test_p13_the_same_id_registered_twice_the_same_day_is_refused_unless_repeated_on_purpose(desk):
+    g, client, tokens = desk
+    twice = walkin(visitor={"name": "Sun Qi", "company": "Beta", "id_number": "R-7777-8888"})
+    del twice["repeat"]
+    r = post(client, "/visits", twice, tokens["guard"])
+    assert r.status_code == 201, r.text
+    first = r.json()
+    before = _count(g, "visits")
+    r = post(client, "/visits", twice, tokens["guard"])
+    assert r.status_code == 409
+    detail = r.json()["detail"][0]
+    assert detail["type"] == "already_registered_today" and detail["loc"] == ["body", "visitor", "id_number"]
+    registered = datetime.fromisoformat(first["registered"]).astimezone(TZ)
+    assert first["visit"] in detail["msg"] and f"{registered:%H:%M}" in detail["msg"]
+    assert _count(g, "visits") == before
+    r = post(client, "/visits", {**twice, "repeat": True}, tokens["guard"])
+    assert r.status_code == 201, r.text
+    _, _, data = g.journal.next("visit.checked_in", visit=r.json()["visit"])
+    assert data["repeat"] is True
+    other = walkin(visitor={"name": "Sun Qi", "company": "Beta", "id_number": "R-7777-8889"})
+    del other["repeat"]
+    assert post(client, "/visits", other, tokens["guard"]).status_code == 201  # another document
+
+
+def test_p13_a_visit_of_yesterday_does_not_count_as_today(office_hours):
+    gate, d, _, clock = office_hours
+    register(d, local("21:00"))
+    with pytest.raises(Refused) as e:
+        register(d, local("21:20"))
+    assert (e.value.status, e.value.reason) == (409, "already_registered_today")
+    tomorrow = local("10:00") + 86400
+    clock[0] = tomorrow
+    assert register(d, tomorrow)["visit"]
+

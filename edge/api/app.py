@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
-from edge.api.routes import doors, events, people, permits, session, status, visits
+from edge.api.routes import alarms, doors, events, people, permits, session, status, visits
 from edge.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     app.include_router(doors.make_router(svc, auth))
     app.include_router(visits.make_router(svc, auth))
     app.include_router(permits.make_router(svc, auth))
+    app.include_router(alarms.make_router(svc, auth))
 
     @app.get("/", include_in_schema=False)
     async def console():

@@ -50,6 +50,8 @@ class WalkinBody(Strict):
     host_confirmation: Literal["phone", "in_person"]
     areas: Areas | None = Field(None, description="narrower than the host's areas; absent = all of them")
     party: int = Field(1, ge=1, le=50)
+    repeat: bool = Field(False, description="the same ID document was registered here today already, and the "
+                                            "guard registers it again on purpose")
 
 
 class AmendBody(Strict):
@@ -75,3 +77,14 @@ class RenewBody(Strict):
 
 class ReturnBody(Strict):
     refunded: float | None = Field(None, ge=0, le=100_000, description="default: the whole deposit")
+
+
+Note = Annotated[str, Field(max_length=200)]
+
+
+class AckBody(Strict):
+    note: Note | None = Field(None, description="what the guard found or did: journaled with the person (P19)")
+
+
+class SafeBody(Strict):
+    reason: Note | None = Field(None, description="how the person was accounted for: journaled with the guard")

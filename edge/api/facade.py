@@ -70,13 +70,15 @@ class Status:
     last_seq: int
     # a snapshot being staged (SPEC §2): version, chunks_received, chunks, records, started; None when none is
     allowlist_snapshot: dict | None = None
+    timezone: str = "UTC"  # the site's IANA zone (site.timezone): the console shows times in it
 
 
 @dataclass(frozen=True, slots=True)
 class Occupancy:
     mode: str
-    count: int
-    people: list[dict]
+    count: int  # everybody on site, parties counted whole
+    people: list[dict]  # each with `safe`: null, or {"by", "at"} once a guard marked them safe (P16)
+    unaccounted: int  # on site and not marked safe, parties counted whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class GateServices:
         self.site = SiteInfo(cfg.site.id, cfg.site.gate, [d.name for d in cfg.doors], desk is not None)
         self.source = cfg.event_source()  # the events' CloudEvents source, as over MQTT
         self._fail_modes = {d.name: d.fail_mode for d in cfg.doors}
+        self._timezone = cfg.site.timezone
 
     # -- reading ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -153,17 +156,35 @@ class GateServices:
                       int(self._store.meta("allowlist_version", "0")),
                       self._link.outbox.depth if self._link else None, self._fail_modes,
                       bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq(),
-                      self._link.sync.snapshot if self._link and self._link.sync else None)
+                      self._link.sync.snapshot if self._link and self._link.sync else None, self._timezone)
 
     def occupancy(self) -> Occupancy:
         """P16: the muster list, each person with their name and company when a record has them (the
-        retained muster over MQTT goes without: the central system knows names)."""
+        retained muster over MQTT goes without: the central system knows names), and whether a guard saw them
+        safe at the assembly point."""
         present = self._gate.muster()
         known = people(self._store.conn, [p["holder"] for p in present])
+        safe = self._gate.accounted()
         for p in present:
             who = known.get(p["holder"], {})
             p["name"], p["company"] = who.get("name"), who.get("company")
-        return Occupancy(self._gate.mode.value, sum(p["party"] for p in present), present)
+            p["safe"] = safe.get(p["holder"])
+        return Occupancy(self._gate.mode.value, sum(p["party"] for p in present), present,
+                         sum(p["party"] for p in present if p["safe"] is None))
+
+    def alarms(self) -> list[dict]:
+        """P17, P18: the alarms nobody has acknowledged yet, newest first (at most 100)."""
+        return self._gate.alarms.open()
+
+    def acknowledge_alarm(self, seq: int, person: str, role: str, note: str | None) -> dict:
+        """P19: a guard acknowledged an alarm, journaled with who (edge.errors.Refused when it is none or
+        was acknowledged already)."""
+        return self._gate.alarms.acknowledge(seq, person, role, note, self._gate.clock())
+
+    def mark_safe(self, holder: str, person: str, role: str, reason: str | None) -> dict:
+        """P16: a guard saw a person on site at the assembly point (edge.errors.Refused outside a muster or
+        for someone not on site)."""
+        return self._gate.mark_safe(holder, person, role, reason)
 
     def held_exits(self) -> list[HeldExit]:
         """P9: visitors waiting at an exit for their host's sign-off, by name when a record has it."""

@@ -18,7 +18,8 @@ MAX_FRAME = 32 * 1024 * 1024  # an answer of 1,000 events with large data is far
 # What the API may ask of the gate, by the object the call goes to (see GateServices).
 CALLS: dict[str, frozenset[str]] = {
     "svc": frozenset({"health", "status", "occupancy", "held_exits", "recent_visit_ids", "metrics", "events",
-                      "last_seq", "override", "request_mode", "sign_off", "release", "people"}),
+                      "last_seq", "override", "request_mode", "sign_off", "release", "people", "alarms",
+                      "acknowledge_alarm", "mark_safe"}),
     "desk": frozenset({"register", "visit", "amend"}),
     "permits": frozenset({"listing", "create", "renew", "take_back"}),
     "tokens": frozenset({"check", "live"}),

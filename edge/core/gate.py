@@ -13,13 +13,15 @@ from typing import Callable
 from edge.config import GateConfig
 from edge.store.holdback import Holdback
 from edge.core.metrics import Metrics
-from edge.core.modes import Modes
+from edge.core.alarms import Alarms
+from edge.core.modes import MUSTERING, Modes
 from edge.core.outcome import (
     Effects, Outcome, Pending, access_data, cred_from_json, cred_json, destination, pass_credential, settings_from,
 )
 from edge.core.model import (
     Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected,
 )
+from edge.errors import Refused
 from edge.passes import KeyRing, PassRejected, verify_pass
 from edge.core.policy import decide
 from edge.store import Store
@@ -70,6 +72,8 @@ class Gate:
         self.holdback = Holdback(store.path, lambda etype, data: self.journal.append(etype, data, self.clock()),
                                  checkpoint=store.checkpoint, drained=store.held_written)
         self.modes = Modes(store, self.journal, self.holdback, clock)  # P15, P16: the mode and its rules
+        self.modes.listeners.append(self._muster_over)
+        self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -244,6 +248,49 @@ class Gate:
         """P16: who is on site now, where and since when: the API's occupancy and the retained muster."""
         rows = self.store.conn.execute("SELECT holder, category, area, since, party FROM presence ORDER BY area, since")
         return [{"holder": h, "category": c, "area": a, "since": rfc3339(s), "party": p} for h, c, a, s, p in rows]
+
+    def accounted(self) -> dict[str, dict]:
+        """P16: the people a guard marked safe at the assembly point, by holder: `{"by", "at"}`. None
+        outside a muster, whatever a mark not yet cleared says."""
+        if not self.modes.mustering:
+            return {}
+        rows = self.store.conn.execute("SELECT holder, by, at FROM muster_safe ORDER BY at")
+        return {h: {"by": by, "at": rfc3339(at)} for h, by, at in rows}
+
+    def mark_safe(self, holder: str, person: str, role: str, reason: str | None,
+                  now: float | None = None) -> dict:
+        """P16: a guard saw `holder` at the assembly point. Marking again changes nothing and journals nothing."""
+        if not self.modes.mustering:
+            raise Refused(409, None, f"the gate is in {self.mode.value} mode: nobody is mustering",
+                          reason="not_mustering")
+        c = self.store.conn
+        rows = c.execute("SELECT credential, area FROM presence WHERE holder=? ORDER BY since", (holder,)).fetchall()
+        if not rows:
+            raise Refused(404, None, f"{holder!r} is not on site", reason="not_on_site")
+        marks = {cr: (by, at, seq) for cr, by, at, seq in
+                 c.execute("SELECT credential, by, at, seq FROM muster_safe WHERE holder=?", (holder,))}
+        area = rows[0][1]
+        if all(cr in marks for cr, _ in rows):
+            by, at, seq = marks[rows[0][0]]
+            return {"holder": holder, "area": area, "safe": {"by": by, "at": rfc3339(at)}, "event_seq": seq,
+                    "new": False}
+        now = self.clock() if now is None else now
+        with self.store.tx() as tx:
+            entry = self.journal.append("muster.marked_safe", {"holder": holder, "area": area, "actor": person,
+                                                               "actor_role": role, "reason": reason}, now)
+            tx.executemany("INSERT OR REPLACE INTO muster_safe(credential, holder, by, at, seq) VALUES(?,?,?,?,?)",
+                           [(cr, holder, person, now, entry.seq) for cr, _ in rows if cr not in marks])
+        return {"holder": holder, "area": area, "safe": {"by": person, "at": rfc3339(now)}, "event_seq": entry.seq,
+                "new": True}
+
+    def _muster_over(self, previous: Mode, mode: Mode) -> None:
+        """Marks belong to one muster: gone when it ends, and none left over when the next begins."""
+        if (previous in MUSTERING) != (mode in MUSTERING):
+            self.holdback.run(self._clear_marks)
+
+    def _clear_marks(self) -> None:
+        with self.store.tx() as c:
+            c.execute("DELETE FROM muster_safe")
 
     def _escorts_at(self, door: str, now: float) -> list[EscortScan]:
         scans = self.escorts.get(door)

@@ -16,6 +16,10 @@ from edge.core.model import Mode
 
 log = logging.getLogger(__name__)
 
+# The modes in which people gather at the assembly point and guards account for them (P16); P28's drill
+# joins here, and every muster rule follows.
+MUSTERING = frozenset({Mode.FIRE})
+
 META_KEYS = ("mode", "mode_by", "mode_scope", "mode_version", "mode_actor", "mode_seen")
 
 
@@ -82,6 +86,10 @@ class Modes:
     @property
     def fire(self) -> bool:
         return self.state.mode is Mode.FIRE
+
+    @property
+    def mustering(self) -> bool:
+        return self.state.mode in MUSTERING
 
     def request(self, target: Mode, person: str, role: str, reason: str, scope: str):
         """P15: a guard starts a lockdown; only a supervisor ends one. P16: fire mode on and off by a

@@ -11,7 +11,7 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -74,7 +74,8 @@ class Desk:
 
     # -- P13 ------------------------------------------------------------------------------------------
     def register(self, *, name: str, company: str, id_number: str, purpose: str, host: str,
-                 host_confirmation: str, areas: list[str] | None, party: int, guard: str, now: float) -> dict:
+                 host_confirmation: str, areas: list[str] | None, party: int, guard: str, now: float,
+                 repeat: bool = False) -> dict:
         idh = id_hash(self.secret, id_number)
         self.store.refresh()  # a blocklist imported by another process since the last scan counts too
         if idh[:16] in self.store.blocked_idh:  # P6: refused, and the guards are told at once
@@ -82,6 +83,14 @@ class Desk:
                                               "at": "walk-in registration", "guard": guard}, now)
             raise Refused(403, "visitor.id_number", "this ID document is blocklisted: do not admit, call the supervisor",
                           reason="blocklisted")
+        earlier = self._registered_today(idh, now)
+        if earlier is not None and not repeat:
+            # one visitor, two passes: usually a guard who did not see the first registration
+            first, at = earlier
+            tz = self.gate.settings.tz
+            raise Refused(409, "visitor.id_number", f"this ID document was registered here today already: visit "
+                          f"{first} at {datetime.fromtimestamp(at, tz):%H:%M} ({self.cfg.site.timezone}); send "
+                          "repeat: true to register it again", reason="already_registered_today")
         if party > self.max_party:
             raise Refused(422, "party", f"at most {self.max_party} people on one walk-in pass")
         until = self._visiting_hours_end(now)
@@ -108,8 +117,18 @@ class Desk:
                 "visit": visit, "holder": holder, "name": name, "company": company, "purpose": purpose,
                 "host": host, "host_confirmation": host_confirmation, "guard": guard, "areas": allowed,
                 "party": party, "valid_from": rfc3339(now), "valid_until": rfc3339(until), "id_hash": idh,
-                "credential_ref": "pass:" + visit, "kid": self.kid}, now)
+                "credential_ref": "pass:" + visit, "kid": self.kid, **({"repeat": True} if repeat else {})}, now)
         return self.visit(visit)
+
+    def _registered_today(self, idh: str, now: float) -> tuple[str, float] | None:
+        """The latest visit of this ID document registered here on the site's local day of `now`."""
+        tz = self.gate.settings.tz
+        day = datetime.fromtimestamp(now, tz).date()
+        start = datetime.combine(day, time(0), tz).timestamp()
+        end = datetime.combine(day + timedelta(days=1), time(0), tz).timestamp()
+        row = self.store.conn.execute("SELECT id, created FROM visits WHERE id_hash=? AND created >= ? AND created < ?"
+                                      " ORDER BY created DESC LIMIT 1", (idh, start, end)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def _host_areas(self, host: str, now: float) -> list[str]:
         """The host is allow-listed staff, valid now. A frontline (workshop) host receives visitors in the

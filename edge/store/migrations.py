@@ -86,4 +86,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX visits_holder ON visits(holder);
     CREATE INDEX permits_holder ON permits(holder);
     """,
+    # 9: alarms a guard acknowledges (P17, P18, P19) and people a guard marked safe at the muster (P16).
+    # A trigger fills `alarms` from the journal, so an alarm another process journals (an import) is listed
+    # too and a scan writes nothing more; the event's data is copied so an open alarm outlives the journal's
+    # retention. Alarms journaled before this migration are not listed: nobody could acknowledge them then.
+    # A mark goes with the presence row it was made on: a person who badges out is no longer accounted for.
+    """
+    CREATE TABLE alarms(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, time TEXT NOT NULL, data TEXT NOT NULL,
+                        acked_at REAL, acked_by TEXT);
+    CREATE INDEX alarms_open ON alarms(seq) WHERE acked_at IS NULL;
+    CREATE TRIGGER journal_alarms AFTER INSERT ON journal
+        WHEN NEW.type IN ('alarm.raised', 'door.forced', 'door.held_open', 'device.fault')
+        BEGIN INSERT OR IGNORE INTO alarms(seq, type, time, data) VALUES(NEW.seq, NEW.type, NEW.time, NEW.data); END;
+    CREATE TABLE muster_safe(credential TEXT PRIMARY KEY, holder TEXT NOT NULL, by TEXT NOT NULL, at REAL NOT NULL,
+                             seq INTEGER) WITHOUT ROWID;
+    CREATE TRIGGER presence_left_muster AFTER DELETE ON presence
+        BEGIN DELETE FROM muster_safe WHERE credential=OLD.credential; END;
+    CREATE INDEX visits_id_hash ON visits(id_hash, created);
+    """,
 ]

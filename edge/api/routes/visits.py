@@ -32,11 +32,12 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
 
     @router.post("/visits", status_code=201)
     async def register(body: WalkinBody, who: Caller = Depends(auth.guard)):
-        """P13: a walk-in, after the host confirmed; the pass is signed by this gate's key."""
+        """P13: a walk-in, after the host confirmed; the pass is signed by this gate's key. The same ID document
+        registered here earlier the same day (site time) is 409 `already_registered_today`, unless `repeat`."""
         v = body.visitor
         visit = await desk().register(name=v.name, company=v.company, id_number=v.id_number, purpose=body.purpose,
                                 host=body.host, host_confirmation=body.host_confirmation, areas=body.areas,
-                                party=body.party, guard=who.person, now=svc.now())
+                                party=body.party, guard=who.person, now=svc.now(), repeat=body.repeat)
         return {**visit, "pass_png": f"/visits/{visit['visit']}/pass.png"}
 
     @router.get("/visits")
