@@ -54,7 +54,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH = (401, 403)  # every route behind a credential; 403 also for a cookie change without X-Requested-With
-BODY = (413, 411, 422)  # every route that reads a body (the size limit and validation)
+BODY = (400, 411, 413, 422)  # every route that reads a body: unreadable, the size limit, validation
 
 
 # -- the gate ----------------------------------------------------------------------------------------------
