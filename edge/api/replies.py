@@ -50,7 +50,7 @@ _WHY = {400: "Malformed request", 401: "No valid bearer token or console session
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error replies a route declares, one line each: `responses=errors(401, 403, 404)`."""
-    return {s: {"model": Problem, "description": _WHY.get(s, "Error")} for s in statuses}
+    return {s: {"model": Problem, "description": _WHY.get(s, "Error")} for s in sorted(set(statuses))}
 
 
 AUTH = (401, 403)  # every route behind a credential; 403 also for a cookie change without X-Requested-With
