@@ -109,28 +109,29 @@ def test_p20_overrides_are_rate_limited(api):
 def test_bad_input_is_named_and_changes_nothing(api):
     g, client, tokens = api
     r = call(client, "POST", "/doors/main/open", {"reason": ""}, tokens["guard"])
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "reason"
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "reason" and r.json()["code"] == "invalid"
     r = call(client, "POST", "/doors/main/open", {"why": "x"}, tokens["guard"])
     assert r.status_code == 422
     r = call(client, "GET", "/events?after_seq=14318061454857838002176", token=tokens["guard"])
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "after_seq"]  # found by schemathesis
     r = call(client, "POST", "/doors/nowhere/open", {"reason": "no such door"}, tokens["guard"])
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["code"]) == (404, "no_such_door")
     r = call(client, "POST", "/mode", {"mode": "fire", "scope": "site", "reason": "alarm"}, tokens["supervisor"])
-    assert r.status_code == 422
+    assert (r.status_code, r.json()["code"]) == (422, "fire_is_per_gate")
     r = client.post("/doors/main/open", content=b"x" * 70_000,
                     headers={"Authorization": f"Bearer {tokens['guard']}", "Content-Type": "application/json"})
-    assert r.status_code == 413
+    assert (r.status_code, r.json()["code"]) == (413, "body_too_large")
     assert client.get("/health").json()["mode"] == "normal"
 
 
 def test_p16_fire_mode_is_a_supervisors_and_not_ended_while_the_input_is_on(api):
     g, client, tokens = api
-    assert call(client, "POST", "/mode", {"mode": "fire", "reason": "evacuation"}, tokens["guard"]).status_code == 403
+    r = call(client, "POST", "/mode", {"mode": "fire", "reason": "evacuation"}, tokens["guard"])
+    assert (r.status_code, r.json()["code"]) == (403, "mode_not_yours")
     g.door_io.send("input 100 on")
     g.journal.next("mode.changed", mode="fire")
     r = call(client, "POST", "/mode", {"mode": "normal", "reason": "all clear"}, tokens["supervisor"])
-    assert r.status_code == 409
+    assert (r.status_code, r.json()["code"]) == (409, "fire_input_active")  # it crossed from the gate whole
     g.door_io.send("input 100 off")
     wait_until(lambda: call(client, "POST", "/mode", {"mode": "normal", "reason": "all clear"},
                             tokens["supervisor"]).status_code == 200, what="fire mode ended once the input is off")

@@ -123,7 +123,7 @@ def test_p6_a_blocklisted_id_cannot_be_registered_and_the_guards_are_alarmed(des
     before = _count(g, "visits")
     r = post(client, "/visits", walkin(visitor={"name": "Zhang San", "company": "-", "id_number": "b 0000 1234"}),
              tokens["guard"])
-    assert r.status_code == 403 and r.json()["detail"][0]["type"] == "blocklisted"
+    assert r.status_code == 403 and r.json()["detail"][0]["type"] == r.json()["code"] == "blocklisted"
     _, _, data = g.journal.next("alarm.raised", alarm="blocklisted")
     assert data["priority"] == "high" and data["guard"] == "p-guard"
     assert _count(g, "visits") == before

@@ -136,6 +136,6 @@ def test_refusals_cross_to_the_api_process_whole():
     from edge.errors import Refused
     r = pickle.loads(pickle.dumps(Refused(409, "areas", "not now", "busy")))
     assert (r.status, r.field, r.message, r.reason) == (409, "areas", "not now", "busy")
-    m = pickle.loads(pickle.dumps(ModeRefused(403, "a supervisor ends a lockdown")))
-    assert (m.status, m.detail) == (403, "a supervisor ends a lockdown")
+    m = pickle.loads(pickle.dumps(ModeRefused(403, "a supervisor ends a lockdown", "mode_not_yours")))
+    assert (m.status, m.detail, m.code) == (403, "a supervisor ends a lockdown", "mode_not_yours")
     assert isinstance(wire.portable(ValueError(lambda: 0)), RuntimeError)  # what cannot cross is named

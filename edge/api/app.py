@@ -16,12 +16,17 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
+from edge.api.problems import ApiError, problem
 from edge.api.routes import alarms, doors, events, people, permits, session, status, visits
+from edge.core.modes import ModeRefused
 from edge.errors import Refused
 
 log = logging.getLogger(__name__)
@@ -31,13 +36,20 @@ CONSOLE = Path(__file__).parent / "console"
 CONSOLE_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # the console's own scripts and styles, by name: nothing else of the folder (the page itself is served at /)
 CONSOLE_FILES = {p.name: CONSOLE_TYPES[p.suffix] for p in CONSOLE.iterdir() if p.suffix in CONSOLE_TYPES}
+DOCS = Path(__file__).parent / "docs"
+# Swagger UI's own files (swagger-ui-dist, vendored with its licence): a gate cannot reach a CDN
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "docs.js": "text/javascript",
+              "LICENSE": "text/plain; charset=utf-8", "NOTICE": "text/plain; charset=utf-8"}
+CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
 
 def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     """The API over the gate's services; `secure_cookie` when it is served over TLS."""
     app = FastAPI(title="Gatekeeper local API", version="1",
                   description="SPEC §4: guards, supervisors and the central system. Bearer tokens from "
-                              "`gatekeeper tokens add`; the console signs in through POST /session.")
+                              "`gatekeeper tokens add`; the console signs in through POST /session. Every "
+                              "error is `{\"detail\", \"code\"}`: `code` is stable (edge/api/problems.py).",
+                  docs_url=None, redoc_url=None)  # both would load their scripts from a CDN: /docs is served below
     sessions = Sessions(svc.tokens)
     auth = access(svc.tokens, sessions)
 
@@ -45,9 +57,9 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     async def limit_body(request: Request, call_next):
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+            return problem(413, f"request body over {MAX_BODY} bytes", "body_too_large")
         if size is None and request.headers.get("transfer-encoding"):
-            return JSONResponse({"detail": "send a Content-Length (no chunked bodies)"}, status_code=411)
+            return problem(411, "send a Content-Length (no chunked bodies)", "length_required")
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "no-store")
@@ -57,15 +69,38 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     async def database_refused(request: Request, exc: sqlite3.Error):
         # a full disk or a locked file: the transaction rolled back, so nothing of the request was applied
         log.error("%s %s: the database refused the change: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": f"the gate's database refused the change ({exc}); nothing was applied, "
-                                       "try again"}, status_code=503)
+        return problem(503, f"the gate's database refused the change ({exc}); nothing was applied, try again",
+                       "database_refused")
 
     @app.exception_handler(Refused)
     async def desk_refused(request: Request, exc: Refused):
         # a desk's refusal, shaped as FastAPI's own validation errors when a field is at fault
         detail = exc.message if exc.field is None else [
             {"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": exc.reason or "refused"}]
-        return JSONResponse({"detail": detail}, status_code=exc.status)
+        return problem(exc.status, detail, exc.reason)
+
+    @app.exception_handler(ModeRefused)
+    async def mode_refused(request: Request, exc: ModeRefused):
+        return problem(exc.status, exc.detail, exc.code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # FastAPI's and Starlette's own (an unknown path, a wrong method) as well as the routes'
+        return problem(exc.status_code, exc.detail, getattr(exc, "code", None), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return problem(422, jsonable_encoder(exc.errors()), "invalid")
+
+    @app.exception_handler(ConnectionError)
+    async def gate_gone(request: Request, exc: ConnectionError):
+        # the gate said stop (or is gone) while the request waited on it: it may be back in a moment
+        return problem(503, f"the gate is not answering ({exc}); try again", "gate_stopping")
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception):
+        # still logged with its traceback by the server; the caller gets a body it can read
+        return problem(500, "the gate failed to answer this request; it is logged", "internal_error")
 
     app.include_router(session.make_router(svc, auth, sessions, secure_cookie))
     app.include_router(status.make_router(svc, auth))
@@ -79,13 +114,25 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def console():
         return FileResponse(CONSOLE / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                                     "frame-ancestors 'none'"})
+                            headers={"Content-Security-Policy": CSP})
 
     @app.get("/console/{name}", include_in_schema=False)
     async def console_file(name: str):
         if name not in CONSOLE_FILES:
-            raise HTTPException(404, "no such file")
+            raise ApiError(404, "not_found", "no such file")
         return FileResponse(CONSOLE / name, media_type=CONSOLE_FILES[name])
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        """Swagger UI over /openapi.json, every file from this daemon (its start script too: no inline
+        script, so the CSP keeps `script-src 'self'`)."""
+        return FileResponse(DOCS / "docs.html", media_type="text/html; charset=utf-8",
+                            headers={"Content-Security-Policy": CSP})
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    async def docs_file(name: str):
+        if name not in DOCS_FILES:
+            raise ApiError(404, "not_found", "no such file")
+        return FileResponse(DOCS / name, media_type=DOCS_FILES[name])
 
     return app

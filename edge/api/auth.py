@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from edge.api.problems import ApiError
 from edge.api.tokens import Caller
 from edge.api.child import Remote
 
@@ -21,6 +23,14 @@ SESSION_S = 12 * 3600  # one shift
 MAX_SESSIONS = 256
 SAFE = {"GET", "HEAD", "OPTIONS"}
 RANK = {"guard": 1, "supervisor": 2}  # a supervisor may do what a guard may; `central` neither
+
+# What the OpenAPI description names as the two ways in (either one will do). auto_error=False: `identify`
+# decides, so a wrong credential is 401 and a cookie change without X-Requested-With 403, as before.
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="A token from `gatekeeper tokens add`: `Authorization: Bearer gk_...`.")
+SESSION = APIKeyCookie(name=COOKIE, scheme_name="console_session", auto_error=False,
+                       description="The console's session, set by POST /session. A request that changes "
+                                   "something on it must carry an `X-Requested-With` header (any value).")
 
 
 class Sessions:
@@ -66,10 +76,11 @@ async def identify(tokens: Remote, sessions: Sessions, request: Request) -> Call
         sid = request.cookies.get(COOKIE)
         who = await sessions.get(sid) if sid else None
         if who is not None and request.method not in SAFE and not request.headers.get("x-requested-with"):
-            raise HTTPException(403, "a change through the console session needs the X-Requested-With header")
+            raise ApiError(403, "requested_with_missing",
+                           "a change through the console session needs the X-Requested-With header")
     if who is None:
-        raise HTTPException(401, "a valid bearer token or console session is needed",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", "a valid bearer token or console session is needed",
+                       headers={"WWW-Authenticate": "Bearer"})
     return who
 
 
@@ -84,13 +95,14 @@ class Access:
 
 def access(tokens: Remote, sessions: Sessions) -> Access:
     # async on purpose: FastAPI runs a plain def dependency on a worker thread of its own
-    async def caller(request: Request) -> Caller:
+    async def caller(request: Request, _bearer: HTTPAuthorizationCredentials | None = Depends(BEARER),
+                     _session: str | None = Depends(SESSION)) -> Caller:
         return await identify(tokens, sessions, request)
 
     def role(minimum: str):
         async def dep(who: Caller = Depends(caller)) -> Caller:
             if RANK.get(who.role, 0) < RANK[minimum]:
-                raise HTTPException(403, f"this needs the {minimum} role")
+                raise ApiError(403, "forbidden", f"this needs the {minimum} role")
             return who
         return dep
 

@@ -57,14 +57,15 @@ class ModeState:
 
 
 class ModeRefused(Exception):
-    """A person may not make this change (`status`: 403 not theirs to make, 409 not now)."""
+    """A person may not make this change (`status`: 403 not theirs to make, 409 not now; `code`: the API's
+    stable error code, edge/api/problems.py)."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, code: str | None = None):
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.code = status, detail, code
 
     def __reduce__(self):  # crosses from the gate to the API process whole
-        return self.__class__, (self.status, self.detail)
+        return self.__class__, (self.status, self.detail, self.code)
 
 
 class Modes:
@@ -96,9 +97,9 @@ class Modes:
         supervisor, never off while the fire input is active. A site change always takes a new version,
         even when this gate is in that mode already. The entry journaled (None when nothing changed)."""
         if (target is not Mode.LOCKDOWN or self.fire) and role != "supervisor":
-            raise ModeRefused(403, "only a supervisor ends a lockdown or changes fire mode")
+            raise ModeRefused(403, "only a supervisor ends a lockdown or changes fire mode", "mode_not_yours")
         if self.fire and target is not Mode.FIRE and self.fire_input:
-            raise ModeRefused(409, "the fire input is still active")
+            raise ModeRefused(409, "the fire input is still active", "fire_input_active")
         if scope == "site" and target is not Mode.FIRE:
             return self.set(target, person, reason, scope="site", version=self.state.next_version())
         return self.set(target, person, reason, scope=scope)

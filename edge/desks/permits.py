@@ -28,15 +28,17 @@ class PermitDesk:
     def create(self, *, credential: str, holder: str, name: str, company: str, areas: list[str],
                valid_from: float | None, valid_until: float, deposit: float | None, by: str, now: float) -> dict:
         if not BADGE.match(credential):
-            raise Refused(422, "credential", "a contractor's card: badge:<8-20 upper-case hex digits>")
+            raise Refused(422, "credential", "a contractor's card: badge:<8-20 upper-case hex digits>",
+                          reason="bad_card")
         for a in areas:
             if a not in self.tree:
-                raise Refused(422, "areas", f"{a!r} is not an area of this site")
+                raise Refused(422, "areas", f"{a!r} is not an area of this site", reason="unknown_area")
         start = now if valid_from is None else valid_from
         if valid_until <= max(start, now):
-            raise Refused(422, "valid_until", "must be in the future and after valid_from")
+            raise Refused(422, "valid_until", "must be in the future and after valid_from", reason="not_in_future")
         if credential in self.store.permits:
-            raise Refused(409, "credential", "this card already has a permit: renew it or take it back first")
+            raise Refused(409, "credential", "this card already has a permit: renew it or take it back first",
+                          reason="card_has_permit")
         pid = "pm-" + secrets.token_hex(5)
         dep = self.cfg.permits.deposit if deposit is None else deposit
         with self.store.tx() as c:
@@ -53,7 +55,8 @@ class PermitDesk:
         self._active(pid)
         current = self.store.conn.execute("SELECT valid_until FROM permits WHERE id=?", (pid,)).fetchone()[0]
         if valid_until <= max(current, now):
-            raise Refused(422, "valid_until", "a renewal must end later than the permit does now, and in the future")
+            raise Refused(422, "valid_until", "a renewal must end later than the permit does now, and in the future",
+                          reason="renewal_not_later")
         with self.store.tx() as c:
             c.execute("UPDATE permits SET valid_until=? WHERE id=?", (valid_until, pid))
             self._changed(pid, "renewed", by, now, reason=reason)
@@ -64,7 +67,8 @@ class PermitDesk:
         p = self._active(pid)
         amount = p["deposit"] if refunded is None else refunded
         if amount > p["deposit"]:
-            raise Refused(422, "refunded", f"more than the deposit of {p['deposit']} {p['currency']}")
+            raise Refused(422, "refunded", f"more than the deposit of {p['deposit']} {p['currency']}",
+                          reason="refund_over_deposit")
         with self.store.tx() as c:
             c.execute("UPDATE permits SET returned=?, refunded=?, returned_by=? WHERE id=?", (now, amount, by, pid))
             # the card opens nothing more, even if the allow-list still lists it
@@ -75,9 +79,9 @@ class PermitDesk:
     def _active(self, pid: str) -> dict:
         p = self.get(pid)
         if p is None:
-            raise Refused(404, None, f"no permit {pid!r}")
+            raise Refused(404, None, f"no permit {pid!r}", reason="no_such_permit")
         if p["returned"] is not None:
-            raise Refused(409, None, "the card was returned: make a new permit")
+            raise Refused(409, None, "the card was returned: make a new permit", reason="permit_returned")
         return p
 
     def _changed(self, pid: str, action: str, by: str, now: float, **extra) -> None:

@@ -92,16 +92,18 @@ class Desk:
                           f"{first} at {datetime.fromtimestamp(at, tz):%H:%M} ({self.cfg.site.timezone}); send "
                           "repeat: true to register it again", reason="already_registered_today")
         if party > self.max_party:
-            raise Refused(422, "party", f"at most {self.max_party} people on one walk-in pass")
+            raise Refused(422, "party", f"at most {self.max_party} people on one walk-in pass",
+                          reason="party_too_large")
         until = self._visiting_hours_end(now)
         allowed = self._host_areas(host, now)
         if areas:
             for a in areas:
                 if a not in self.tree:
-                    raise Refused(422, "areas", f"{a!r} is not an area of this site")
+                    raise Refused(422, "areas", f"{a!r} is not an area of this site", reason="unknown_area")
                 if not any(is_within(a, b) for b in allowed):
                     raise Refused(422, "areas", f"{a!r} is beyond what the host may receive visitors in "
-                                  f"({', '.join(allowed)}): only a supervisor widens a visit")
+                                  f"({', '.join(allowed)}): only a supervisor widens a visit",
+                                  reason="area_beyond_host")
             allowed = list(dict.fromkeys(areas))
         cti = secrets.token_bytes(8)
         visit = cti.hex()
@@ -138,18 +140,21 @@ class Desk:
             (host,)).fetchall()
         rows = [r for r in rows if (r[2] is None or r[2] <= now) and (r[3] is None or now < r[3])]
         if not rows or host in self.store.blocked_holders:
-            raise Refused(422, "host", f"{host!r} is not a staff member on this gate's allow-list")
+            raise Refused(422, "host", f"{host!r} is not a staff member on this gate's allow-list",
+                          reason="host_not_staff")
         roles = {x for r in rows for x in (r[0] or "").split(",") if x}
         p = self.cfg.policy
         if "frontline" in roles:
             if p.guard_room is None:
-                raise Refused(409, "host", "the host works in production: set policy.guard_room to receive visitors")
+                raise Refused(409, "host", "the host works in production: set policy.guard_room to receive visitors",
+                              reason="host_needs_guard_room")
             return [p.guard_room]
         areas = list(dict.fromkeys(a for r in rows for a in (r[1] or "").split(",") if a))
         if p.lobby and not any(is_within(p.lobby, a) for a in areas):
             areas.append(p.lobby)
         if not areas:
-            raise Refused(409, "host", "the host has no areas and no lobby is configured (policy.lobby)")
+            raise Refused(409, "host", "the host has no areas and no lobby is configured (policy.lobby)",
+                          reason="host_has_no_areas")
         return areas
 
     def _visiting_hours_end(self, now: float) -> float:
@@ -158,7 +163,8 @@ class Desk:
         _, start, end = window
         if not window_open(window, now, self.gate.settings.tz):
             raise Refused(409, None, f"outside visiting hours ({start // 60:02d}:{start % 60:02d}-"
-                          f"{end // 60:02d}:{end % 60:02d}, {self.cfg.site.timezone}): no walk-in registration")
+                          f"{end // 60:02d}:{end % 60:02d}, {self.cfg.site.timezone}): no walk-in registration",
+                          reason="outside_visiting_hours")
         local = datetime.fromtimestamp(now, self.gate.settings.tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         return (midnight + timedelta(minutes=end)).timestamp()
@@ -173,13 +179,13 @@ class Desk:
         """A supervisor changes a visit's areas: a new pass for the same visit; the old one is revoked."""
         row = self._row(visit)
         if row is None:
-            raise Refused(404, None, f"no visit {visit!r} registered at this gate")
+            raise Refused(404, None, f"no visit {visit!r} registered at this gate", reason="no_such_visit")
         self.store.refresh()
         if row["exited"] is not None or visit in self.store.consumed:
-            raise Refused(409, None, "the visit has ended")
+            raise Refused(409, None, "the visit has ended", reason="visit_ended")
         for a in areas:
             if a not in self.tree:
-                raise Refused(422, "areas", f"{a!r} is not an area of this site")
+                raise Refused(422, "areas", f"{a!r} is not an area of this site", reason="unknown_area")
         areas = list(dict.fromkeys(areas))
         cti = secrets.token_bytes(8)
         text = self._sign(row["holder"], areas, now, row["valid_until"], row["party"], row["host"], row["id_hash"],

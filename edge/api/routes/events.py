@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from edge.api import replies as r
 from edge.api.auth import Access
+from edge.api.replies import AUTH, errors
 from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 
@@ -19,12 +21,15 @@ SEQ_MAX = 2**63 - 1  # SQLite's integers: a larger after_seq would overflow the 
 def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["events"])
 
-    @router.get("/events")
+    @router.get("/events", response_model=list[r.Event], responses=errors(*AUTH, 422, 503))
     async def events(who: Caller = Depends(auth.guard), after_seq: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100):
         return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit)]
 
-    @router.get("/events/stream", response_class=StreamingResponse)
+    @router.get("/events/stream", response_class=StreamingResponse, responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "Server-sent events: `id` = seq, `data` = the event's envelope (as GET /events), "
+                             "`: keepalive` comments when quiet"}, **errors(*AUTH, 422, 503)})
     async def stream(request: Request, who: Caller = Depends(auth.guard),
                      after_seq: Annotated[int | None, Query(ge=0, le=SEQ_MAX)] = None):
         """Server-sent events, one journal entry each (`id` = seq): from `after_seq`, from the

@@ -1,37 +1,44 @@
 """Reading the gate: liveness and readiness, metrics, its status, who is on site, the held exits."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
 
+from edge.api import replies as r
 from edge.api.auth import Access
 from edge.api.child import RemoteServices
+from edge.api.replies import AUTH, errors
 from edge.api.tokens import Caller
+
+METRICS_TYPE = "text/plain; version=0.0.4"
 
 
 def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/health", tags=["status"])
+    @router.get("/health", tags=["status"], response_model=r.Health, responses=errors(503))
     async def health():
         """Liveness (it answers) and readiness: `degraded` while a device is down or the database holds
         writes back (SPEC §6: decisions go on, their events wait in memory)."""
         return await svc.health()
 
-    @router.get("/metrics", tags=["status"], response_class=PlainTextResponse)
+    # response_class Response, not PlainTextResponse: FastAPI would describe the error replies as text too
+    @router.get("/metrics", tags=["status"], response_class=Response, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format "
+              "(version 0.0.4)"}, **errors(503)})
     async def metrics():
-        return PlainTextResponse(await svc.metrics(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(await svc.metrics(), media_type=METRICS_TYPE)
 
-    @router.get("/status", tags=["status"])
+    @router.get("/status", tags=["status"], response_model=r.Status, responses=errors(*AUTH, 503))
     async def status(who: Caller = Depends(auth.guard)):
         return await svc.status()
 
-    @router.get("/occupancy", tags=["status"])
+    @router.get("/occupancy", tags=["status"], response_model=r.Occupancy, responses=errors(*AUTH, 503))
     async def occupancy(who: Caller = Depends(auth.guard)):
         """The muster list (P16): who is on site now, where, since when."""
         return await svc.occupancy()
 
-    @router.get("/exits/held", tags=["visits"])
+    @router.get("/exits/held", tags=["visits"], response_model=list[r.HeldExit], responses=errors(*AUTH, 503))
     async def held_exits(who: Caller = Depends(auth.guard)):
         """Visitors waiting at an exit for their host's sign-off (P9)."""
         return await svc.held_exits()

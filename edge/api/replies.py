@@ -1,0 +1,228 @@
+"""What the local API answers: one model per reply, and the error replies a route may give (SPEC §4).
+
+They are the OpenAPI description an integrator reads at /docs, and FastAPI checks each reply against its
+model. They follow what the gate hands the API (edge/api/facade.py's dataclasses, the desks' dicts,
+edge/store/journal.py's envelope) field for field. The replies that are still growing (the status, the
+muster list, the held exits) accept fields not named here, so a field added on the gate's side reaches the
+caller before its model names it.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.api.problems import CODES
+
+Time = str  # RFC 3339, UTC (edge/store/journal.py rfc3339)
+
+
+class Reply(BaseModel):
+    pass
+
+
+class Growing(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+class FieldProblem(BaseModel):
+    """One field at fault, as FastAPI's own validation errors name it."""
+    model_config = ConfigDict(extra="allow")  # FastAPI adds `input`, `ctx`, `url`
+
+    loc: list[str | int] = Field(description="where: body, query or path, then the field's path")
+    msg: str
+    type: str = Field(description="the kind of fault (for a desk's refusal: its code)")
+
+
+class Problem(BaseModel):
+    """Every error's body: `detail` for a person, `code` for a program (edge/api/problems.py)."""
+
+    detail: str | list[FieldProblem]
+    code: Literal[tuple(CODES)] = Field(description="stable; the console translates it (console/i18n-errors.js)")
+
+
+_WHY = {400: "Malformed request", 401: "No valid bearer token or console session", 403: "Not this caller's role",
+        404: "Not found", 409: "Not now: the gate's state refuses it", 411: "Content-Length missing",
+        413: "Request body too large", 422: "A field is missing or not valid", 429: "Too many requests",
+        503: "The gate cannot do it now (its database refused, or the gate is stopping)"}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error replies a route declares, one line each: `responses=errors(401, 403, 404)`."""
+    return {s: {"model": Problem, "description": _WHY.get(s, "Error")} for s in sorted(set(statuses))}
+
+
+AUTH = (401, 403)  # every route behind a credential; 403 also for a cookie change without X-Requested-With
+BODY = (400, 411, 413, 422)  # every route that reads a body: unreadable, the size limit, validation
+
+
+# -- the gate ----------------------------------------------------------------------------------------------
+class Clock(Reply):
+    valid: bool = Field(description="P3: plausible, and within a day of the central system's time when known")
+    sync: Literal["synced", "unsynced", "unknown"]
+    source: str | None
+    offset_s: float | None = Field(description="NTP's remaining correction")
+    est_error_s: float | None = Field(description="the kernel's estimated error")
+    central_offset_s: float | None = Field(description="ahead (+) or behind (-) the central system's time")
+
+
+class Health(Reply):
+    status: Literal["ok", "degraded"]
+    mode: str
+    database: str = Field(description="`writable`, or `holding N writes` while it refuses them")
+    devices_down: list[str]
+    clock: Clock
+
+
+class SnapshotProgress(Growing):
+    version: int
+    chunks_received: int
+    chunks: int
+    records: int
+    started: Time
+
+
+class Status(Growing):
+    mode: str
+    mode_scope: Literal["gate", "site"]
+    devices: dict[str, str] = Field(description="each device's health: up, down or unsupervised")
+    allowlist_version: int
+    outbox_depth: int | None = Field(description="events not yet acknowledged by the broker; null without one")
+    fail_modes: dict[str, str]
+    fire_input: bool
+    held_exits: int
+    last_seq: int
+    allowlist_snapshot: SnapshotProgress | None = Field(None, description="a snapshot being staged, or null")
+    timezone: str | None = Field(None, description="the site's IANA time zone")
+
+
+class OnSite(Growing):
+    holder: str
+    category: str
+    area: str
+    since: Time
+    party: int
+    name: str | None = None
+    company: str | None = None
+    safe: bool | None = Field(None, description="marked safe at the muster point")
+
+
+class Occupancy(Growing):
+    mode: str
+    count: int = Field(description="people on site, parties counted in full")
+    people: list[OnSite]
+
+
+class HeldExit(Growing):
+    visit: str
+    holder: str | None
+    host: str | None
+    party: int
+    door: str
+    reader: str
+    credential_ref: str
+    since: Time
+    name: str | None = None
+    company: str | None = None
+
+
+class Event(Reply):
+    """SPEC §2's CloudEvents envelope of one journal entry."""
+    specversion: Literal["1.0"]
+    id: str
+    source: str
+    type: str
+    time: Time
+    datacontenttype: Literal["application/json"]
+    epoch: str = Field(description="the journal's epoch: seq restarts only with a new one")
+    seq: int
+    data: dict[str, Any]
+
+
+# -- acting ------------------------------------------------------------------------------------------------
+class Opened(Reply):
+    door: str
+    opened: bool = Field(description="whether the door's output answered")
+
+
+class ModeChange(Reply):
+    mode: str = Field(description="the gate's mode after the request")
+    changed: bool
+
+
+class Released(Reply):
+    visit: str
+    door: str
+    opened: bool
+
+
+class SignedOff(Reply):
+    visit: str
+    signed_off: Literal[True]
+    new: bool = Field(description="false when it was signed off already")
+
+
+# -- the console's session ---------------------------------------------------------------------------------
+class SignedIn(Reply):
+    person: str
+    role: Literal["guard", "supervisor", "central"]
+
+
+class Session(SignedIn):
+    site: str
+    gate: str
+    doors: list[str]
+    walkin: bool = Field(description="walk-in registration is set up here")
+
+
+class SignedOut(Reply):
+    signed_out: Literal[True]
+
+
+# -- visits and permits ------------------------------------------------------------------------------------
+class Visit(Reply):
+    visit: str
+    holder: str
+    name: str
+    company: str
+    purpose: str
+    host: str
+    host_confirmation: Literal["phone", "in_person"]
+    id_last4: str = Field(description="the ID document number's last 4; the number itself is not kept")
+    areas: list[str]
+    party: int
+    guard: str
+    valid_from: Time
+    valid_until: Time
+    registered: Time
+    entered: Time | None
+    exited: Time | None
+    pass_: str = Field(alias="pass", description="the signed pass text (the QR's content)")
+    credential_ref: str
+    signed_off: bool
+    checked_out: bool
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class VisitWithPass(Visit):
+    pass_png: str = Field(description="where the pass's printable QR is")
+
+
+class Permit(Reply):
+    permit: str
+    credential: str
+    holder: str
+    name: str
+    company: str
+    areas: list[str]
+    valid_from: Time
+    valid_until: Time
+    deposit: float
+    currency: str
+    created: Time
+    created_by: str
+    returned: Time | None
+    refunded: float | None
+    returned_by: str | None
