@@ -94,7 +94,12 @@ class Status(Growing):
     held_exits: int
     last_seq: int
     allowlist_snapshot: SnapshotProgress | None = Field(None, description="a snapshot being staged, or null")
-    timezone: str | None = Field(None, description="the site's IANA time zone")
+    timezone: str = Field(description="the site's IANA time zone: the console shows times in it")
+
+
+class Marked(Reply):
+    by: str
+    at: Time
 
 
 class OnSite(Growing):
@@ -103,15 +108,16 @@ class OnSite(Growing):
     area: str
     since: Time
     party: int
-    name: str | None = None
-    company: str | None = None
-    safe: bool | None = Field(None, description="marked safe at the muster point")
+    name: str | None = Field(description="the record's display name; null when none names them")
+    company: str | None = Field(description="a walk-in's or a contractor's company")
+    safe: Marked | None = Field(description="null, or who marked them safe at the assembly point and when (P16)")
 
 
 class Occupancy(Growing):
     mode: str
     count: int = Field(description="people on site, parties counted in full")
     people: list[OnSite]
+    unaccounted: int = Field(description="on site and not marked safe, parties counted in full")
 
 
 class HeldExit(Growing):
@@ -123,8 +129,8 @@ class HeldExit(Growing):
     reader: str
     credential_ref: str
     since: Time
-    name: str | None = None
-    company: str | None = None
+    name: str | None = Field(description="the visitor's name; null when no record names them")
+    company: str | None
 
 
 class Event(Reply):
@@ -226,3 +232,34 @@ class Permit(Reply):
     returned: Time | None
     refunded: float | None
     returned_by: str | None
+
+
+# -- people, alarms, the muster ----------------------------------------------------------------------------
+class Person(Reply):
+    holder: str
+    name: str | None = Field(description="null: no record names them (an allow-list record without `name`)")
+    company: str | None = Field(description="walk-ins and permits only: the allow-list has no company")
+    category: str
+
+
+class Alarm(Reply):
+    seq: int = Field(description="the alarm event's seq in the journal")
+    type: Literal["alarm.raised", "door.forced", "door.held_open", "device.fault"]
+    time: Time
+    data: dict[str, Any] = Field(description="the event's data, as journaled")
+    priority: Literal["high", "normal"]
+
+
+class Acknowledged(Reply):
+    seq: int = Field(description="the alarm's seq")
+    acknowledged_by: str
+    acknowledged_at: Time
+    event_seq: int = Field(description="the seq of the `alarm.acknowledged` event")
+
+
+class MarkedSafe(Reply):
+    holder: str
+    area: str
+    safe: Marked
+    event_seq: int = Field(description="the seq of the `muster.marked_safe` event (the first one, when again)")
+    new: bool = Field(description="false when the person had been marked already: nothing was journaled")

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, StringConstraints
+from pydantic import StringConstraints
 
+from edge.api import replies as r
 from edge.api.auth import Access
+from edge.api.replies import AUTH, errors
 from edge.api.child import RemoteServices
 from edge.api.tokens import Caller
 from edge.store.people import MAX_HOLDERS
@@ -14,19 +16,12 @@ from edge.store.people import MAX_HOLDERS
 HolderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class Person(BaseModel):
-    holder: str
-    name: str | None  # null: no record names them (an allow-list record without `name`)
-    company: str | None  # walk-ins and permits only: the allow-list has no company
-    category: str
-
-
 def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["status"])
 
-    @router.get("/people")
+    @router.get("/people", response_model=dict[str, r.Person], responses=errors(*AUTH, 422, 503))
     async def people(holder: Annotated[list[HolderId], Query(min_length=1, max_length=MAX_HOLDERS)],
-                     who: Caller = Depends(auth.guard)) -> dict[str, Person]:
+                     who: Caller = Depends(auth.guard)):
         """`?holder=h-1&holder=h-2`: each holder's `name`, `company` and `category`, from the walk-ins
         registered at this gate, then its contractor permits, then the allow-list. Holders nobody knows are
         left out; 1 to 200 holders a request."""
