@@ -375,7 +375,7 @@ def test_every_view_fits_a_phone_a_tablet_and_a_desk_and_speaks_the_guards_langu
         expect(page.locator("#printed")).to_be_visible()
         expect(page.locator("#feed li", has_text=LONG_NAME).first).to_be_visible()
         if lang == "zh":
-            expect(page.locator("#feed li.deny").first).to_contain_text("未知卡或通行证")
+            expect(page.locator("#feed li.deny", has_text="DEADBEEF02")).to_contain_text("未知卡或通行证")
             expect(page.locator("#who")).to_contain_text("主管")
         for width in WIDTHS:
             check_view(page, lang, width, "console")
