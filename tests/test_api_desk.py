@@ -281,3 +281,33 @@ def test_p6_a_blocklist_entry_imported_while_the_gate_runs_stops_the_next_regist
     r = post(client, "/visits", walkin(visitor={"name": "Qian Yi", "company": "-", "id_number": late}),
              tokens["guard"])
     assert r.status_code == 403 and r.json()["detail"][0]["type"] == "blocklisted"
+
+
+def test_people_and_the_muster_name_walkins_and_contractors_from_the_gates_own_records_before_the_allow_list(desk):
+    g, client, tokens = desk
+    # the allow-list knows the contractor too, by another name and without a company: the permit made here wins
+    assert g.site.import_lines([{"credential": "badge:0C0C0C0E", "holder": "c-9", "category": "contractor",
+                                 "areas": ["site/office"], "name": "Wang Wu (2019)"}]).returncode == 0
+    permit = {"credential": "badge:0C0C0C0D", "holder": "c-9", "name": "王五", "company": "建工集团",
+              "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
+    assert post(client, "/permits", permit, tokens["supervisor"]).status_code == 201
+    v = post(client, "/visits", walkin(visitor={"name": "韩梅梅", "company": "北京某某科技有限公司",
+                                                "id_number": ID_NUMBER}), tokens["guard"]).json()
+    r = client.get("/people", params={"holder": [v["holder"], "c-9", "h-1", "h-nobody"]},
+                   headers={"Authorization": f"Bearer {tokens['guard']}"})
+    assert r.json() == {
+        v["holder"]: {"holder": v["holder"], "name": "韩梅梅", "company": "北京某某科技有限公司", "category": "visitor"},
+        "c-9": {"holder": "c-9", "name": "王五", "company": "建工集团", "category": "contractor"},
+        "h-1": {"holder": "h-1", "name": None, "company": None, "category": "staff"},  # a record without a name
+    }
+
+    _, etype, _ = g.scan("main-in", v["pass"])
+    assert etype == "access.granted"
+    here = [p for p in get(client, "/occupancy", tokens["guard"]).json()["people"] if p["holder"] == v["holder"]]
+    assert [(p["name"], p["company"]) for p in here] == [("韩梅梅", "北京某某科技有限公司")]
+    _, etype, _ = g.scan("main-out", v["pass"])
+    assert etype == "exit.held"
+    held = [h for h in get(client, "/exits/held", tokens["guard"]).json() if h["visit"] == v["visit"]]
+    assert [(h["holder"], h["name"], h["company"]) for h in held] == [(v["holder"], "韩梅梅", "北京某某科技有限公司")]
+    assert post(client, f"/visits/{v['visit']}/release", {"reason": "host came to the gate", "host_confirmed": True},
+                tokens["guard"]).status_code == 200
