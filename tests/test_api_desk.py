@@ -290,7 +290,11 @@ def test_people_and_the_muster_name_walkins_and_contractors_from_the_gates_own_r
                                  "areas": ["site/office"], "name": "Wang Wu (2019)"}]).returncode == 0
     permit = {"credential": "badge:0C0C0C0D", "holder": "c-9", "name": "王五", "company": "建工集团",
               "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
+    r = post(client, "/permits", {**permit, "name": "王\u0007五"}, tokens["supervisor"])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
     assert post(client, "/permits", permit, tokens["supervisor"]).status_code == 201
+    _, _, data = g.journal.next("permit.changed", holder="c-9", action="created")
+    assert data["record"]["name"] == "王五"  # the central system hands it on to every gate of the site
     v = post(client, "/visits", walkin(visitor={"name": "韩梅梅", "company": "北京某某科技有限公司",
                                                 "id_number": ID_NUMBER}), tokens["guard"]).json()
     r = client.get("/people", params={"holder": [v["holder"], "c-9", "h-1", "h-nobody"]},
