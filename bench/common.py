@@ -44,10 +44,11 @@ def add_staff_badge(db: Path) -> None:
     """The badge every benchmark scans: staff, all areas, no bounds (anti-passback is off at the door)."""
     from edge.store import Store
     from edge.store.allowlist import upsert_sql
+    from edge.store.records import AllowRecord
     store = Store(db)
     with store.tx():
-        store.conn.execute(upsert_sql(), ("badge:04A1B2C3", "h-1", "staff", None, "", "site", None, None, None, 1, None, 0,
-                                     None))
+        store.conn.execute(upsert_sql(), AllowRecord(credential="badge:04A1B2C3", holder="h-1", category="staff",
+                                                     areas=["site"]).row())
     store.close()
 
 

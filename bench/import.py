@@ -36,19 +36,23 @@ def badge(i: int) -> str:
     return f"badge:{(i * 2654435761) % (1 << 40):010X}"
 
 
+SURNAMES, GIVEN = "王李张刘陈杨黄赵吴周", "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
+
+
 def write_file(path: Path, size: int) -> None:
-    """One record a line, as the central system's export would have them; a tenth are visitors with a window.
-    Holder ids are issued with the badges (their order follows the badge's)."""
+    """One record a line, as the central system's export would have them, each with a display name in UTF-8;
+    a tenth are visitors with a window. Holder ids are issued with the badges (their order follows the badge's)."""
     now = time.time()
     window = (',"valid_from":"%s","valid_until":"%s","host":"h-1"'
               % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 86400))))
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         for i in range(size):
             ref = badge(i)
             visitor = i % 10 == 9
-            f.write('{"credential":"%s","holder":"h-%s","category":"%s","areas":["site"]%s}\n'
-                    % (ref, ref[6:], "visitor" if visitor else "staff", window if visitor else ""))
+            name = SURNAMES[i % 10] + GIVEN[i // 10 % 20] + GIVEN[i // 200 % 20]
+            f.write('{"credential":"%s","holder":"h-%s","name":"%s","category":"%s","areas":["site"]%s}\n'
+                    % (ref, ref[6:], name, "visitor" if visitor else "staff", window if visitor else ""))
 
 
 def run_import(config: Path, data: Path, gate: Gate) -> tuple[float, float, list[float]]:

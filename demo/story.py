@@ -97,15 +97,16 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     now = int(time.time())
     day = 86400
     people = [
-        {"credential": f"badge:{BADGES['li']}", "holder": "h-1001", "category": "staff", "areas": ["site"]},
-        {"credential": f"badge:{BADGES['wang']}", "holder": "h-1002", "category": "staff", "areas": ["site"]},
-        {"credential": f"badge:{BADGES['zhao']}", "holder": "h-1003", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
-        {"credential": f"badge:{BADGES['sun']}", "holder": "h-3001", "category": "contractor",
+        {"credential": f"badge:{BADGES['li']}", "holder": "h-1001", "name": "李伟", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{BADGES['wang']}", "holder": "h-1002", "name": "王芳", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{BADGES['zhao']}", "holder": "h-1003", "name": "赵敏", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
+        {"credential": f"badge:{BADGES['sun']}", "holder": "h-3001", "name": "孙强", "category": "contractor",
          "areas": ["site/production"], "valid_from": _iso(now - 30 * day), "valid_until": _iso(now - day)},
-        {"credential": f"badge:{BADGES['ma']}", "holder": "h-4001", "category": "visitor", "areas": ["site/lobby"]},
+        {"credential": f"badge:{BADGES['ma']}", "holder": "h-4001", "name": "马涛", "category": "visitor", "areas": ["site/lobby"]},
         {"blocklist": {"holder": "h-4001", "reason": "banned after an incident"}},
     ]
-    (state_dir / "people.jsonl").write_text("".join(json.dumps(p) + "\n" for p in people))
+    (state_dir / "people.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in people),
+                                            encoding="utf-8")
     from edge.cli import main as cli
     cli(["--log-level", "warning", "allowlist", "import", "--config", str(site), str(state_dir / "people.jsonl")])
     _console_tokens(site, state_dir / "gatekeeper.db", state_dir / "tokens.txt")

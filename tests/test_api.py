@@ -25,6 +25,7 @@ ROUTES = [  # (method, path, body, roles allowed, what an allowed role gets): ev
     ("GET", "/events/stream", None, GUARDS, 200),
     ("GET", "/occupancy", None, GUARDS, 200),
     ("GET", "/exits/held", None, GUARDS, 200),
+    ("GET", "/people?holder=h-1", None, GUARDS, 200),
     ("POST", "/doors/main/open", {"reason": "delivery at the gate"}, GUARDS, 200),
     ("POST", "/mode", {"mode": "lockdown", "scope": "gate", "reason": "drill"}, GUARDS, 200),
     ("POST", "/visits", WALKIN, GUARDS, 201),
@@ -122,6 +123,21 @@ def test_bad_input_is_named_and_changes_nothing(api):
                     headers={"Authorization": f"Bearer {tokens['guard']}", "Content-Type": "application/json"})
     assert (r.status_code, r.json()["code"]) == (413, "body_too_large")
     assert client.get("/health").json()["mode"] == "normal"
+
+
+def test_people_answers_for_1_to_200_holder_ids_of_1_to_64_characters_and_leaves_unknown_ones_out(api):
+    _, client, tokens = api
+    auth = {"Authorization": f"Bearer {tokens['guard']}"}
+    many = [f"h-x{i}" for i in range(199)]
+    r = client.get("/people", params={"holder": ["h-1", *many]}, headers=auth)
+    assert r.status_code == 200 and r.json() == {"h-1": {"holder": "h-1", "name": None, "company": None,
+                                                         "category": "staff"}}
+    for bad, where in ((["h-1", *many, "h-x199"], ["query", "holder"]), (["h-1", "x" * 65], ["query", "holder", 1]),
+                       (["h-1", ""], ["query", "holder", 1])):
+        r = client.get("/people", params={"holder": bad}, headers=auth)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == where, (len(bad), r.text)
+    r = client.get("/people", headers=auth)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "holder"]
 
 
 def test_p16_fire_mode_is_a_supervisors_and_not_ended_while_the_input_is_on(api):

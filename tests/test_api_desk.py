@@ -318,3 +318,36 @@ def test_p13_a_visit_of_yesterday_does_not_count_as_today(office_hours):
     clock[0] = tomorrow
     assert register(d, tomorrow)["visit"]
 
+
+def test_people_and_the_muster_name_walkins_and_contractors_from_the_gates_own_records_before_the_allow_list(desk):
+    g, client, tokens = desk
+    # the allow-list knows the contractor too, by another name and without a company: the permit made here wins
+    assert g.site.import_lines([{"credential": "badge:0C0C0C0E", "holder": "c-9", "category": "contractor",
+                                 "areas": ["site/office"], "name": "Wang Wu (2019)"}]).returncode == 0
+    permit = {"credential": "badge:0C0C0C0D", "holder": "c-9", "name": "王五", "company": "建工集团",
+              "areas": ["site/office"], "valid_until": "2099-01-01T00:00:00Z"}
+    r = post(client, "/permits", {**permit, "name": "王\u0007五"}, tokens["supervisor"])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
+    assert post(client, "/permits", permit, tokens["supervisor"]).status_code == 201
+    _, _, data = g.journal.next("permit.changed", holder="c-9", action="created")
+    assert data["record"]["name"] == "王五"  # the central system hands it on to every gate of the site
+    v = post(client, "/visits", walkin(visitor={"name": "韩梅梅", "company": "北京某某科技有限公司",
+                                                "id_number": ID_NUMBER}), tokens["guard"]).json()
+    r = client.get("/people", params={"holder": [v["holder"], "c-9", "h-1", "h-nobody"]},
+                   headers={"Authorization": f"Bearer {tokens['guard']}"})
+    assert r.json() == {
+        v["holder"]: {"holder": v["holder"], "name": "韩梅梅", "company": "北京某某科技有限公司", "category": "visitor"},
+        "c-9": {"holder": "c-9", "name": "王五", "company": "建工集团", "category": "contractor"},
+        "h-1": {"holder": "h-1", "name": None, "company": None, "category": "staff"},  # a record without a name
+    }
+
+    _, etype, _ = g.scan("main-in", v["pass"])
+    assert etype == "access.granted"
+    here = [p for p in get(client, "/occupancy", tokens["guard"]).json()["people"] if p["holder"] == v["holder"]]
+    assert [(p["name"], p["company"]) for p in here] == [("韩梅梅", "北京某某科技有限公司")]
+    _, etype, _ = g.scan("main-out", v["pass"])
+    assert etype == "exit.held"
+    held = [h for h in get(client, "/exits/held", tokens["guard"]).json() if h["visit"] == v["visit"]]
+    assert [(h["holder"], h["name"], h["company"]) for h in held] == [(v["holder"], "韩梅梅", "北京某某科技有限公司")]
+    assert post(client, f"/visits/{v['visit']}/release", {"reason": "host came to the gate", "host_confirmed": True},
+                tokens["guard"]).status_code == 200

@@ -23,6 +23,7 @@ import pytest
 from edge.store import Store
 from edge.store.allowlist import generation, write_lists
 from edge.store.importing import CHUNK, import_file
+from edge.store.records import AllowRecord
 from sitekit import ROOT, gatekeeper, make_site, wait_until
 from test_e2e_gate import STAFF, staffed_gate
 
@@ -174,8 +175,8 @@ def test_a_batch_applied_while_the_cache_is_copied_is_kept(tmp_path):
             self.phases.append(name)
             if name.startswith("merging") and self.phases.count(name) == 1:
                 with other.tx() as c:
-                    write_lists(c, time.time(), upserts=[("badge:" + NEW, "h-new", "staff", None, "", "site", None,
-                                                          None, None, 1, None, 0, None)])
+                    write_lists(c, time.time(), upserts=[AllowRecord(
+                        credential="badge:" + NEW, holder="h-new", category="staff", areas=["site"]).row()])
 
         def advance(self, n):
             pass

@@ -199,3 +199,59 @@ def test_spec6_the_disk_reserve_is_sized_to_the_disk():
     assert reserve_size(64 * 1024 * mib, 30 * 1024 * mib) == 8 * mib  # capped on a big disk
     assert reserve_size(4 * mib, 3 * mib) == 256 * 1024  # at least 256 KiB
     assert reserve_size(20 * mib, mib) == 0  # too little room left to hold any back
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("张" * 100, True), ("Zoë O'Brien-李", True), ("\u3000王 伟", True), ("👩\u200d🔧 Ana", True),
+    ("张" * 101, False), ("", False), ("Li\tLei", False), ("Li\x85Lei", False), ("Li\u2028Lei", False),
+    ("Li\u202eiel", False), ("Li\u2066Lei", False)])
+def test_a_display_name_is_1_to_100_characters_of_any_script_and_refused_with_control_characters(name, ok):
+    line = json.dumps({**RECORD, "name": name})
+    if ok:
+        [(kind, record)] = parse_lines([line])
+        assert record.name == name and record.row()[-1] == name
+        return
+    with pytest.raises(ImportError_) as e:
+        parse_lines([line])
+    assert str(e.value).startswith("input:1: name: ")
+
+
+def test_a_database_of_the_previous_schema_upgrades_and_its_records_read_without_a_name(tmp_path):
+    from edge.store.db import _statements
+    from edge.store.importing import CHUNK, import_file
+    from edge.store.migrations import MIGRATIONS
+    from edge.store.people import people
+    names = next(n for n, m in enumerate(MIGRATIONS) if "ADD COLUMN name" in m)
+    p = tmp_path / "gk.db"
+    c = sqlite3.connect(p, isolation_level=None)
+    for script in MIGRATIONS[:names]:
+        for stmt in _statements(script):
+            c.execute(stmt)
+    c.execute(f"PRAGMA user_version={names}")
+    c.execute("INSERT INTO credentials(credential, holder, category, areas) VALUES('badge:04A1B2C3', 'h-1', 'staff',"
+              " 'site')")
+    c.execute("INSERT INTO permits(id, credential, holder, name, company, areas, valid_from, valid_until, deposit,"
+              " currency, created, created_by) VALUES('pm-1', 'badge:0C0C0C0C', 'c-1', 'Wang Wu', 'Build Co',"
+              " 'site', 0, 1e10, 10, 'CNY', 0, 's-1')")
+    # an import of that version that crashed midway left its staging, of the old shape
+    c.execute("CREATE TABLE import_credentials(credential TEXT PRIMARY KEY, holder TEXT NOT NULL) WITHOUT ROWID")
+    c.close()
+
+    s = Store(p)
+    try:
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert lookup_badge(s, "badge:04A1B2C3").holder == "h-1"
+        assert people(s.conn, ["h-1", "c-1"]) == {
+            "h-1": {"holder": "h-1", "name": None, "company": None, "category": "staff"},
+            "c-1": {"holder": "c-1", "name": "Wang Wu", "company": "Build Co", "category": "contractor"}}
+        # the next import, streamed (more than a chunk), keeps the old record beside the named ones
+        f = tmp_path / "more.jsonl"
+        f.write_text("".join(json.dumps({**RECORD, "credential": f"badge:{0x20000000 + i:08X}", "holder": f"h-n{i}",
+                                         "name": f"员工{i}"}, ensure_ascii=False) + "\n" for i in range(CHUNK + 1)),
+                     encoding="utf-8")
+        assert import_file(s, f).records == CHUNK + 1
+        assert people(s.conn, ["h-1", "h-n7"]) == {
+            "h-1": {"holder": "h-1", "name": None, "company": None, "category": "staff"},
+            "h-n7": {"holder": "h-n7", "name": "员工7", "company": None, "category": "staff"}}
+    finally:
+        s.close()

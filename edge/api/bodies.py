@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.config import AreaPath
-from edge.store.records import BADGE_REF, HolderId
+from edge.store.records import BADGE_REF, DisplayName, HolderId
 
 Reason = Annotated[str, Field(min_length=3, max_length=200, description="why: journaled with the person (P19)")]
 Text = Annotated[str, Field(min_length=1, max_length=100)]
@@ -37,7 +37,7 @@ class ModeBody(Strict):
 
 
 class Visitor(Strict):
-    name: Text
+    name: DisplayName  # shown to guards as the allow-list's names are, so held to the same rule
     company: Text
     id_number: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{3,31}$",
                                     description="the ID document number: hashed at once, only its last 4 kept")]
@@ -62,7 +62,7 @@ class AmendBody(Strict):
 class PermitBody(Strict):
     credential: Annotated[str, Field(pattern=BADGE_REF, description="the contractor's card")]
     holder: HolderId
-    name: Text
+    name: DisplayName  # travels in the permit's allow-list record to every gate, which refuses any other
     company: Text
     areas: Areas
     valid_from: AwareDatetime | None = None

@@ -89,7 +89,7 @@ class PermitDesk:
         p = self.get(pid)
         record = {"credential": p["credential"], "holder": p["holder"], "category": "contractor", "tier": None,
                   "roles": [], "areas": p["areas"], "valid_from": p["valid_from"], "valid_until": p["valid_until"],
-                  "schedule": None, "party": 1, "host": None, "escort": False, "id_hash": None}
+                  "schedule": None, "party": 1, "host": None, "escort": False, "id_hash": None, "name": p["name"]}
         self.gate.journal.append("permit.changed", {
             "permit": pid, "action": action, "credential_ref": p["credential"], "holder": p["holder"],
             "deposit": p["deposit"], "currency": p["currency"], "refunded": p["refunded"], "by": by,

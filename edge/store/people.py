@@ -16,7 +16,8 @@ MAX_HOLDERS = 200  # one API request's worth: a console names the people of a sc
 # per source, each probing the holder index once per holder.
 _WANTED = "holder IN (SELECT value FROM json_each(?))"
 _SOURCES = (
-    # a holder's newest visit or permit first: a renewal or a second visit may have corrected the company
+    # a holder's newest visit or permit first (a later one may have corrected the company); a returned permit
+    # still names its contractor
     f"SELECT holder, name, company, 'visitor' FROM visits WHERE {_WANTED} ORDER BY created DESC",
     f"SELECT holder, name, company, 'contractor' FROM permits WHERE {_WANTED} ORDER BY created DESC",
     # of a holder's several badges, one that carries a name
