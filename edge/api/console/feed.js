@@ -64,7 +64,6 @@ export function describe(type, d) {
   if (d.alarm) add(word("alarm", d.alarm));
   if (d.mode) add(`${word("mode", d.mode)}${d.scope ? " · " + word("scope", d.scope) : ""}`);
   if (d.device) add(d.device);
-  if (type === "visit.checked_in" && d.name) add(d.name);
   const actor = d.actor || d.person || d.by || d.guard;
   if (actor) add(`${t("by")} ${actor}`);
   if (d.reason && !isCode("reason", d.reason)) add(`“${d.reason}”`);  // a person's own words, as written

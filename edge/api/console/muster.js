@@ -8,8 +8,10 @@ import { count, t, timeOf } from "/console/lang.js";
 let emergency = false;
 
 export function setEmergency(on) {
+  const changed = on !== emergency;
   emergency = on;
   document.getElementById("muster-view").hidden = !on;
+  if (changed) refresh().catch(() => {});  // the list again, with or without the guard's marks
 }
 
 export async function refresh() {
