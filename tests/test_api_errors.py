@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from edge.api.app import CONSOLE, create_app
+from edge.api.app import create_app
 from edge.api.problems import BY_STATUS, CODES
 from edge.api.tokens import Caller
 
@@ -19,7 +19,8 @@ EDGE = Path(__file__).resolve().parents[1] / "edge"
 
 
 def console_tables() -> dict[str, dict[str, str]]:
-    text = (CONSOLE / "i18n-errors.js").read_text(encoding="utf-8")
+    from edge.api.app import error_words
+    text = error_words()
     found = re.search(r"window\.GK_ERRORS\s*=\s*(\{.*\});", text, re.S)
     assert found, "i18n-errors.js sets window.GK_ERRORS = {...};"
     return json.loads(found.group(1))

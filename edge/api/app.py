@@ -12,6 +12,7 @@ thread.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -19,12 +20,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
-from edge.api.problems import ApiError, problem
+from edge.api.problems import CODES, ApiError, problem
 from edge.api.routes import alarms, doors, events, people, permits, session, status, visits
 from edge.core.modes import ModeRefused
 from edge.errors import Refused
@@ -41,6 +42,13 @@ DOCS = Path(__file__).parent / "docs"
 DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "docs.js": "text/javascript",
               "LICENSE": "text/plain; charset=utf-8", "NOTICE": "text/plain; charset=utf-8"}
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+def error_words() -> str:
+    """The API's error codes in the console's languages, as a script: English from CODES, Chinese from
+    console/errors-zh.json; the console shows a reply's `code` in the guard's language."""
+    zh = json.loads((CONSOLE / "errors-zh.json").read_text(encoding="utf-8"))
+    return "window.GK_ERRORS = " + json.dumps({"en": CODES, "zh": zh}, ensure_ascii=False) + ";\n"
 
 
 def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
@@ -115,6 +123,12 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     async def console():
         return FileResponse(CONSOLE / "index.html", media_type="text/html; charset=utf-8",
                             headers={"Content-Security-Policy": CSP})
+
+    errors_js = error_words()
+
+    @app.get("/console/i18n-errors.js", include_in_schema=False)
+    async def console_error_words():
+        return Response(errors_js, media_type="text/javascript; charset=utf-8")
 
     @app.get("/console/{name}", include_in_schema=False)
     async def console_file(name: str):

@@ -1,9 +1,9 @@
 """The local API's error codes: every error body is `{"detail": ..., "code": ...}` (SPEC §4).
 
 `detail` is English for a person reading a log or a curl; `code` is stable, so the console (and an
-integrator) can say it in the guard's own language: edge/api/console/i18n-errors.js has every code below in
-English and Chinese, and a test holds the two to the same set. A code, once given out, keeps its meaning;
-a new refusal gets a new code.
+integrator) can say it in the guard's own language: the console gets the texts below and their Chinese
+(edge/api/console/errors-zh.json) as /console/i18n-errors.js, and a test holds the two to the same set. A
+code, once given out, keeps its meaning; a new refusal gets a new code.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class Problem(BaseModel):
     """Every error's body: `detail` for a person, `code` for a program (edge/api/problems.py)."""
 
     detail: str | list[FieldProblem]
-    code: Literal[tuple(CODES)] = Field(description="stable; the console translates it (console/i18n-errors.js)")
+    code: Literal[tuple(CODES)] = Field(description="stable; the console translates it (console/errors-zh.json)")
 
 
 _WHY = {400: "Malformed request", 401: "No valid bearer token or console session", 403: "Not this caller's role",

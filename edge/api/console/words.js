@@ -1,6 +1,6 @@
 // Every word the console shows, in English and in Simplified Chinese. Keys are grouped by a prefix
 // (`reason.`, `mode.`, `cat.`, `tier.`, `role.`, `event.`, `alarm.`, `flag.`); the API's error codes are in
-// i18n-errors.js. A count is an object of plural forms ({n} is the number).
+// /console/i18n-errors.js (made from edge/api/problems.py and errors-zh.json). A count is an object of plural forms ({n} is the number).
 export const WORDS = {
   en: {
     title: "Gatekeeper", sign_in: "Sign in", sign_out: "Sign out", token: "Token",
