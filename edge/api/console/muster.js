@@ -43,7 +43,7 @@ function draw(root, people, marking) {
     const all = ps.reduce((n, p) => n + p.party, 0);
     h.append(area, " ");
     const c = document.createElement("small");
-    c.textContent = marking ? `${count("people_count", left)} / ${count("people_count", all)}` : count("people_count", all);
+    c.textContent = marking ? `${t("unaccounted")}: ${left} · ${t("on_site")}: ${all}` : count("people_count", all);
     h.append(c);
     const ul = document.createElement("ul");
     ul.append(...ps.map((p) => row(p, marking)));
