@@ -7,36 +7,14 @@ import time
 
 import pytest
 
-from edge.config import load_config
 from edge.core import alarms
-from edge.core.gate import Gate
 from edge.core.model import Mode
 from edge.errors import Refused
-from edge.passes.keyring import build_keyring
 from edge.store import Store
 from edge.store.journal import Journal
-from sitekit import make_site
+from test_gate import STAFF, SUPERVISOR, gate, site  # noqa: F401  (the fixtures: a site of two staff, its gate)
 
-STAFF, OTHER = "badge:04A1B2C3", "badge:04A1B2C5"
-
-
-@pytest.fixture
-def site(tmp_path):
-    s = make_site(tmp_path / "site")
-    assert s.import_lines([
-        {"credential": STAFF, "holder": "h-1", "category": "staff", "areas": ["site"]},
-        {"credential": OTHER, "holder": "h-2", "category": "staff", "areas": ["site"]},
-    ]).returncode == 0
-    return s
-
-
-@pytest.fixture
-def gate(site):
-    cfg, base = load_config(site.config)
-    store = Store(site.db)
-    g = Gate(cfg, store, build_keyring(cfg, base, store))
-    yield g
-    store.close()
+OTHER = SUPERVISOR  # a second staff member on site; the role plays no part here
 
 
 def test_p17_p19_an_alarm_is_listed_until_a_guard_acknowledges_it_once(gate):
