@@ -19,8 +19,10 @@ HolderId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     router = APIRouter(tags=["status"])
 
-    # 400 too: 200 holders of 64 characters, percent-encoded, make a request line the HTTP server refuses
-    @router.get("/people", response_model=dict[str, r.Person], responses=errors(*AUTH, 400, 422, 503))
+    # 400 too: 200 holders of 64 characters, percent-encoded, make a request line the HTTP server itself
+    # refuses, in plain text, before this API sees it (a malformed request is the API's own Problem)
+    @router.get("/people", response_model=dict[str, r.Person], responses={**errors(*AUTH, 422, 503), 400: {
+        **errors(400)[400], "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def people(holder: Annotated[list[HolderId], Query(min_length=1, max_length=MAX_HOLDERS)],
                      who: Caller = Depends(auth.guard)):
         """`?holder=h-1&holder=h-2`: each holder's `name`, `company` and `category`, from the walk-ins
