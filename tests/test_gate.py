@@ -319,6 +319,23 @@ def test_p15_mode_and_its_version_survive_a_restart(site, gate):
         store.close()
 
 
+def test_p15_a_newer_message_for_the_mode_in_force_outranks_a_replay_after_a_crash(site, gate):
+    """SPEC §2: a site message for the mode already in force changes no mode but takes its version; that
+    version is committed at once, so after a crash (no clean stop) the message it outranked, replayed,
+    still changes nothing."""
+    assert gate.modes.from_site(Mode.NORMAL, "central", "routine", version=0) is None  # normal already
+    assert gate.modes.from_site(Mode.LOCKDOWN, "a-gate", "outranked", version=0) is None
+    cfg, base = load_config(site.config)
+    store = Store(site.db)  # the first store is never closed: what it deferred is lost, as in a crash
+    try:
+        g2 = Gate(cfg, store, build_keyring(cfg, base, store))
+        assert (g2.modes.state.version, g2.modes.state.actor) == (0, "central")
+        assert g2.modes.from_site(Mode.LOCKDOWN, "a-gate", "replayed", version=0) is None
+        assert g2.mode is Mode.NORMAL
+    finally:
+        store.close()
+
+
 def test_p9_a_held_exit_survives_a_restart_and_is_released(site, gate):
     now = time.time()
     text = visitor_pass(site, now, holder="h-30")

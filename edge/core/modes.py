@@ -9,6 +9,7 @@ undo a newer change made here.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Callable
 
@@ -117,16 +118,17 @@ class Modes:
                 return None
             version = st.next_version()
         else:
+            seen = st.seen
             st.see(version)
             if not st.newer(version, by):
                 log.info("site mode %s v%d from %s is not newer than v%d from %s: ignored", mode.value, version,
                          by, st.version, st.actor)
-                self.store.defer_meta("mode_seen", str(st.seen))
+                if st.seen != seen:
+                    self._keep(st.meta())
                 return None
             if mode is st.mode:  # the same mode, newer: adopt its version so an older message cannot undo it
                 st.adopt(mode, st.by or by, st.scope, version, by)
-                for k, v in st.meta().items():
-                    self.store.defer_meta(k, v)
+                self._keep(st.meta())
                 return None
         now = self.clock() if now is None else now
         previous = st.mode
@@ -146,6 +148,18 @@ class Modes:
         for fn in self.listeners:
             fn(previous, mode)
         return entry
+
+    def _keep(self, state: dict[str, str]) -> None:
+        """The ordering state, committed now: a crash that lost an adopted version would let the message
+        it outranked, replayed, win after a restart. While the database refuses writes it rides along
+        with the first commit it takes (it is no event: nothing to journal or count as lost)."""
+        for k, v in state.items():
+            self.store.defer_meta(k, v)
+        if not self.holdback.held:  # else it would overtake the held writes; the flush carries it
+            try:
+                self.store.flush_deferred()
+            except sqlite3.OperationalError as e:
+                log.warning("mode ordering state waits for the database: %s", e)
 
     def from_site(self, mode: Mode, actor: str, reason: str, version: int):
         """SPEC §2 `acs/{site}/mode` from the central system or another gate. Never ends fire mode (P16:
