@@ -4,11 +4,15 @@ event types."""
 from __future__ import annotations
 
 import json
+import threading
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from mqttkit import Peer, site_mode
-from sitekit import gatekeeper, wait_until
+from sitekit import WAIT_S, gatekeeper, wait_until
 from test_e2e_gate import STAFF
 from test_link import start_gate
 
@@ -137,9 +141,30 @@ def test_spec2_retained_topics_are_read_again_only_on_a_new_subscription(tmp_pat
         central.close()
 
 
-def test_spec2_a_gate_reads_only_the_peer_event_types_that_carry_site_state(tmp_path, procs, broker):
+def _old_session(port: int) -> None:
+    """The session an earlier release of the gate left at the broker: subscribed to every peer event."""
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gatekeeper-test-gate-1", protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    done = threading.Event()
+    old.on_subscribe = lambda *a: done.set()
+    old.on_connect = lambda c, *a: c.subscribe("acs/test/+/events/#", 1)
+    old.connect("127.0.0.1", port, clean_start=False, properties=props)
+    old.loop_start()
+    try:
+        assert done.wait(WAIT_S), "no SUBACK for the old session's subscription"
+    finally:
+        old.disconnect()
+        old.loop_stop()
+
+
+@pytest.mark.parametrize("kept_session", [False, True])
+def test_spec2_a_gate_reads_only_the_peer_event_types_that_carry_site_state(tmp_path, procs, broker, kept_session):
     """Subscriptions per type, not `events/#`: a peer's other events never reach the gate (here, a malformed
-    one of each type: only those the gate reads are alarmed as bad messages)."""
+    one of each type: only those the gate reads are alarmed as bad messages), also when the broker kept the
+    session of an earlier release that subscribed to them all."""
+    if kept_session:
+        _old_session(broker.port)
     central = Peer(broker.port, "acs/test/gate-1/status")
     g = start_gate(tmp_path, procs, broker)
     try:

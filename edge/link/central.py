@@ -94,7 +94,8 @@ class CentralLink:
                 Subscription(self.t_keys, retained_once=True)]
         client_id = self.m.client_id or f"gatekeeper-{self.cfg.site.id}-{self.me}"
         self.client = MqttClient(self.m, self.base, client_id, self.t_status, loop, subs, self._on_message,
-                                 self._on_published, self._on_state, self._next_will)
+                                 self._on_published, self._on_state, self._next_will,
+                                 retired=(f"{self.root}/+/events/#",))  # every peer event, before SPEC §2 said not
         self.outbox = Outbox(self.store, self._publish_event, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
         self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,

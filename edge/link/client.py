@@ -51,8 +51,10 @@ class MqttClient:
     def __init__(self, cfg: MqttSection, base: Path, client_id: str, will_topic: str, loop: asyncio.AbstractEventLoop,
                  subscriptions: list[Subscription], on_message: Callable[[Incoming], None],
                  on_published: Callable[[list[int]], None], on_state: Callable[[bool, str, bool], None],
-                 will: Callable[[], str] = lambda: json.dumps({"state": "offline"})):
+                 will: Callable[[], str] = lambda: json.dumps({"state": "offline"}), retired: tuple[str, ...] = ()):
         self.cfg = cfg
+        # topics an earlier release subscribed to: a session the broker kept would go on delivering them
+        self.retired = retired
         self.loop = loop
         self.subscriptions = subscriptions
         self._on_message = on_message
@@ -157,6 +159,8 @@ class MqttClient:
         if reason.is_failure:
             self._post(self._on_state, False, f"refused: {reason}", False)
             return
+        if flags.session_present and self.retired:
+            client.unsubscribe(list(self.retired))
         for sub in self.subscriptions:  # in on_connect, so they come back after every reconnect
             if self.v5:
                 # no_local: our own events would come straight back on the peers' wildcard
