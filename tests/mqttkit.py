@@ -13,18 +13,22 @@ from sitekit import WAIT_S
 
 class Peer:
     def __init__(self, port: int, subscribe: str | list[str] = "acs/#", client_id: str | None = None,
-                 persistent: bool = False):
+                 persistent: bool = False, v5: bool = False):
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.content_types: list[str | None] = []  # each message's MQTT 5 content type, in step with messages
         self.cond = threading.Condition()
         self.topics = [subscribe] if isinstance(subscribe, str) else subscribe
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
-                             clean_session=not persistent)
+        cid = client_id or f"test-{uuid.uuid4().hex[:8]}"
+        if v5:  # MQTT 5: the messages' properties come along
+            self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        else:
+            self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=not persistent)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.subscribed = threading.Event()
         self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.reconnect_delay_set(0.1, 1)
-        self.c.connect("127.0.0.1", port, keepalive=10)
+        self.c.connect("127.0.0.1", port, keepalive=10, **({"clean_start": not persistent} if v5 else {}))
         self.c.loop_start()
         assert self.subscribed.wait(WAIT_S), "no SUBACK from the broker"
 
@@ -35,6 +39,7 @@ class Peer:
     def _on_message(self, client, userdata, msg):
         with self.cond:
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.content_types.append(getattr(msg.properties, "ContentType", None) if msg.properties else None)
             self.cond.notify_all()
 
     def wait(self, pred, timeout: float = WAIT_S, what: str = "messages"):

@@ -96,7 +96,8 @@ def test_p20_a_guard_override_opens_the_door_once_and_is_journaled_with_person_a
     r = call(client, "POST", "/doors/main/open", {"reason": "courier with a pallet"}, tokens["guard"])
     assert r.json() == {"door": "main", "opened": True}
     _, _, data = g.journal.next("override.opened", reason="courier with a pallet")
-    assert (data["door"], data["person"], data["role"]) == ("main", "p-guard", "guard")
+    assert (data["door"], data["actor"], data["actor_role"]) == ("main", "p-guard", "guard")
+    assert "person" not in data and "role" not in data  # SPEC §2: one name for who acted, in every event
     wait_until(lambda: g.unlocks(0) == before + 1, what="the override's unlock")
 
 
@@ -145,12 +146,15 @@ def test_p16_fire_mode_is_a_supervisors_and_not_ended_while_the_input_is_on(api)
     r = call(client, "POST", "/mode", {"mode": "fire", "reason": "evacuation"}, tokens["guard"])
     assert (r.status_code, r.json()["code"]) == (403, "mode_not_yours")
     g.door_io.send("input 100 on")
-    g.journal.next("mode.changed", mode="fire")
+    _, _, fire = g.journal.next("mode.changed", mode="fire")
+    assert (fire["actor"], fire["actor_role"]) == ("fire_input", None) and "by" not in fire  # SPEC §2: no person
     r = call(client, "POST", "/mode", {"mode": "normal", "reason": "all clear"}, tokens["supervisor"])
     assert (r.status_code, r.json()["code"]) == (409, "fire_input_active")  # it crossed from the gate whole
     g.door_io.send("input 100 off")
     wait_until(lambda: call(client, "POST", "/mode", {"mode": "normal", "reason": "all clear"},
                             tokens["supervisor"]).status_code == 200, what="fire mode ended once the input is off")
+    _, _, normal = g.journal.next("mode.changed", mode="normal")
+    assert (normal["actor"], normal["actor_role"]) == ("p-supervisor", "supervisor")
     _, etype, _ = g.scan("main-in", STAFF)
     assert etype == "access.granted"
     g.scan("main-out", STAFF)
@@ -187,8 +191,9 @@ def test_p9_a_guard_releases_a_held_exit_once_after_phoning_the_host(api):
     r = call(client, "POST", "/visits/v-30/release", body, tokens["guard"])
     assert r.json() == {"visit": "v-30", "door": "main", "opened": True}
     _, _, rel = g.journal.next("exit.released", visit="v-30")
-    assert (rel["person"], rel["reason"]) == ("p-guard", "host confirmed by phone")
-    g.journal.next("visit.checked_out", visit="v-30")
+    assert (rel["actor"], rel["actor_role"], rel["reason"]) == ("p-guard", "guard", "host confirmed by phone")
+    _, _, out = g.journal.next("visit.checked_out", visit="v-30")
+    assert (out["actor"], out["actor_role"]) == ("p-guard", "guard") and "released_by" not in out
     wait_until(lambda: g.unlocks(0) == before + 1, what="the released exit opens once")
     assert call(client, "POST", "/visits/v-30/release", body, tokens["guard"]).status_code == 404  # once
     _, etype, data = g.scan("main-in", text)
@@ -201,6 +206,8 @@ def test_p9_a_supervisors_signoff_lets_the_next_exit_through(api):
     g.scan("main-in", text)
     assert call(client, "POST", "/visits/v-31/signoff", token=tokens["guard"]).status_code == 403
     assert call(client, "POST", "/visits/v-31/signoff", token=tokens["central"]).status_code == 200
+    _, _, so = g.journal.next("visit.signed_off", visit="v-31")
+    assert (so["actor"], so["actor_role"]) == ("p-central", "central") and "by" not in so
     _, etype, data = g.scan("main-out", text)
     assert (etype, data["reason"]) == ("access.granted", "ok")
 
@@ -219,7 +226,7 @@ def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_request
         r = browser.post("/doors/main/open", json={"reason": "from the console"},
                          headers={"X-Requested-With": "gatekeeper-console"})
         assert r.status_code == 200
-        g.journal.next("override.opened", reason="from the console", person="p-guard")
+        g.journal.next("override.opened", reason="from the console", actor="p-guard")
         browser.delete("/session")
         assert browser.get("/status").status_code == 401
     # revoking a token ends the console sessions made from it at once

@@ -78,7 +78,8 @@ def test_p13_a_walkin_pass_admits_the_hosts_areas_and_the_lobby_until_visiting_h
     end = datetime.now(TZ).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)  # 24:00 here
     assert datetime.fromisoformat(v["valid_until"]) == end
     _, _, data = g.journal.next("visit.checked_in", visit=v["visit"])
-    assert (data["host"], data["host_confirmation"], data["guard"]) == ("h-1", "phone", "p-guard")
+    assert (data["host"], data["host_confirmation"], data["actor"], data["actor_role"]) == \
+        ("h-1", "phone", "p-guard", "guard")
     _, etype, data = g.scan("main-in", v["pass"])  # signed by the gate's own key, trusted by the gate
     assert (etype, data["holder"], data["category"]) == ("access.granted", v["holder"], "visitor")
     _, etype, _ = g.scan("office-in", v["pass"])
@@ -125,7 +126,7 @@ def test_p6_a_blocklisted_id_cannot_be_registered_and_the_guards_are_alarmed(des
              tokens["guard"])
     assert r.status_code == 403 and r.json()["detail"][0]["type"] == r.json()["code"] == "blocklisted"
     _, _, data = g.journal.next("alarm.raised", alarm="blocklisted")
-    assert data["priority"] == "high" and data["guard"] == "p-guard"
+    assert (data["priority"], data["actor"], data["actor_role"]) == ("high", "p-guard", "guard")
     assert _count(g, "visits") == before
 
 
@@ -142,7 +143,8 @@ def test_p4_a_guard_cannot_widen_a_visit_a_supervisor_can_and_the_old_pass_is_re
     amended = r.json()
     assert amended["visit"] == v["visit"] and amended["pass"] != v["pass"]
     _, _, data = g.journal.next("visit.amended", visit=v["visit"])
-    assert (data["by"], data["reason"], data["revoked"]) == ("p-supervisor", widen["reason"], v["credential_ref"])
+    assert (data["actor"], data["actor_role"], data["reason"], data["revoked"]) == \
+        ("p-supervisor", "supervisor", widen["reason"], v["credential_ref"])
     _, etype, data = g.scan("office-in", v["pass"])
     assert (etype, data["reason"]) == ("access.denied", "revoked")
     _, etype, data = g.scan("office-in", amended["pass"])
@@ -187,6 +189,7 @@ def test_p14_a_supervisor_issues_renews_and_takes_back_a_contractors_permit(desk
     assert (p["deposit"], p["currency"]) == (10, "CNY")
     _, _, data = g.journal.next("permit.changed", permit=p["permit"], action="created")
     assert data["record"]["credential"] == f"badge:{CARD}" and data["record"]["category"] == "contractor"
+    assert (data["actor"], data["actor_role"]) == ("p-supervisor", "supervisor") and "by" not in data
     _, etype, data = g.scan("office-in", CARD)
     assert (etype, data["holder"], data["category"]) == ("access.granted", "c-1", "contractor")
     assert post(client, "/permits", body, tokens["supervisor"]).status_code == 409  # one permit per card

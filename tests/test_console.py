@@ -134,7 +134,7 @@ def test_a_guard_signs_in_sees_a_denial_live_releases_a_held_exit_and_prints_a_w
         held.locator(".host-confirmed").check()
         held.locator(".release").click()
         _, _, data = g.journal.next("exit.released", visit="v-40")
-        assert (data["person"], data["reason"]) == ("Wang Fang", "host Zhang confirmed by phone")
+        assert (data["actor"], data["reason"]) == ("Wang Fang", "host Zhang confirmed by phone")
         expect(held).to_have_count(0)
         expect(page).to_have_title("Gatekeeper")
 
@@ -204,7 +204,7 @@ def test_p20_p15_a_guard_opens_a_door_and_a_site_lockdown_asks_first_and_only_a_
         page.click("#open-form button")
         expect(page.locator("#doors-msg")).to_have_text("office: Opened")
         _, _, data = g.journal.next("override.opened", reason="courier for the office")
-        assert (data["door"], data["person"]) == ("office", "Wang Fang")
+        assert (data["door"], data["actor"]) == ("office", "Wang Fang")
         expect(page.locator("#lockdown-end")).to_be_hidden()  # a guard starts a lockdown, never ends one
 
         # one tap does not lock the site: it asks, and cancelling changes nothing
@@ -219,7 +219,7 @@ def test_p20_p15_a_guard_opens_a_door_and_a_site_lockdown_asks_first_and_only_a_
         page.click("#confirm-ok")
         expect(page.locator("#mode")).to_have_text("LOCKDOWN")
         # the first mode change after the cancel is the confirmed one
-        g.journal.next("mode.changed", mode="lockdown", scope="site", by="Wang Fang")
+        g.journal.next("mode.changed", mode="lockdown", scope="site", actor="Wang Fang")
         expect(page.locator("#banner")).to_contain_text("SITE LOCKDOWN")
         page.screenshot(path=SHOTS / "8-lockdown.png")
 
@@ -227,7 +227,7 @@ def test_p20_p15_a_guard_opens_a_door_and_a_site_lockdown_asks_first_and_only_a_
         expect(chief.locator("#banner")).to_be_visible()  # on every view, whoever signs in
         chief.click("#lockdown-end")
         chief.click("#confirm-ok")
-        g.journal.next("mode.changed", mode="normal", scope="site", by="Zhao Min")
+        g.journal.next("mode.changed", mode="normal", scope="site", actor="Zhao Min")
         expect(page.locator("#mode")).to_have_text("Normal")  # the guard's console follows the live feed
         expect(page.locator("#banner")).to_be_hidden()
     finally:

@@ -71,7 +71,7 @@ def test_p16_fire_input_starts_fire_mode_frees_fail_safe_doors_and_lets_everyone
     now_unlocks = gate.unlocks(0)
     gate.door_io.send("input 100 on")
     _, _, mode = gate.journal.next("mode.changed")
-    assert (mode["mode"], mode["by"]) == ("fire", "fire_input")
+    assert (mode["mode"], mode["actor"], mode["actor_role"]) == ("fire", "fire_input", None)
     wait_until(lambda: not gate.locked(1), what="the fail-safe office door freed")
     assert gate.locked(0) and gate.unlocks(0) == now_unlocks  # the fail-secure door is not
     gate.door_io.send("input 100 off")  # the panel resets, fire mode stays until a supervisor ends it

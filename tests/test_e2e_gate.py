@@ -211,7 +211,7 @@ def test_p15_lockdown_input_refuses_entry_except_supervisors(gate):
     before = gate.unlocks(0)
     gate.door_io.send("input 101 on")
     _, _, data = gate.journal.next("mode.changed")
-    assert (data["mode"], data["by"]) == ("lockdown", "lockdown_input")
+    assert (data["mode"], data["actor"], data["actor_role"]) == ("lockdown", "lockdown_input", None)
     _, etype, data = gate.scan("main-in", STAFF)
     assert (etype, data["reason"]) == ("access.denied", "lockdown")
     _, etype, data = gate.scan("main-in", SUPERVISOR)

@@ -100,7 +100,12 @@ def test_p12_special_vip_arrival_tells_the_host_with_priority(site, gate):
     out = gate.present("main-in", "pass", text, now)
     assert types(out.entries) == ["access.granted", "visitor.arrived"]
     arrived = json.loads(out.entries[1].data)
-    assert (arrived["host"], arrived["tier"], arrived["priority"], arrived["party"]) == ("h-1", "special", True, 3)
+    assert (arrived["host"], arrived["tier"], arrived["priority"], arrived["party"]) == ("h-1", "special", "high", 3)
+    # SPEC §2: a priority is one type, "high" or "normal", never a flag
+    text = site.issue(holder="h-vip2", category="vip", tier="first", areas=["site"], valid_from=now - 60,
+                      valid_until=now + 3600, host="h-1")
+    out = gate.present("main-in", "pass", text, now)
+    assert json.loads(out.entries[1].data)["priority"] == "normal"
 
 
 def test_p3_implausible_clock_refuses_passes_raises_one_alarm_and_staff_still_work(site, gate):

@@ -234,6 +234,25 @@ def test_p19_events_as_csv_one_event_a_line_with_a_header(journaled):
     assert "decision_us" in other and "holder" not in other  # the rest of `data`, nothing twice
 
 
+def test_spec2_events_as_csv_name_who_acted_in_actor_and_actor_role(tmp_path):
+    """SPEC §2: who acted is `actor` with `actor_role` in every event, and the CSV has a column for each."""
+    from edge.core.model import Mode
+    site = staff_site(tmp_path / "site")
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    gate = InProcessGate(cfg, store, build_keyring(cfg, base, store), clock=lambda: T0)
+    gate.modes.request(Mode.LOCKDOWN, "p-guard", "guard", "intruder seen", "gate")
+    gate.modes.inputs(fire=True, key_switch=None)
+    store.close()
+    text = _events(site, "--format", "csv")
+    header = text.splitlines()[0].split(",")
+    assert "actor" in header and "actor_role" in header and "person" not in header
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if r["type"] == "mode.changed"]
+    assert [(r["mode"], r["actor"], r["actor_role"]) for r in rows] == \
+        [("lockdown", "p-guard", "guard"), ("fire", "fire_input", "")]  # the fire panel is no person: null
+    assert all("actor" not in r["other"] and "by" not in json.loads(r["other"]) for r in rows)
+
+
 def test_events_follow_as_csv(journaled, procs):
     follow = procs.start("follow", "-m", "edge.cli", "events", "--config", str(journaled.config), "--format",
                          "csv", "--follow")

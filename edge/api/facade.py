@@ -255,7 +255,8 @@ class GateServices:
 
     async def override(self, door: str, person: str, role: str, reason: str) -> bool:
         """P20: journaled with the person and the reason, then the door opened once; whether it opened."""
-        self._gate.record("override.opened", {"door": door, "person": person, "role": role, "reason": reason})
+        self._gate.record("override.opened", {"door": door, "actor": person, "actor_role": role,
+                                                "reason": reason})
         return await self._open_door(door, cause="override")
 
     def request_mode(self, mode: str, person: str, role: str, reason: str, scope: str) -> ModeChange:
@@ -267,13 +268,13 @@ class GateServices:
             self._link.publish_site_mode(target.value, person, reason, self._gate.modes.state.version)
         return ModeChange(self._gate.mode.value, entry is not None)
 
-    def sign_off(self, visit: str, by: str) -> bool:
+    def sign_off(self, visit: str, by: str, role: str | None = None) -> bool:
         """P9: the host signed the visit off; False if it already was. Opens nothing."""
-        return self._gate.sign_off(visit, None, by) is not None
+        return self._gate.sign_off(visit, None, by, role=role) is not None
 
-    async def release(self, visit: str, person: str, reason: str) -> Released | None:
+    async def release(self, visit: str, person: str, reason: str, role: str | None = None) -> Released | None:
         """P9: the held exit of `visit` opens once; None if none is held."""
-        door = self._gate.release(visit, person, reason)
+        door = self._gate.release(visit, person, reason, role=role)
         if door is None:
             return None
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))

@@ -134,7 +134,8 @@ class HeldExit(Growing):
 
 
 class Event(Reply):
-    """SPEC §2's CloudEvents envelope of one journal entry."""
+    """SPEC §2's CloudEvents envelope of one journal entry; an event about a door also carries `subject`, the
+    door's name."""
     specversion: Literal["1.0"]
     id: str
     source: str

@@ -205,7 +205,8 @@ class Gate:
                 if d.arrival:  # P12: the host is told at once; special tier first
                     entries.append(self.journal.append("visitor.arrived", {
                         "door": door.name, "holder": cred.holder, "tier": cred.tier, "host": cred.host,
-                        "party": cred.party, "priority": cred.tier == "special", "credential_ref": cred.ref,
+                        "party": cred.party, "priority": "high" if cred.tier == "special" else "normal",
+                        "credential_ref": cred.ref,
                     }, now))
                 if d.consumes:  # P8: the whole party's pass, at every gate
                     self.store.consume(cred.visit_key, now)
@@ -379,22 +380,25 @@ class Gate:
 
     # -- P9: sign-off and release ----------------------------------------------------------------------
     def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None,
-                 then: Callable[[], None] | None = None) -> Entry | None:
+                 then: Callable[[], None] | None = None, role: str | None = None) -> Entry | None:
         """The host signed the visit off: the visitor's next exit scan goes through. Opens nothing.
-        `then` runs once it is written (at once, or when a refusing database takes writes again)."""
+        `by` and `role` say who passed it on (a supervisor, the central system). `then` runs once it is
+        written (at once, or when a refusing database takes writes again)."""
         now = self.clock() if now is None else now
 
         def write():
             with self.store.tx():
                 if not self.store.sign_off(visit, host, now):
                     return None
-                return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "by": by}, now)
+                return self.journal.append("visit.signed_off", {"visit": visit, "host": host, "actor": by,
+                                                                "actor_role": role}, now)
         entry = self.holdback.run(write, then=then)
         if entry is None and self.holdback.held:
             self.store.hold("signoffs", visit)  # held, and in force: the visitor's next exit goes through
         return entry
 
-    def release(self, visit: str, person: str, reason: str, now: float | None = None) -> DoorView | None:
+    def release(self, visit: str, person: str, reason: str, now: float | None = None,
+                role: str | None = None) -> DoorView | None:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
         counts as the final one: the pass is consumed (P8). None if no exit of that visit is held."""
         held = self.held_exits.pop(visit, None)
@@ -409,14 +413,14 @@ class Gate:
                 c.execute("DELETE FROM held_exits WHERE visit=?", (visit,))
                 self.journal.append("exit.released", {
                     "visit": visit, "door": door.name, "credential_ref": cred.ref, "holder": cred.holder,
-                    "person": person, "reason": reason}, now)
+                    "actor": person, "actor_role": role, "reason": reason}, now)
                 self._move(cred, door, now)
                 if door.perimeter:
                     self.store.consume(visit, now)
                     c.execute("UPDATE visits SET exited=? WHERE id=?", (now, visit))
                     self.journal.append("visit.checked_out", {
                         "visit": visit, "credential_ref": cred.ref, "holder": cred.holder, "door": door.name,
-                        "party": cred.party, "released_by": person}, now)
+                        "party": cred.party, "actor": person, "actor_role": role}, now)
         self.holdback.run(write)
         if self.holdback.held and door.perimeter:
             self.store.hold("consumed", visit)

@@ -102,13 +102,15 @@ class Modes:
         if self.fire and target is not Mode.FIRE and self.fire_input:
             raise ModeRefused(409, "the fire input is still active", "fire_input_active")
         if scope == "site" and target is not Mode.FIRE:
-            return self.set(target, person, reason, scope="site", version=self.state.next_version())
-        return self.set(target, person, reason, scope=scope)
+            return self.set(target, person, reason, scope="site", version=self.state.next_version(), role=role)
+        return self.set(target, person, reason, scope=scope, role=role)
 
     def set(self, mode: Mode, by: str, reason: str, now: float | None = None, scope: str = "gate",
-            version: int | None = None):
+            version: int | None = None, role: str | None = None):
         """Change and journal the mode; no event when nothing changes. A local change (no `version`)
-        takes the next version; a site message's change applies only if it is newer."""
+        takes the next version; a site message's change applies only if it is newer. `by` is the actor
+        (a person, or "fire_input", "lockdown_input", a site message's actor) and `role` that person's
+        role, None when the actor is no person of this gate's tokens (SPEC §2 `actor_role`)."""
         st = self.state
         if st.mode is Mode.FIRE and mode is not Mode.FIRE and self.fire_input:
             log.warning("mode %s by %s refused: the fire input is still active (P16)", mode.value, by)
@@ -140,9 +142,9 @@ class Modes:
                 for k, v in state.items():
                     self.store.set_meta(k, v)
                 self.store.set_meta("mode_at", repr(now))
-                return self.journal.append("mode.changed", {"mode": mode.value, "previous": previous.value,
-                                                            "by": by, "reason": reason, "scope": scope,
-                                                            "version": version}, now)
+                return self.journal.append("mode.changed", {
+                    "mode": mode.value, "previous": previous.value, "actor": by, "actor_role": role,
+                    "reason": reason, "scope": scope, "version": version}, now)
         log.warning("mode %s by %s (v%d): %s", mode.value, by, version, reason)
         entry = self.holdback.run(write)
         for fn in self.listeners:

@@ -26,7 +26,9 @@ class PermitDesk:
         self.tree = set(cfg.areas.tree)
 
     def create(self, *, credential: str, holder: str, name: str, company: str, areas: list[str],
-               valid_from: float | None, valid_until: float, deposit: float | None, by: str, now: float) -> dict:
+               valid_from: float | None, valid_until: float, deposit: float | None, by: str, now: float,
+               role: str | None = "supervisor") -> dict:
+        """P14: `by` is the supervisor (`role`: what their token says), journaled as the event's actor."""
         if not BADGE.match(credential):
             raise Refused(422, "credential", "a contractor's card: badge:<8-20 upper-case hex digits>",
                           reason="bad_card")
@@ -47,10 +49,11 @@ class PermitDesk:
                       (pid, credential, holder, name, company, ",".join(areas), start, valid_until, dep,
                        self.cfg.permits.currency, now, by))
             self.store.unrevoke_locally(credential)  # a card handed out again
-            self._changed(pid, "created", by, now)
+            self._changed(pid, "created", by, role, now)
         return self.get(pid)
 
-    def renew(self, pid: str, valid_until: float, reason: str, by: str, now: float) -> dict:
+    def renew(self, pid: str, valid_until: float, reason: str, by: str, now: float,
+              role: str | None = "supervisor") -> dict:
         """P14: renewal extends validity; an expired permit is void until this."""
         self._active(pid)
         current = self.store.conn.execute("SELECT valid_until FROM permits WHERE id=?", (pid,)).fetchone()[0]
@@ -59,10 +62,11 @@ class PermitDesk:
                           reason="renewal_not_later")
         with self.store.tx() as c:
             c.execute("UPDATE permits SET valid_until=? WHERE id=?", (valid_until, pid))
-            self._changed(pid, "renewed", by, now, reason=reason)
+            self._changed(pid, "renewed", by, role, now, reason=reason)
         return self.get(pid)
 
-    def take_back(self, pid: str, refunded: float | None, by: str, now: float) -> dict:
+    def take_back(self, pid: str, refunded: float | None, by: str, now: float,
+                  role: str | None = "supervisor") -> dict:
         """P14: the card comes back, the deposit is refunded (all of it unless said otherwise)."""
         p = self._active(pid)
         amount = p["deposit"] if refunded is None else refunded
@@ -73,7 +77,7 @@ class PermitDesk:
             c.execute("UPDATE permits SET returned=?, refunded=?, returned_by=? WHERE id=?", (now, amount, by, pid))
             # the card opens nothing more, even if the allow-list still lists it
             self.store.revoke_locally(p["credential"], now, by)
-            self._changed(pid, "returned", by, now)
+            self._changed(pid, "returned", by, role, now)
         return self.get(pid)
 
     def _active(self, pid: str) -> dict:
@@ -84,7 +88,7 @@ class PermitDesk:
             raise Refused(409, None, "the card was returned: make a new permit", reason="permit_returned")
         return p
 
-    def _changed(self, pid: str, action: str, by: str, now: float, **extra) -> None:
+    def _changed(self, pid: str, action: str, by: str, role: str | None, now: float, **extra) -> None:
         self.store.permits_changed()  # the decision reads the active permits from memory
         p = self.get(pid)
         record = {"credential": p["credential"], "holder": p["holder"], "category": "contractor", "tier": None,
@@ -92,8 +96,8 @@ class PermitDesk:
                   "schedule": None, "party": 1, "host": None, "escort": False, "id_hash": None, "name": p["name"]}
         self.gate.journal.append("permit.changed", {
             "permit": pid, "action": action, "credential_ref": p["credential"], "holder": p["holder"],
-            "deposit": p["deposit"], "currency": p["currency"], "refunded": p["refunded"], "by": by,
-            "record": record, **extra}, now)
+            "deposit": p["deposit"], "currency": p["currency"], "refunded": p["refunded"], "actor": by,
+            "actor_role": role, "record": record, **extra}, now)
 
     def get(self, pid: str) -> dict | None:
         rows = dict_rows(self.store.conn.execute("SELECT * FROM permits WHERE id=?", (pid,)))

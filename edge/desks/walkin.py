@@ -75,12 +75,13 @@ class Desk:
     # -- P13 ------------------------------------------------------------------------------------------
     def register(self, *, name: str, company: str, id_number: str, purpose: str, host: str,
                  host_confirmation: str, areas: list[str] | None, party: int, guard: str, now: float,
-                 repeat: bool = False) -> dict:
+                 repeat: bool = False, role: str | None = "guard") -> dict:
         idh = id_hash(self.secret, id_number)
         self.store.refresh()  # a blocklist imported by another process since the last scan counts too
         if idh[:16] in self.store.blocked_idh:  # P6: refused, and the guards are told at once
             self.gate.record("alarm.raised", {"alarm": "blocklisted", "priority": "high", "id_hash": idh,
-                                              "at": "walk-in registration", "guard": guard}, now)
+                                              "at": "walk-in registration", "actor": guard,
+                                              "actor_role": role}, now)
             raise Refused(403, "visitor.id_number", "this ID document is blocklisted: do not admit, call the supervisor",
                           reason="blocklisted")
         earlier = self._registered_today(idh, now)
@@ -117,9 +118,10 @@ class Desk:
                        _ID_CLEAN.sub("", id_number)[-4:].upper(), ",".join(allowed), party, now, until, guard, now))
             self.gate.journal.append("visit.checked_in", {
                 "visit": visit, "holder": holder, "name": name, "company": company, "purpose": purpose,
-                "host": host, "host_confirmation": host_confirmation, "guard": guard, "areas": allowed,
-                "party": party, "valid_from": rfc3339(now), "valid_until": rfc3339(until), "id_hash": idh,
-                "credential_ref": "pass:" + visit, "kid": self.kid, **({"repeat": True} if repeat else {})}, now)
+                "host": host, "host_confirmation": host_confirmation, "actor": guard, "actor_role": role,
+                "areas": allowed, "party": party, "valid_from": rfc3339(now), "valid_until": rfc3339(until),
+                "id_hash": idh, "credential_ref": "pass:" + visit, "kid": self.kid,
+                **({"repeat": True} if repeat else {})}, now)
         return self.visit(visit)
 
     def _registered_today(self, idh: str, now: float) -> tuple[str, float] | None:
@@ -175,7 +177,8 @@ class Desk:
                           issuer=f"{self.cfg.site.id}/{self.cfg.site.gate}", issued_at=int(now), cti=cti)
 
     # -- P4 --------------------------------------------------------------------------------------------
-    def amend(self, visit: str, areas: list[str], reason: str, by: str, now: float) -> dict:
+    def amend(self, visit: str, areas: list[str], reason: str, by: str, now: float,
+              role: str | None = "supervisor") -> dict:
         """A supervisor changes a visit's areas: a new pass for the same visit; the old one is revoked."""
         row = self._row(visit)
         if row is None:
@@ -196,7 +199,8 @@ class Desk:
             self.store.revoke_locally(old_ref, now, by)
             self.gate.journal.append("visit.amended", {
                 "visit": visit, "holder": row["holder"], "areas": areas, "previous_areas": row["areas"],
-                "credential_ref": new_ref, "revoked": old_ref, "by": by, "reason": reason}, now)
+                "credential_ref": new_ref, "revoked": old_ref, "actor": by, "actor_role": role,
+                "reason": reason}, now)
         return self.visit(visit)
 
     # -- reading ---------------------------------------------------------------------------------------

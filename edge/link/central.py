@@ -17,8 +17,10 @@ from pathlib import Path
 from edge.config import GateConfig
 from edge.hardware.devices import DeviceBoard
 from edge.core.gate import Gate
-from edge.link.client import Incoming, MqttClient
-from edge.link.messages import BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, Signoff, SiteMode, parse
+from edge.link.client import Incoming, MqttClient, Subscription
+from edge.link.messages import (
+    PEER_EVENT_TYPES, BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, Signoff, SiteMode, parse,
+)
 from edge.link.outbox import Outbox
 from edge.link.sync import AllowlistSync
 from edge.core.model import Mode
@@ -32,6 +34,7 @@ ALARM_EVERY_S = 60.0  # one bad-message alarm per topic per minute; the rest are
 STATUS_EVERY_S = 60.0
 RETRY_WAITING_S = 1.0  # inbound messages the database refused are tried again this often (SPEC §6)
 CLIENT_RETRY_S = 30.0
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
 TICK_S = 1.0  # the link's chores without an event: another process's appends, retries, the watermark
 
 
@@ -58,7 +61,7 @@ class CentralLink:
         self.t_mode = f"{root}/mode"
         self.t_heartbeat = f"{root}/central/heartbeat"
         self.t_muster_req = f"{root}/{me}/muster/request"
-        self.t_peers = f"{root}/+/events/#"
+        self.t_peers = [f"{root}/+/events/{etype}" for etype in PEER_EVENT_TYPES]  # SPEC §2: not events/#
         self.t_key = f"{root}/{me}/key"
         self.t_keys = f"{root}/+/key"
         self.own_key: tuple[str, str] | None = None  # (kid, public PEM) when this gate registers walk-ins
@@ -85,12 +88,15 @@ class CentralLink:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        subs = [(self.t_changes, 1), (self.t_snapshot, 1), (self.t_signoff, 1), (self.t_mode, 1),
-                (self.t_heartbeat, 0), (self.t_muster_req, 1), (self.t_peers, 1), (self.t_keys, 1)]
+        subs = [Subscription(self.t_changes), Subscription(self.t_snapshot), Subscription(self.t_signoff),
+                Subscription(self.t_mode, retained_once=True), Subscription(self.t_heartbeat, 0),
+                Subscription(self.t_muster_req), *(Subscription(t) for t in self.t_peers),
+                Subscription(self.t_keys, retained_once=True)]
         client_id = self.m.client_id or f"gatekeeper-{self.cfg.site.id}-{self.me}"
         self.client = MqttClient(self.m, self.base, client_id, self.t_status, loop, subs, self._on_message,
-                                 self._on_published, self._on_state, self._next_will)
-        self.outbox = Outbox(self.store, self.client.publish, self._event_topic, self.source, self.m.max_inflight)
+                                 self._on_published, self._on_state, self._next_will,
+                                 retired=(f"{self.root}/+/events/#",))  # every peer event, before SPEC §2 said not
+        self.outbox = Outbox(self.store, self._publish_event, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
         self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,
                                   self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot),
@@ -161,6 +167,11 @@ class CentralLink:
     def _event_topic(self, etype: str) -> str:
         return f"{self.source}/events/{etype}"
 
+    def _publish_event(self, topic: str, payload: str) -> int:
+        """SPEC §2: under MQTT 5 an event says it is a CloudEvent in structured mode (the CloudEvents MQTT
+        binding), so a consumer knows the envelope without looking inside."""
+        return self.client.publish(topic, payload, content_type=EVENT_CONTENT_TYPE)
+
     def _on_published(self, mids: list[int]) -> None:
         if self.closed:
             return
@@ -224,7 +235,10 @@ class CentralLink:
 
     def publish_muster(self) -> None:
         people = self.gate.muster()
-        body = {"time": rfc3339(time.time()), "mode": self.gate.mode.value, "count": sum(p["party"] for p in people),
+        # SPEC §2: the muster's `mode` says whether people are mustering (fire, drill) or not (normal); a
+        # lockdown is no muster
+        mode = self.gate.mode.value if self.gate.modes.mustering else Mode.NORMAL.value
+        body = {"time": rfc3339(time.time()), "mode": mode, "count": sum(p["party"] for p in people),
                 "people": people}
         self.client.publish(self.t_muster, json.dumps(body, ensure_ascii=False), qos=1, retain=True)
 
@@ -276,7 +290,7 @@ class CentralLink:
                 s = parse(Signoff, msg.payload)
                 self.gate.heard()  # P23: a well-formed word from the central system, and only that
                 # acknowledged once written: now, or after a full disk with the gate's other held writes
-                self.gate.sign_off(s.visit, s.host, "central", then=done)
+                self.gate.sign_off(s.visit, s.host, "central", then=done, role="central")
                 return True
             elif t == self.t_mode:
                 m = parse(SiteMode, msg.payload)
@@ -339,7 +353,7 @@ class CentralLink:
 
     def _peer_event(self, e: PeerEvent) -> None:
         """P7/P8 across the site: presence and consumed passes follow the other gates' events."""
-        if not (e.type.startswith("access.") or e.type.startswith("visit.")):
+        if e.type not in PEER_EVENT_TYPES:
             return
         c = self.store.conn
         with self.store.tx():

@@ -26,6 +26,18 @@ from edge.runtime.threads import post
 log = logging.getLogger(__name__)
 
 
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    qos: int = 1
+    # MQTT 5 retain handling 1: the broker sends retained messages only when the subscription is new, not
+    # again at every reconnect of a kept session (SPEC §2: the retained `key` and `mode` topics)
+    retained_once: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     topic: str
@@ -37,10 +49,12 @@ class Incoming:
 
 class MqttClient:
     def __init__(self, cfg: MqttSection, base: Path, client_id: str, will_topic: str, loop: asyncio.AbstractEventLoop,
-                 subscriptions: list[tuple[str, int]], on_message: Callable[[Incoming], None],
+                 subscriptions: list[Subscription], on_message: Callable[[Incoming], None],
                  on_published: Callable[[list[int]], None], on_state: Callable[[bool, str, bool], None],
-                 will: Callable[[], str] = lambda: json.dumps({"state": "offline"})):
+                 will: Callable[[], str] = lambda: json.dumps({"state": "offline"}), retired: tuple[str, ...] = ()):
         self.cfg = cfg
+        # topics an earlier release subscribed to: a session the broker kept would go on delivering them
+        self.retired = retired
         self.loop = loop
         self.subscriptions = subscriptions
         self._on_message = on_message
@@ -73,6 +87,7 @@ class MqttClient:
         self.client.on_message = self._cb_message
         self.client.on_publish = self._cb_publish
         self.client.on_subscribe = lambda *a: None
+        self._content_types: dict[str, Properties] = {}
 
     def _credentials(self) -> None:
         """The password and TLS files, read when connecting: a missing one is a link fault, retried."""
@@ -107,7 +122,7 @@ class MqttClient:
 
     def stop(self, goodbye: tuple[str, bytes] | None = None) -> None:
         if goodbye and self.connected:
-            info = self.client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
+            info = self.client.publish(goodbye[0], goodbye[1], qos=1, retain=True, properties=self._props(JSON))
             try:
                 info.wait_for_publish(2)
             except (RuntimeError, ValueError):
@@ -115,9 +130,22 @@ class MqttClient:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> int:
-        """The message id (paho queues it while disconnected); the ack arrives through on_published."""
-        return self.client.publish(topic, payload, qos=qos, retain=retain).mid
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False,
+                content_type: str = JSON) -> int:
+        """The message id (paho queues it while disconnected); the ack arrives through on_published. Under
+        MQTT 5 the message says what it holds (the content type property); 3.1.1 has no place for it."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain, properties=self._props(content_type)).mid
+
+    def _props(self, content_type: str) -> Properties | None:
+        """One PUBLISH property set per content type, made once: the outbox publishes thousands a second."""
+        if not self.v5:
+            return None
+        props = self._content_types.get(content_type)
+        if props is None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = content_type
+            self._content_types[content_type] = props
+        return props
 
     def ack(self, msg: Incoming) -> None:
         if msg.qos > 0:
@@ -131,12 +159,17 @@ class MqttClient:
         if reason.is_failure:
             self._post(self._on_state, False, f"refused: {reason}", False)
             return
-        for topic, qos in self.subscriptions:  # in on_connect, so they come back after every reconnect
+        if flags.session_present and self.retired:
+            client.unsubscribe(list(self.retired))
+        for sub in self.subscriptions:  # in on_connect, so they come back after every reconnect
             if self.v5:
                 # no_local: our own events would come straight back on the peers' wildcard
-                client.subscribe(topic, options=SubscribeOptions(qos=qos, noLocal=True))
+                client.subscribe(sub.topic, options=SubscribeOptions(
+                    qos=sub.qos, noLocal=True,
+                    retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB if sub.retained_once
+                    else SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE))
             else:
-                client.subscribe(topic, qos)
+                client.subscribe(sub.topic, sub.qos)
         self.connected = True
         # SPEC §2: no session at the broker (a new gate, an expired session, a broker that lost its store)
         # means batches may have been missed: the link asks for a snapshot.

@@ -108,6 +108,17 @@ class GateKey(_Msg):
     scope: list[Literal["visitor"]] = Field(min_length=1, max_length=1)
 
 
+# SPEC §2: the peers' event types that carry site state, and the only ones a gate subscribes to (one
+# subscription `{root}/{site}/+/events/<type>` each, never `events/#`); also what the broker ACL lets a gate
+# read. Presence follows grants and passages (P7), a pass is consumed by a checkout (P8), sign-offs (P9)
+# and amendments (P4: the replaced pass is void) hold at every gate. `permit.changed` is not among them: a
+# permit reaches the other gates as an allow-list record from the central system (P14), which alone writes
+# the allow-list, so a gate (or whoever holds its broker credentials) cannot admit a card at another gate by
+# announcing a permit; a returned card is back in the supervisor's hand, and the central's next batch
+# removes it everywhere.
+PEER_EVENT_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended")
+
+
 class PeerEvent(_Msg):
     model_config = ConfigDict(extra="ignore", frozen=True)
     id: str

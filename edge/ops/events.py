@@ -19,7 +19,7 @@ from edge.ops.common import database
 
 PAGE = 500
 CSV_FIELDS = ("door", "direction", "reason", "holder", "category", "tier", "credential_ref", "area", "party",
-              "host", "visit", "actor", "person", "alarm", "device", "mode", "flags")
+              "host", "visit", "actor", "actor_role", "alarm", "device", "mode", "flags")
 CSV_HEADER = ("seq", "time", "type", *CSV_FIELDS, "other")
 
 

@@ -36,20 +36,35 @@ class Entry:
     data: str  # JSON text exactly as hashed
     hash: str
 
+    def _head(self, source: str, epoch: str, data: dict | None) -> dict:
+        head = {"specversion": "1.0", "id": self.id, "source": source, "type": self.type, "time": self.time,
+                "datacontenttype": "application/json", "epoch": epoch, "seq": self.seq}
+        subject = self.subject(data)
+        if subject is not None:
+            head["subject"] = subject
+        return head
+
+    def subject(self, data: dict | None = None) -> str | None:
+        """SPEC §2: an event about a door names it as the CloudEvents `subject` (`data.door`), so a consumer
+        can route or filter by door without reading `data`. Derived from the stored data, so a re-sent event
+        is the same. The text is parsed only when it may name a door (the outbox's hot path)."""
+        if data is None:
+            if '"door":' not in self.data:
+                return None
+            data = json.loads(self.data)
+        door = data.get("door")
+        return door if isinstance(door, str) else None
+
     def envelope_json(self, source: str, epoch: str) -> str:
-        """The envelope as compact JSON, built around the stored data text (no re-encoding on the
-        outbox's hot path)."""
-        head = json.dumps({"specversion": "1.0", "id": self.id, "source": source, "type": self.type,
-                           "time": self.time, "datacontenttype": "application/json", "epoch": epoch,
-                           "seq": self.seq}, separators=(",", ":"))
+        """The envelope as compact JSON, built around the stored data text (no re-encoding of `data` on
+        the outbox's hot path)."""
+        head = json.dumps(self._head(source, epoch, None), separators=(",", ":"), ensure_ascii=False)
         return head[:-1] + ',"data":' + self.data + "}"
 
     def envelope(self, source: str, epoch: str) -> dict:
         """The SPEC §2 CloudEvents envelope of this entry."""
-        return {
-            "specversion": "1.0", "id": self.id, "source": source, "type": self.type, "time": self.time,
-            "datacontenttype": "application/json", "epoch": epoch, "seq": self.seq, "data": json.loads(self.data),
-        }
+        data = json.loads(self.data)
+        return {**self._head(source, epoch, data), "data": data}
 
 
 class Journal:

@@ -64,7 +64,8 @@ export function describe(type, d) {
   if (d.alarm) add(word("alarm", d.alarm));
   if (d.mode) add(`${word("mode", d.mode)}${d.scope ? " · " + word("scope", d.scope) : ""}`);
   if (d.device) add(d.device);
-  const actor = d.actor || d.person || d.by || d.guard;
+  // SPEC §2 names who acted `actor`; journals written before that said person, by, guard or released_by
+  const actor = d.actor || d.person || d.by || d.guard || d.released_by;
   if (actor) add(`${t("by")} ${actor}`);
   if (d.reason && !isCode("reason", d.reason)) add(`“${d.reason}”`);  // a person's own words, as written
   return parts.flatMap((p, i) => (i ? [" · ", p] : [p]));

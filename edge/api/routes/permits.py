@@ -29,17 +29,18 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
                                   company=body.company, areas=body.areas,
                                   valid_from=body.valid_from.timestamp() if body.valid_from else None,
                                   valid_until=body.valid_until.timestamp(), deposit=body.deposit, by=who.person,
-                                  now=svc.now())
+                                  now=svc.now(), role=who.role)
 
     @router.post("/permits/{permit}/renew", response_model=r.Permit,
                  responses=errors(*AUTH, 404, 409, *BODY, 503))
     async def renew_permit(permit: PermitId, body: RenewBody, who: Caller = Depends(auth.supervisor)):
-        return await svc.permits.renew(permit, body.valid_until.timestamp(), body.reason, who.person, svc.now())
+        return await svc.permits.renew(permit, body.valid_until.timestamp(), body.reason, who.person, svc.now(),
+                                       role=who.role)
 
     @router.post("/permits/{permit}/return", response_model=r.Permit,
                  responses=errors(*AUTH, 404, 409, *BODY, 503))
     async def return_permit(permit: PermitId, body: ReturnBody, who: Caller = Depends(auth.supervisor)):
-        return await svc.permits.take_back(permit, body.refunded, who.person, svc.now())
+        return await svc.permits.take_back(permit, body.refunded, who.person, svc.now(), role=who.role)
 
     return router
 

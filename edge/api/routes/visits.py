@@ -42,7 +42,8 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
         v = body.visitor
         visit = await desk().register(name=v.name, company=v.company, id_number=v.id_number, purpose=body.purpose,
                                 host=body.host, host_confirmation=body.host_confirmation, areas=body.areas,
-                                party=body.party, guard=who.person, now=svc.now(), repeat=body.repeat)
+                                party=body.party, guard=who.person, now=svc.now(), repeat=body.repeat,
+                                role=who.role)
         return {**visit, "pass_png": f"/visits/{visit['visit']}/pass.png"}
 
     @router.get("/visits", response_model=list[r.Visit], responses=errors(*AUTH, 422, 503))
@@ -66,7 +67,7 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
                  responses=errors(*AUTH, 404, 409, *BODY, 503))
     async def amend(visit: VisitId, body: AmendBody, who: Caller = Depends(auth.supervisor)):
         """P4: only a supervisor changes a visit's areas: a new pass, the old one revoked, journaled."""
-        found = await desk().amend(visit, body.areas, body.reason, who.person, svc.now())
+        found = await desk().amend(visit, body.areas, body.reason, who.person, svc.now(), role=who.role)
         return {**found, "pass_png": f"/visits/{visit}/pass.png"}
 
     @router.post("/visits/{visit}/signoff", response_model=r.SignedOff, responses=errors(*AUTH, 422, 503))
@@ -74,12 +75,12 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
         """P9: the host signed the visit off (a supervisor or the central system says so). Opens nothing."""
         if who.role not in ("supervisor", "central"):
             raise ApiError(403, "forbidden", "a sign-off comes from a supervisor or the central system")
-        return {"visit": visit, "signed_off": True, "new": await svc.sign_off(visit, who.person)}
+        return {"visit": visit, "signed_off": True, "new": await svc.sign_off(visit, who.person, who.role)}
 
     @router.post("/visits/{visit}/release", response_model=r.Released, responses=errors(*AUTH, 404, *BODY, 503))
     async def release(visit: VisitKey, body: ReleaseBody, who: Caller = Depends(auth.guard)):
         """P9: the guard phoned the host; the held exit opens once."""
-        released = await svc.release(visit, who.person, body.reason)
+        released = await svc.release(visit, who.person, body.reason, who.role)
         if released is None:
             raise ApiError(404, "no_held_exit", f"no held exit for visit {visit!r}")
         return released
