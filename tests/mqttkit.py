@@ -26,8 +26,8 @@ class Peer:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.checked = 0  # messages already checked against the contract
         self.closed = False
-        _PEERS.append(self)
         self.cond = threading.Condition()
+        _PEERS.append(self)
         self.topics = [subscribe] if isinstance(subscribe, str) else subscribe
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
                              clean_session=not persistent)
