@@ -7,7 +7,9 @@ Holds an allow-list (records, revocations, blocklist, trusted keys, one version)
 `resync` with a chunked snapshot, sends change batches, sign-offs, modes and heartbeats, and checks the
 events the gates send (duplicates, gaps, order) against the envelope rules. A contractor's permit made at a
 gate (`permit.changed`) joins its allow-list and goes out to every gate in a batch (P14). It imports nothing from `edge`:
-it is an independent peer, so it checks the gate against the spec, not against shared code.
+it is an independent peer, so it checks the gate against the spec, not against shared code. Every message it
+receives is also checked against the contract document (docs/asyncapi.yaml, through simulators/contract.py);
+`--no-contract` skips that where only speed counts.
 
 Prints `central ready` once connected and subscribed. Stdin commands, one a line, each answered by one
 line starting `central ` (`central error: ...` for bad input); a publishing command answers only once the
@@ -19,7 +21,8 @@ broker acknowledged (PUBACK), so whoever waits for the line knows the broker has
     drop-next             the next batch changes the state and uses its version but is never sent (a lost message)
     signoff VISIT HOST    mode lockdown|normal REASON...    heartbeat    snapshot GATE    muster GATE
     raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
-    report                `central report {json}`: version, per-gate event counters, latest status and muster
+    report                `central report {json}`: version, per-gate event counters, latest status and muster,
+                          and `contract`: messages checked against docs/asyncapi.yaml and what broke it
     wait-events GATE N    answers once GATE sent N event messages in all
     wait-published        answers once every QoS 1 publish so far is acknowledged
     help
@@ -29,6 +32,7 @@ Stdin closing does not stop it (tests may close it); SIGTERM or SIGINT does, aft
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import queue
 import signal
@@ -265,6 +269,51 @@ class GateEvents:
                 "out_of_order": self.out_of_order, "malformed": self.malformed, "epochs": len(self.epochs)}
 
 
+class ContractCheck:
+    """Everything received, checked against the contract document: counted, and the latest violations kept
+    for the report. Without the document or its libraries it says why and checks nothing."""
+
+    KEEP = 50
+
+    def __init__(self, root: str, enabled: bool = True) -> None:
+        self.checked = self.violations = 0
+        self.last: collections.deque[str] = collections.deque(maxlen=self.KEEP)
+        self.by_topic: collections.Counter[str] = collections.Counter()
+        self.error: str | None = None
+        self.contract = None
+        if not enabled:
+            self.error = "disabled (--no-contract)"
+            return
+        try:
+            from simulators.contract import Contract, ContractError
+            self.contract, self._unknown = Contract(root=root), ContractError
+        except ImportError as e:
+            self.error = f"not checked: {e}"
+        except ValueError as e:  # ContractError: the document is missing or broken
+            self.error = f"not checked: {e}"
+
+    def check(self, topic: str, payload: bytes) -> None:
+        """Called with the stats lock held."""
+        if self.contract is None or not payload:
+            return  # an empty payload clears a retained message: nothing to check
+        try:
+            problems = self.contract.check(topic, payload)
+        except self._unknown as e:
+            problems = [str(e)]
+        self.checked += 1
+        if problems:
+            self.violations += 1
+            self.by_topic[topic] += 1
+            self.last.extend(f"{topic}: {p}" for p in problems)
+
+    def report(self) -> dict:
+        out = {"checked": self.checked, "violations": self.violations, "by_topic": dict(self.by_topic),
+               "last": list(self.last)}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
 # ---------------------------------------------------------------- broker acknowledgements
 
 class Acks:
@@ -342,6 +391,7 @@ class Central:
         self.sub_mid: int | None = None
         self.stopping = False
         self.events_out = open(args.events_out, "a", encoding="utf-8") if args.events_out else None
+        self.contract = ContractCheck(args.root, enabled=not args.no_contract)
 
         host, _, port = args.broker.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
@@ -399,6 +449,8 @@ class Central:
     def _dispatch(self, topic: str, payload: bytes) -> None:
         if not topic.startswith(self.base + "/"):
             return
+        with self.stats_lock:
+            self.contract.check(topic, payload)
         parts = topic[len(self.base) + 1:].split("/")
         gate, rest = parts[0], parts[1:]
         if parts == ["mode"]:  # SPEC §2: the next site mode change takes one more than the highest seen
@@ -496,7 +548,7 @@ class Central:
     def report(self) -> dict:
         with self.stats_lock:
             return {"version": self.state.version, "gates": {g: s.report() for g, s in self.gates.items()},
-                    "status": dict(self.status), "muster": dict(self.muster)}
+                    "status": dict(self.status), "muster": dict(self.muster), "contract": self.contract.report()}
 
     def command(self, line: str) -> None:
         cmd, _, rest = line.strip().partition(" ")
@@ -668,6 +720,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS", help="0 = never")
     p.add_argument("--chunk-bytes", type=chunk_bytes, default=900_000, help="largest snapshot chunk payload")
     p.add_argument("--events-out", metavar="FILE", help="append every well-formed event received, one a line")
+    p.add_argument("--no-contract", action="store_true",
+                   help="do not check received messages against docs/asyncapi.yaml (for speed)")
     p.add_argument("--username")
     p.add_argument("--password-file")
     p.add_argument("--cafile")

@@ -5,6 +5,7 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -82,6 +83,20 @@ def _children() -> set[int]:
 def _pending_tasks() -> list[asyncio.Task]:
     """asyncio tasks not done, of loops not closed (a module's browser keeps its own for the module)."""
     return [t for t in gc.get_objects() if isinstance(t, asyncio.Task) and not t.done() and not t.get_loop().is_closed()]
+
+
+@pytest.fixture(autouse=True)
+def mqtt_contract():
+    """SPEC §2: every message the gate published that a test peer (tests/mqttkit.py) received conforms to
+    docs/asyncapi.yaml; a violation fails the test that saw it."""
+    yield
+    mqttkit = sys.modules.get("mqttkit")
+    if mqttkit is None:
+        return  # no peer in this test run
+    broken = mqttkit.contract_violations()
+    if broken:
+        pytest.fail(f"{len(broken)} messages out of the MQTT contract (docs/asyncapi.yaml):\n" + "\n".join(broken[:40]),
+                    pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,9 @@
-"""A test's own MQTT peer (paho): sees what the gate publishes, and speaks for the central system."""
+"""A test's own MQTT peer (paho): sees what the gate publishes, and speaks for the central system.
+
+Every message a Peer receives on a topic the gate publishes (SPEC §2: events, status, muster, resync, key,
+the site mode) is checked against docs/asyncapi.yaml at the end of the test (conftest.py), unless a test
+published that very message itself: garbage sent on purpose is not the gate's.
+"""
 from __future__ import annotations
 
 import json
@@ -10,13 +15,20 @@ import paho.mqtt.client as mqtt
 
 from sitekit import WAIT_S
 
+_PEERS: list["Peer"] = []  # every peer of the test run, until its messages were checked
+_SENT: set[tuple[str, bytes]] = set()  # what the tests published themselves
+_CONTRACT = None
+
 
 class Peer:
     def __init__(self, port: int, subscribe: str | list[str] = "acs/#", client_id: str | None = None,
                  persistent: bool = False, v5: bool = False):
         self.messages: list[tuple[str, bytes, bool]] = []
         self.content_types: list[str | None] = []  # each message's MQTT 5 content type, in step with messages
+        self.checked = 0  # messages already checked against the contract
+        self.closed = False
         self.cond = threading.Condition()
+        _PEERS.append(self)
         self.topics = [subscribe] if isinstance(subscribe, str) else subscribe
         cid = client_id or f"test-{uuid.uuid4().hex[:8]}"
         if v5:  # MQTT 5: the messages' properties come along
@@ -59,12 +71,34 @@ class Peer:
 
     def publish(self, topic: str, payload, retain: bool = False, qos: int = 1) -> None:
         body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        _SENT.add((topic, body.encode() if isinstance(body, str) else body))
         info = self.c.publish(topic, body, qos=qos, retain=retain)
         info.wait_for_publish(WAIT_S)
 
     def close(self) -> None:
+        self.closed = True
         self.c.disconnect()
         self.c.loop_stop()
+
+
+def contract_violations() -> list[str]:
+    """What the gate published, as the peers received it since the last call, that breaks the contract
+    (docs/asyncapi.yaml); each problem once, however many peers saw it."""
+    global _CONTRACT
+    if _CONTRACT is None:
+        from simulators.contract import Contract
+        _CONTRACT = Contract()
+    seen: dict[str, None] = {}
+    for peer in list(_PEERS):
+        with peer.cond:
+            new, peer.checked = peer.messages[peer.checked:], len(peer.messages)
+        for topic, payload, _ in new:
+            if not payload or (topic, payload) in _SENT or not _CONTRACT.gate_sends(topic):
+                continue  # a cleared retained message, the test's own, or not the gate's to send
+            for problem in _CONTRACT.check(topic, payload):
+                seen[f"{topic}: {problem}"] = None
+    _PEERS[:] = [p for p in _PEERS if not p.closed]
+    return list(seen)
 
 
 def rfc3339_now(offset: float = 0.0) -> str:

@@ -132,6 +132,34 @@ def test_event_counters(procs, broker, tmp_path):
         gate.close()
 
 
+def test_spec2_the_central_counts_what_breaks_the_contract(procs, broker):
+    """Everything the central receives is checked against docs/asyncapi.yaml: a conforming status and event
+    count as checked, an extra status field and an unknown reason code as violations, named in `report`."""
+    central = start_central(procs, broker)
+    gate = Sub(broker.port)
+    try:
+        status = {"state": "online", "mode": "normal", "allowlist_version": 0, "devices": {}, "session": 1,
+                  "last_seq": 0, "epoch": "e1", "time": "2026-11-01T00:00:00.000Z"}
+        gate.publish("acs/s1/g1/status", status)
+        gate.publish("acs/s1/g1/status", {**status, "uptime": 5})
+        ev = {"specversion": "1.0", "id": "a", "source": "acs/s1/g1", "type": "door.opened",
+              "time": "2026-11-01T00:00:00Z", "datacontenttype": "application/json", "epoch": "e1", "seq": 1,
+              "data": {"door": "main"}}
+        gate.publish("acs/s1/g1/events/door.opened", ev)
+        gate.publish("acs/s1/g1/events/door.closed", {**ev, "id": "b", "seq": 2, "type": "door.closed"})
+        central.send("wait-events g1 2")
+        central.wait_for("central events g1 2")
+        central.send("report")
+        rep = json.loads(central.wait_for("central report ").split(" ", 2)[2])["contract"]
+        assert (rep["checked"], rep["violations"]) == (4, 2), rep
+        assert rep["by_topic"] == {"acs/s1/g1/status": 1, "acs/s1/g1/events/door.closed": 1}
+        assert any("'uptime' was unexpected" in line for line in rep["last"])
+        assert any("open_s" in line for line in rep["last"])  # door.closed says how long it was open
+        assert "error" not in rep
+    finally:
+        gate.close()
+
+
 def test_drop_next_loses_one_batch(procs, broker):
     sub = Sub(broker.port, "acs/s1/allowlist/changes")
     try:

@@ -332,8 +332,33 @@ def test_p9_signoff_from_the_central_simulator_releases_the_next_exit(tmp_path, 
     central.send(f"wait-events gate-1 {last}")
     central.wait_for("central events gate-1")
     central.send("report")
-    report = json.loads(central.wait_for("central report").split(" ", 2)[2])["gates"]["gate-1"]
+    full = json.loads(central.wait_for("central report").split(" ", 2)[2])
+    report = full["gates"]["gate-1"]
     assert (report["gaps"], report["conflicts"], report["out_of_order"]) == (0, 0, 0)
+    # SPEC §2: the central checks all it received against docs/asyncapi.yaml (every event, the statuses)
+    assert "error" not in full["contract"] and full["contract"]["checked"] > last, full["contract"]
+
+
+def test_spec2_the_central_simulator_finds_a_gates_traffic_in_contract(tmp_path, procs, broker):
+    """Through the whole chain: a gate's events, statuses and resync, as the central receives them, break
+    nothing of docs/asyncapi.yaml."""
+    central = start_central(procs, broker)
+    g = start_gate(tmp_path, procs, broker)
+    text = g.site.visitor_pass("h-9", visit="v-98")
+    g.scan("main-in", text)
+    g.scan("main-in", "DEADBEEF")
+    g.scan("main-out", text)
+    central.send("signoff v-98 h-1")
+    central.wait_for("central signoff v-98")
+    g.journal.next("visit.signed_off", visit="v-98")
+    g.scan("main-out", text)
+    last = JournalWatch(g.site.db).rows()[-1][0]
+    central.send(f"wait-events gate-1 {last}")
+    central.wait_for("central events gate-1")
+    central.send("report")
+    contract = json.loads(central.wait_for("central report").split(" ", 2)[2])["contract"]
+    assert contract["checked"] > last and "error" not in contract, contract
+    assert contract["violations"] == 0, "\n".join(contract["last"])
 
 
 def test_p13_p4_p14_a_walkin_from_one_gate_works_at_another_and_the_gates_records_outlive_a_snapshot(

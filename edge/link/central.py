@@ -120,8 +120,11 @@ class CentralLink:
     def stop(self) -> None:
         self.stopping = True  # the disconnect below is ours: no device.fault for it
         if self.client and self._client_started:
-            # A clean goodbye: offline, retained, since the broker sends no will after a disconnect.
-            self.client.stop((self.t_status, json.dumps(self._status("offline")).encode()))
+            # A clean goodbye: offline, retained, since the broker sends no will after a disconnect. A
+            # full status (SPEC §2), with its time, as every other status.
+            body = self._status("offline")
+            body["time"] = rfc3339(time.time())
+            self.client.stop((self.t_status, json.dumps(body).encode()))
             self.client.drain_acks()  # acks that arrived during the goodbye count too
         if self.sync:
             self.sync.stop()
