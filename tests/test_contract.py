@@ -286,7 +286,7 @@ def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site
     text = visitor_pass(site, now, holder="h-30")
     assert gate.present("main-in", "pass", text, now + 1).opens
     assert gate.present("main-out", "pass", text, now + 60).decision.held
-    assert gate.release(next(iter(gate.held_exits)), "g-1", "host confirmed by phone", now + 61) is not None
+    assert gate.release(next(iter(gate.held_exits)), "g-1", "guard", "host confirmed by phone", now + 61) is not None
     signed = visitor_pass(site, now, holder="h-31", visit="v-31")
     assert gate.present("main-in", "pass", signed, now + 2).opens
     gate.sign_off("v-31", "h-1", "central", now + 62)

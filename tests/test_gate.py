@@ -353,7 +353,7 @@ def test_p9_a_held_exit_survives_a_restart_and_is_released(site, gate):
     try:
         g2 = Gate(cfg, store, build_keyring(cfg, base, store))
         assert list(g2.held_exits) == [visit]
-        door = g2.release(visit, "g-1", "host confirmed by phone", now + 120)
+        door = g2.release(visit, "g-1", "guard", "host confirmed by phone", now + 120)
         assert door is not None and door.name == "main"
         assert g2.evaluate("main-in", "pass", text, now + 130).decision.reason == "pass_consumed"
     finally:
@@ -420,7 +420,7 @@ def test_p9_an_exit_held_while_the_database_refuses_writes_can_be_released(site,
     gate.store.conn.execute("PRAGMA query_only = ON")
     out = gate.present("main-out", "pass", text, now + 1)
     assert out.decision.held and out.entries == ()
-    door = gate.release("v-42", "g-1", "host called", now + 2)
+    door = gate.release("v-42", "g-1", "guard", "host called", now + 2)
     assert door is not None and door.name == "main"
     assert gate.present("main-in", "pass", text, now + 3).decision.reason == "pass_consumed"
     gate.store.conn.execute("PRAGMA query_only = OFF")

@@ -274,7 +274,7 @@ class GateServices:
 
     async def release(self, visit: str, person: str, reason: str, role: str | None = None) -> Released | None:
         """P9: the held exit of `visit` opens once; None if none is held."""
-        door = self._gate.release(visit, person, reason, role=role)
+        door = self._gate.release(visit, person, role, reason)
         if door is None:
             return None
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))

@@ -397,8 +397,7 @@ class Gate:
             self.store.hold("signoffs", visit)  # held, and in force: the visitor's next exit goes through
         return entry
 
-    def release(self, visit: str, person: str, reason: str, now: float | None = None,
-                role: str | None = None) -> DoorView | None:
+    def release(self, visit: str, person: str, role: str, reason: str, now: float | None = None) -> DoorView | None:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
         counts as the final one: the pass is consumed (P8). None if no exit of that visit is held."""
         held = self.held_exits.pop(visit, None)
