@@ -260,3 +260,85 @@ def test_spec2_events_the_broker_lost_with_its_store_are_replayed_to_the_central
         assert (r["gaps_open"], r["conflicts"], r["gaps_filled"]) == (0, 0, m - k)
     finally:
         broker.stop()
+
+
+# -- the replay's own rules, on a real journal with a publish that only counts (pure logic) --------------
+def _journal(tmp_path, n: int):
+    from edge.store import Store
+    from edge.store.journal import Journal
+    store = Store(tmp_path / "j.db")
+    for i in range(n):
+        Journal(store).append("access.denied", {"i": i})
+    return store
+
+
+def _replay(store, published: list, newest: int, rate: float = 1e6, window: int = 1000):
+    from edge.link.replay import Replay
+    alarms: list = []
+
+    def publish(topic, payload):
+        published.append((topic, json.loads(payload)["seq"]))
+        return 10_000 + len(published)  # mids of their own, as paho's rolling counter gives
+
+    r = Replay(store, publish, lambda t: f"acs/test/gate-1/events/{t}", "acs/test/gate-1", lambda: newest,
+               lambda etype, data: alarms.append((etype, data)), rate, window)
+    return r, alarms
+
+
+def test_spec2_replay_takes_only_what_the_live_window_leaves_and_its_acks_never_move_the_watermark(tmp_path):
+    from edge.link.outbox import Outbox
+    store = _journal(tmp_path, 20)
+    mids = iter(range(1, 100))
+    live: list = []
+    outbox = Outbox(store, lambda t, p: (live.append(p), next(mids))[1], lambda t: t, "acs/test/gate-1", 10)
+    try:
+        assert outbox.pump() == 10  # the live backlog fills the window
+        sent: list = []
+        r, _ = _replay(store, sent, newest=outbox.handed)
+        r.request(0, 5)
+        assert r.pump(len(outbox.inflight), 10) == 0 and r.pending  # nothing left for the replay
+        outbox.on_acks([1, 2, 3])
+        assert r.pump(len(outbox.inflight), 10) == 3  # three slots free: three replayed
+        assert [s for _, s in sent] == [1, 2, 3]
+        outbox.on_acks(r.on_acks([10_001, 10_002, 10_003]))  # the link hands every ack through both
+        assert outbox.acked == 3 and not r.inflight  # the replay's acks moved nothing
+        assert r.on_acks([4, 5]) == [4, 5]  # the outbox's are left to it
+    finally:
+        store.close()
+
+
+def test_spec2_replay_requests_merge_into_a_bounded_set_of_ranges(tmp_path):
+    from edge.link.replay import MAX_RANGES
+    store = _journal(tmp_path, 600)
+    sent: list = []
+    try:
+        r, _ = _replay(store, sent, newest=600)
+        r.request(10, 20)
+        r.request(15, 30)  # overlapping: one range
+        r.request(30, 40)  # adjacent: still one
+        assert r.ranges == [[10, 40]]
+        for k in range(MAX_RANGES + 10):  # many small ones: joined, memory stays bounded
+            r.request(100 + 10 * k, 101 + 10 * k)
+        assert len(r.ranges) <= MAX_RANGES
+        r.pump(0, 1000)
+        seqs = [s for _, s in sent]
+        assert seqs == sorted(set(seqs)) and set(range(11, 41)) <= set(seqs)
+        assert {101 + 10 * k for k in range(MAX_RANGES + 10)} <= set(seqs)
+    finally:
+        store.close()
+
+
+def test_spec2_replay_until_defaults_to_the_newest_sent_and_pruned_ranges_raise_one_alarm(tmp_path):
+    from edge.store.journal import Journal
+    store = _journal(tmp_path, 10)
+    sent: list = []
+    try:
+        Journal(store).prune(time.time() + 60, keep_from_seq=4)
+        r, alarms = _replay(store, sent, newest=8)
+        r.request(0, None)
+        r.request(0, None)  # the same again: no second alarm
+        r.pump(0, 1000)
+        assert [s for _, s in sent] == [4, 5, 6, 7, 8]
+        assert alarms == [("alarm.raised", {"alarm": "replay_unavailable", "after_seq": 0, "first_seq": 4})]
+    finally:
+        store.close()
