@@ -824,8 +824,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS", help="0 = never")
     p.add_argument("--chunk-bytes", type=chunk_bytes, default=900_000, help="largest snapshot chunk payload")
     p.add_argument("--replay-after", type=float, default=2.0, metavar="SECONDS",
-                   help="ask a gate for a replay once a gap in its events (or a status last_seq beyond them) is this old; "
-                        "negative = never")
+                   help="ask a gate for a replay once a gap in its events (or a status last_seq beyond them) "
+                        "is this old; negative = never")
     p.add_argument("--replay-timeout", type=float, default=15.0, metavar="SECONDS",
                    help="a replay whose events have not all come by then is asked again")
     p.add_argument("--events-out", metavar="FILE", help="append every well-formed event received, one a line")

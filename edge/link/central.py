@@ -99,8 +99,8 @@ class CentralLink:
                                  self._on_published, self._on_state, self._next_will)
         self.outbox = Outbox(self.store, self.client.publish, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
-        self.replay = Replay(self.store, self.client.publish, self._event_topic, self.source, lambda: self.outbox.handed,
-                             self.gate.record, self.m.replay_per_s, self.m.max_inflight // 10)
+        self.replay = Replay(self.store, self.client.publish, self._event_topic, self.source,
+                             lambda: self.outbox.handed, self.gate.record, self.m.replay_per_s, self.m.max_inflight // 10)
         self.restore = ModeRestore(self.gate.modes, self.store, lambda body: self.client.publish(
             self.t_mode, json.dumps(body), qos=1, retain=True))
         self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,

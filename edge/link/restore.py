@@ -5,9 +5,9 @@ The broker may still have a retained mode (only the session was lost), or anothe
 newer one already: writing ours over it would hand an older mode to every gate that joins later. So, on a
 connection without a session, the gate waits RESTORE_WAIT_S for what its `mode` subscription brings: a mode
 as new as ours or newer means the broker has it; an older one, or none at all by then, and ours goes back,
-retained, with its original version, actor and reason, and the time it took effect here (the version ordering makes that harmless to the
-gates that saw it already). A broker's retained message comes right after the subscription, long before
-the wait ends.
+retained, with its original version, actor and reason, and the time it took effect here (the version
+ordering makes that harmless to the gates that saw it already). A broker's retained message comes right
+after the subscription, long before the wait ends.
 """
 from __future__ import annotations
 
