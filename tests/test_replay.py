@@ -344,3 +344,38 @@ def test_spec2_replay_until_defaults_to_the_newest_sent_and_pruned_ranges_raise_
         assert alarms == [("alarm.raised", {"alarm": "replay_unavailable", "after_seq": 0, "first_seq": 4})]
     finally:
         store.close()
+
+
+def test_spec2_the_central_simulator_asks_for_a_gap_between_events_once_at_a_time_and_again_after_a_timeout(
+        procs, broker):
+    """A test peer plays the gate: the simulator's side of replay, request by request."""
+    gate = Peer(broker.port, "acs/test/gate-7/replay")
+    central = start_central(procs, broker, "--replay-after", "0.5", "--replay-timeout", "3")
+    try:
+        def event(seq: int, etype: str = "door.closed", **data) -> None:
+            gate.publish(f"acs/test/gate-7/events/{etype}", {
+                "specversion": "1.0", "id": f"e-{seq}", "source": "acs/test/gate-7", "type": etype,
+                "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json", "epoch": "ep-1",
+                "seq": seq, "data": data})
+
+        def asked(count: int) -> list[dict]:
+            return gate.wait(lambda m: len(m) >= count and [json.loads(p) for _, p, _ in m], what=f"{count} requests")
+
+        for seq in (1, 2, 5, 6, 9):
+            event(seq)
+        first = asked(1)[0]
+        t1 = time.monotonic()
+        assert first == {"after_seq": 2, "until_seq": 8}  # both gaps in one request: one at a time per gate
+        second = asked(2)[1]  # nothing came: asked again after the timeout, not before
+        assert second == first and time.monotonic() - t1 >= 2.0
+        for seq in (3, 4):
+            event(seq)
+        event(10, "alarm.raised", alarm="replay_unavailable", after_seq=2, first_seq=8)  # 7 is gone for good
+        event(8)
+        central.send("wait-complete gate-7 10")
+        central.wait_for("central complete gate-7 10")
+        r = json.loads((central.send("report"), central.wait_for("central report"))[1].split(" ", 2)[2])
+        g = r["gates"]["gate-7"]
+        assert (g["gaps_open"], g["gaps_filled"], g["lost"]) == (0, 3, 1)
+    finally:
+        gate.close()
