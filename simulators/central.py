@@ -5,7 +5,9 @@
 
 Holds an allow-list (records, revocations, blocklist, trusted keys, one version), answers every gate's
 `resync` with a chunked snapshot, sends change batches, sign-offs, modes and heartbeats, and checks the
-events the gates send (duplicates, gaps, order) against the envelope rules. A contractor's permit made at a
+events the gates send (duplicates, gaps, order) against the envelope rules; a gap (or a status whose `last_seq`
+is beyond the events received) is asked for again with `replay`, one request per gate at a time, and the
+`central replay GATE after A until B` line says so. A contractor's permit made at a
 gate (`permit.changed`) joins its allow-list and goes out to every gate in a batch (P14). It imports nothing from `edge`:
 it is an independent peer, so it checks the gate against the spec, not against shared code. Every message it
 receives is also checked against the contract document (docs/asyncapi.yaml, through simulators/contract.py);
@@ -24,6 +26,9 @@ broker acknowledged (PUBACK), so whoever waits for the line knows the broker has
     report                `central report {json}`: version, per-gate event counters, latest status and muster,
                           and `contract`: messages checked against docs/asyncapi.yaml and what broke it
     wait-events GATE N    answers once GATE sent N event messages in all
+    wait-complete GATE N  answers `central complete GATE N` once GATE's current epoch has every seq 1..N
+    replay GATE AFTER [UNTIL]   asks GATE to send (AFTER, UNTIL] again (SPEC §2 replay)
+    disconnect | connect  leave the broker cleanly (our session stays there) and come back (`central reconnected`)
     wait-published        answers once every QoS 1 publish so far is acknowledged
     help
 
@@ -223,6 +228,41 @@ class EpochSeen:
     def __init__(self) -> None:
         self.ids: dict[int, str] = {}  # seq -> event id, to tell a re-send (same id) from a reused seq
         self.max_seq = 0
+        self.missing: list[list[int]] = []  # [first, last] seq spans below max_seq not received yet, in order
+        self.filled = 0  # seqs that were missing and came after all (a replay, a late retransmission)
+        self.lost = 0  # seqs the gate said it no longer has (replay_unavailable)
+
+    def arrived(self, seq: int) -> None:
+        if seq > self.max_seq + 1:
+            self.missing.append([self.max_seq + 1, seq - 1])
+        elif seq <= self.max_seq and self._drop(seq, seq):
+            self.filled += 1
+        self.max_seq = max(self.max_seq, seq)
+
+    def gone_before(self, first_seq: int) -> None:
+        """The gate's journal starts at first_seq: what is missing below it never comes."""
+        self.lost += self._drop(1, first_seq - 1)
+
+    def _drop(self, lo: int, hi: int) -> int:
+        """Take lo..hi out of the missing spans; returns how many seqs were in them."""
+        out, n = [], 0
+        for a, b in self.missing:
+            if b < lo or a > hi:
+                out.append([a, b])
+                continue
+            n += min(b, hi) - max(a, lo) + 1
+            if a < lo:
+                out.append([a, lo - 1])
+            if b > hi:
+                out.append([hi + 1, b])
+        self.missing = out
+        return n
+
+    def open(self) -> int:
+        return sum(b - a + 1 for a, b in self.missing)
+
+    def complete(self, upto: int) -> bool:
+        return self.max_seq >= upto and not (self.missing and self.missing[0][0] <= upto)
 
 
 class GateEvents:
@@ -232,9 +272,14 @@ class GateEvents:
         self.received = self.duplicates = self.conflicts = self.out_of_order = self.malformed = 0
         self.epochs: dict[str, EpochSeen] = {}
         self.epoch: str | None = None  # the newest epoch seen: a recreated journal starts a new count
+        self.last_at = time.monotonic()  # of the last event (or of our first word of this gate)
+        self.gap_at = 0.0  # since when the current epoch has had a seq missing
+        self.replays = 0  # replay requests sent to this gate
+        self.asked: tuple[int, int, float] | None = None  # the outstanding replay: after, until, sent at
 
     def add(self, payload: bytes) -> dict | None:
         self.received += 1
+        self.last_at = time.monotonic()
         try:
             ev = json.loads(payload)
             ok = (isinstance(ev, dict) and isinstance(ev.get("id"), str) and isinstance(ev.get("epoch"), str)
@@ -258,14 +303,54 @@ class GateEvents:
         if seq < seen.max_seq:
             self.out_of_order += 1
         seen.ids[seq] = eid
-        seen.max_seq = max(seen.max_seq, seq)
+        had_gap = bool(seen.missing)
+        seen.arrived(seq)
+        if seen.missing and not had_gap:
+            self.gap_at = self.last_at
+        if ev.get("type") == "alarm.raised" and isinstance(ev.get("data"), dict) \
+                and ev["data"].get("alarm") == "replay_unavailable" and type(ev["data"].get("first_seq")) is int:
+            seen.gone_before(ev["data"]["first_seq"])  # SPEC §2: asking again would not bring them
         return ev
+
+    def replay_wanted(self, status, now: float, after_s: float, timeout_s: float) -> tuple[int, int] | None:
+        """SPEC §2 replay: the range to ask this gate for now, if any. A gap open for `after_s`, or a status
+        whose `last_seq` is beyond what arrived while nothing came for `after_s`; one request at a time,
+        asked again after `timeout_s` if what it asked for has not all come."""
+        epoch = self.epoch
+        last = None
+        if isinstance(status, dict) and type(status.get("last_seq")) is int and isinstance(status.get("epoch"), str):
+            if epoch is None or status["epoch"] == epoch:
+                epoch, last = status["epoch"], status["last_seq"]
+        if epoch is None:
+            return None
+        seen = self.epochs.setdefault(epoch, EpochSeen())
+        if self.epoch is None:
+            self.epoch = epoch
+        if self.asked:
+            after, until, at = self.asked
+            if not seen.complete(until) and now - at < timeout_s:
+                return None
+            self.asked = None
+        want = None
+        if seen.missing and now - self.gap_at >= after_s:
+            want = (seen.missing[0][0] - 1, seen.missing[-1][1])
+        if last is not None and last > seen.max_seq and now - self.last_at >= after_s:
+            # the status vouches for seqs that never came: a gap like one seen between two events
+            want = (want[0] if want else seen.max_seq, last)
+            seen.missing.append([seen.max_seq + 1, last])
+            seen.max_seq = last
+        if want:
+            self.asked = (*want, now)
+            self.replays += 1
+        return want
 
     def report(self) -> dict:
         cur = self.epochs.get(self.epoch) if self.epoch is not None else None
         max_seq = cur.max_seq if cur else 0
         return {"received": self.received, "duplicates": self.duplicates, "conflicts": self.conflicts,
                 "gaps": max_seq - len(cur.ids) if cur else 0, "max_seq": max_seq, "epoch": self.epoch,
+                "gaps_filled": cur.filled if cur else 0, "gaps_open": cur.open() if cur else 0,
+                "lost": cur.lost if cur else 0, "replays": self.replays,
                 "out_of_order": self.out_of_order, "malformed": self.malformed, "epochs": len(self.epochs)}
 
 
@@ -384,12 +469,14 @@ class Central:
         self.status: dict[str, object] = {}
         self.muster: dict[str, object] = {}
         self.event_waiters: list[tuple[str, int]] = []
+        self.complete_waiters: list[tuple[str, int]] = []
         self.drop_next = False
         self.mode_version = 0  # the highest site-mode version seen (SPEC §2)
         self.connected = False
         self.ready = False
         self.sub_mid: int | None = None
         self.stopping = False
+        self.paused = False  # disconnected by the `disconnect` command, until `connect`
         self.events_out = open(args.events_out, "a", encoding="utf-8") if args.events_out else None
         self.contract = ContractCheck(args.root, enabled=not args.no_contract)
 
@@ -437,7 +524,7 @@ class Central:
 
     def _on_disconnect(self, client, userdata, flags, reason, props) -> None:
         self.connected = False
-        if not self.stopping:
+        if not (self.stopping or self.paused):
             say(f"disconnected ({reason}); reconnecting")
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -490,8 +577,41 @@ class Central:
                 self.events_out.flush()  # tests read the file while we run
             due = [w for w in self.event_waiters if w[0] == gate and g.received >= w[1]]
             self.event_waiters = [w for w in self.event_waiters if w not in due]
+            complete = [w for w in self.complete_waiters if w[0] == gate and self._complete(gate, w[1])]
+            self.complete_waiters = [w for w in self.complete_waiters if w not in complete]
         for gate_, n in due:
             say(f"events {gate_} {n}")
+        for gate_, n in complete:
+            say(f"complete {gate_} {n}")
+        if ev is not None and ev.get("type") == "alarm.raised" and isinstance(ev.get("data"), dict) \
+                and ev["data"].get("alarm") == "replay_unavailable":
+            say(f"replay unavailable {gate} first_seq {ev['data'].get('first_seq')}")
+
+    def _complete(self, gate: str, n: int) -> bool:
+        """Every seq 1..n of the gate's current epoch arrived (or the gate said it no longer has it)."""
+        g = self.gates.get(gate)
+        seen = g.epochs.get(g.epoch) if g and g.epoch else None
+        return seen is not None and seen.complete(n)
+
+    def ask_replays(self) -> None:
+        """SPEC §2: a gap in a gate's events, or a status saying there is more than came, is asked for
+        again with `replay`, one request per gate at a time (command thread)."""
+        now_ = time.monotonic()
+        asks = []
+        with self.stats_lock:
+            for gate in set(self.gates) | set(self.status):
+                g = self.gates.get(gate)
+                if g is None:  # only a status so far: a gate whose events never came, or not yet
+                    st = self.status.get(gate)
+                    if not (isinstance(st, dict) and type(st.get("last_seq")) is int and st["last_seq"] > 0):
+                        continue
+                    g = self.gates[gate] = GateEvents()
+                want = g.replay_wanted(self.status.get(gate), now_, self.args.replay_after, self.args.replay_timeout)
+                if want:
+                    asks.append((gate, want))
+        for gate, (after, until) in asks:
+            say(f"replay {gate} after {after} until {until}")
+            self.publish(f"{self.base}/{gate}/replay", compact({"after_seq": after, "until_seq": until}))
 
     # -- command thread
 
@@ -623,11 +743,42 @@ class Central:
                     self.event_waiters.append((gate, n))
             if reached:
                 say(f"events {gate} {n}")
+        elif cmd == "wait-complete":
+            args = rest.split()
+            if len(args) != 2 or not args[1].isdigit():
+                raise BadInput("usage: wait-complete GATE N")
+            gate, n = args[0], int(args[1])
+            with self.stats_lock:
+                reached = self._complete(gate, n)
+                if not reached:
+                    self.complete_waiters.append((gate, n))
+            if reached:
+                say(f"complete {gate} {n}")
+        elif cmd == "replay":
+            args = rest.split()
+            if len(args) not in (2, 3) or not all(a.isdigit() for a in args[1:]):
+                raise BadInput("usage: replay GATE AFTER_SEQ [UNTIL_SEQ]")
+            body = {"after_seq": int(args[1])}
+            if len(args) == 3:
+                body["until_seq"] = int(args[2])
+            self.publish(f"{self.base}/{args[0]}/replay", compact(body), then=lambda: say(f"replay asked {args[0]}"))
+        elif cmd == "disconnect":
+            self.paused = True  # a clean goodbye: the broker keeps our session and queues for it
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.connected = False
+            say("disconnected by command")
+        elif cmd == "connect":
+            if self.paused:
+                self.paused = False
+                self.client.connect_async(self.host, self.port, keepalive=15)
+                self.client.loop_start()  # answered by `central reconnected` once subscribed again
         elif cmd == "wait-published":
             self.acks.when_all_acked(lambda: say("published"))
         elif cmd == "help":
             say("commands: upsert delete revoke block unblock key unkey batch drop-next signoff mode heartbeat "
-                "snapshot muster raw raw-retained big report wait-events wait-published")
+                "snapshot muster raw raw-retained big report wait-events wait-complete replay disconnect connect "
+                "wait-published")
         else:
             raise BadInput(f"unknown command {cmd!r} (try help)")
 
@@ -660,6 +811,11 @@ class Central:
                         self.heartbeat()
                     except BadInput:
                         pass  # lost the connection meanwhile; QoS 0 is best effort by contract
+            if self.ready and self.connected and self.args.replay_after >= 0:
+                try:
+                    self.ask_replays()
+                except BadInput:
+                    pass
             if job is None:
                 continue
             try:
@@ -719,6 +875,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="the allow-list version of the loaded state (default 1 with data, else 0)")
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS", help="0 = never")
     p.add_argument("--chunk-bytes", type=chunk_bytes, default=900_000, help="largest snapshot chunk payload")
+    p.add_argument("--replay-after", type=float, default=2.0, metavar="SECONDS",
+                   help="ask a gate for a replay once a gap in its events (or a status last_seq beyond them) "
+                        "is this old; negative = never")
+    p.add_argument("--replay-timeout", type=float, default=15.0, metavar="SECONDS",
+                   help="a replay whose events have not all come by then is asked again")
     p.add_argument("--events-out", metavar="FILE", help="append every well-formed event received, one a line")
     p.add_argument("--no-contract", action="store_true",
                    help="do not check received messages against docs/asyncapi.yaml (for speed)")

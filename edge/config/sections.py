@@ -199,6 +199,7 @@ class MqttSection(Model):
     key_file: str | None = None
     max_inflight: int = Field(1000, ge=1, le=65535, description="events handed to the broker and not yet acknowledged")
     resync_retry_s: float = Field(60, gt=0, description="an incomplete snapshot is asked for again after this long")
+    replay_per_s: float = Field(200, gt=0, le=100_000, description="events per second at most when the central system asks for a range again (SPEC §2 replay), behind live traffic")
 
     @model_validator(mode="after")
     def _pairs(self) -> "MqttSection":

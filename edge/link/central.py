@@ -19,9 +19,11 @@ from edge.hardware.devices import DeviceBoard
 from edge.core.gate import Gate
 from edge.link.client import Incoming, MqttClient, Subscription
 from edge.link.messages import (
-    PEER_EVENT_TYPES, BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, Signoff, SiteMode, parse,
+    PEER_EVENT_TYPES, BadMessage, GateKey, Heartbeat, MusterRequest, PeerEvent, ReplayRequest, Signoff, SiteMode, parse,
 )
 from edge.link.outbox import Outbox
+from edge.link.replay import Replay
+from edge.link.restore import ModeRestore
 from edge.link.sync import AllowlistSync
 from edge.core.model import Mode
 from edge.passes.keys import load_public_pem
@@ -61,6 +63,7 @@ class CentralLink:
         self.t_mode = f"{root}/mode"
         self.t_heartbeat = f"{root}/central/heartbeat"
         self.t_muster_req = f"{root}/{me}/muster/request"
+        self.t_replay = f"{root}/{me}/replay"
         self.t_peers = [f"{root}/+/events/{etype}" for etype in PEER_EVENT_TYPES]  # SPEC §2: not events/#
         self.t_key = f"{root}/{me}/key"
         self.t_keys = f"{root}/+/key"
@@ -69,6 +72,8 @@ class CentralLink:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: MqttClient | None = None
         self.outbox: Outbox | None = None
+        self.replay: Replay | None = None
+        self.restore: ModeRestore | None = None
         self.sync: AllowlistSync | None = None
         self.connected = False
         self.kick = asyncio.Event()
@@ -91,13 +96,17 @@ class CentralLink:
         subs = [Subscription(self.t_changes), Subscription(self.t_snapshot), Subscription(self.t_signoff),
                 Subscription(self.t_mode, retained_once=True), Subscription(self.t_heartbeat, 0),
                 Subscription(self.t_muster_req), *(Subscription(t) for t in self.t_peers),
-                Subscription(self.t_keys, retained_once=True)]
+                Subscription(self.t_keys, retained_once=True), Subscription(self.t_replay)]
         client_id = self.m.client_id or f"gatekeeper-{self.cfg.site.id}-{self.me}"
         self.client = MqttClient(self.m, self.base, client_id, self.t_status, loop, subs, self._on_message,
                                  self._on_published, self._on_state, self._next_will,
                                  retired=(f"{self.root}/+/events/#",))  # every peer event, before SPEC §2 said not
         self.outbox = Outbox(self.store, self._publish_event, self._event_topic, self.source, self.m.max_inflight)
         self.outbox.gap_after_prune()
+        self.replay = Replay(self.store, self._publish_event, self._event_topic, self.source,
+                             lambda: self.outbox.handed, self.gate.record, self.m.replay_per_s, self.m.max_inflight // 10)
+        self.restore = ModeRestore(self.gate.modes, self.store, lambda body: self.client.publish(
+            self.t_mode, json.dumps(body), qos=1, retain=True))
         self.sync = AllowlistSync(self.store, self._send_resync, self._applied, self._alarm,
                                   self.m.resync_retry_s, self._post, (self.t_changes, self.t_snapshot),
                                   heard=self.gate.heard)
@@ -138,7 +147,7 @@ class CentralLink:
         next_status = 0.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(self.kick.wait(), TICK_S)
+                await asyncio.wait_for(self.kick.wait(), self._wake_s())
             except asyncio.TimeoutError:
                 pass
             self.kick.clear()
@@ -147,6 +156,9 @@ class CentralLink:
                     self._start_client()
                 continue
             self.outbox.pump()
+            if self.connected:  # SPEC §2: behind the live traffic, in what its window leaves
+                self.replay.pump(len(self.outbox.inflight), self.m.max_inflight)
+                self.restore.check()
             self.outbox.persist()
             self.sync.check_retry()
             if self.waiting and time.monotonic() >= self._retry_at:
@@ -159,6 +171,11 @@ class CentralLink:
 
     def _post(self, fn, *args) -> None:
         post(self.loop, fn, *args)
+
+    def _wake_s(self) -> float:
+        """TICK_S, or sooner when a replay's next burst or putting the site mode back is due."""
+        waits = [TICK_S, self.restore.wait(), self.replay.wait_s() if self.connected else None]
+        return min(w for w in waits if w is not None)
 
     def _next_will(self) -> str:
         """Before every connection (paho's thread): the session number rises, and the last will says it."""
@@ -178,8 +195,8 @@ class CentralLink:
     def _on_published(self, mids: list[int]) -> None:
         if self.closed:
             return
-        self.outbox.on_acks(mids)
-        if len(self.outbox.inflight) < self.m.max_inflight // 2:
+        self.outbox.on_acks(self.replay.on_acks(mids))  # a replay's acks never move the watermark
+        if len(self.outbox.inflight) < self.m.max_inflight // 2 or self.replay.pending:
             self.kick.set()  # room in the window: refill now rather than at the next tick
 
     def _on_state(self, up: bool, why: str, session_present: bool = True) -> None:
@@ -194,6 +211,7 @@ class CentralLink:
                 # SPEC §2: batches sent while we had no session never reach us: ask for a snapshot now,
                 # rather than at the next change (a new gate at version 0 gets its allow-list at once)
                 self.sync.resync(force=True)
+                self.restore.no_session()  # SPEC §7: the broker may have lost the retained site mode
             self._publish_status()
             if self.own_key:  # P13: every gate of the site trusts our walk-in passes
                 kid, pem = self.own_key
@@ -297,11 +315,15 @@ class CentralLink:
                 return True
             elif t == self.t_mode:
                 m = parse(SiteMode, msg.payload)
+                self.restore.heard(m.version, m.actor)
                 self.gate.modes.from_site(Mode(m.mode), m.actor, m.reason, m.version)
             elif t == self.t_heartbeat:
                 hb = parse(Heartbeat, msg.payload)
                 self.gate.heard()
                 self.gate.central_heartbeat(hb.epoch())  # P3: a clock far off the central system's
+            elif t == self.t_replay:
+                r = parse(ReplayRequest, msg.payload)
+                self.replay.request(r.after_seq, r.until_seq)
             elif t == self.t_muster_req:
                 parse(MusterRequest, msg.payload)
                 self.publish_muster()

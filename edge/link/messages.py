@@ -143,3 +143,16 @@ def parse(model: type[_Msg], payload: bytes) -> Any:
             raise BadMessage(f"not JSON: {first['msg']}") from None
         where = ".".join(str(x) for x in first["loc"]) or "(message)"
         raise BadMessage(f"{where}: {problem(first)} ({e.error_count()} problems)") from None
+
+
+class ReplayRequest(_Msg):
+    """SPEC §2 `replay`: `{"after_seq":N,"until_seq":M}`, `until_seq` optional; whole numbers only (strict:
+    no "3", 3.0 or true)."""
+    after_seq: int = Field(ge=0, le=2**53, strict=True)
+    until_seq: int | None = Field(None, ge=0, le=2**53, strict=True)
+
+    @model_validator(mode="after")
+    def _order(self) -> "ReplayRequest":
+        if self.until_seq is not None and self.until_seq < self.after_seq:
+            raise ValueError(f"until_seq {self.until_seq} is below after_seq {self.after_seq}")
+        return self
