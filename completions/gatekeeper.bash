@@ -81,7 +81,7 @@ _gatekeeper() {
             [[ $prev == --format ]] && { COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return; }
             ;;
         "site-broker")
-            words="--help --site --gate --central --out --install-dir --secrets --root --listen --data-dir --central-user --bridge-user --keepalive-s --retry-s --tls-ca --cert --key"
+            words="--help --site --gate --central --out --install-dir --secrets --root --listen --data-dir --central-user --bridge-user --broker-user --keepalive-s --retry-s --tls-ca --cert --key"
             files="--out --install-dir --secrets --data-dir --tls-ca --cert --key"
             ;;
         "completion")

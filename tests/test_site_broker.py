@@ -4,8 +4,14 @@ site broker, the central simulator on the central broker."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
 import signal
+import socket
 import stat
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +136,45 @@ def test_spec7_passwords_come_from_files_are_kept_and_never_printed(tmp_path):
     again = render(out, secrets, "127.0.0.1:1883")
     assert {p.name: p.read_text().strip() for p in secrets.iterdir()} == made  # a second render keeps them
     assert "a new password" not in again.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mosquitto"), reason="mosquitto drops root to its user")
+def test_spec7_the_rendered_config_runs_as_mosquitto_does_on_a_site_server(procs):
+    """The whole rendered config, as mosquitto runs it: started as root, it reads the password file and the
+    ACL after becoming the `mosquitto` user, which must be able to."""
+    from simulators.mosquitto import MOSQUITTO, _candidate_port
+    try:
+        user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user")
+    d = Path(tempfile.mkdtemp(prefix="site-broker-"))  # pytest's folders are root's alone
+    d.chmod(0o755)
+    proc = None
+    try:
+        (d / "data").mkdir()
+        os.chown(d / "data", user.pw_uid, user.pw_gid)
+        port = _candidate_port()
+        r = gatekeeper("site-broker", "--site", SITE, "--gate", "gate-1", "--central", "127.0.0.1:1", "--out",
+                       str(d / "conf"), "--listen", f"127.0.0.1:{port}", "--data-dir", str(d / "data"))
+        assert r.returncode == 0, r.stderr
+        (d / "conf").chmod(0o755)
+        proc = subprocess.Popen([MOSQUITTO, "-c", str(d / "conf" / "mosquitto.conf")], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        password = (d / "conf" / "secrets" / "gate-1.password").read_text().strip()
+
+        def gate_connects():
+            assert proc.poll() is None, f"mosquitto exited {proc.returncode}: {proc.stdout.read()}"
+            try:
+                Peer(port, f"{BASE}/mode", username="gate-1", password=password).close()
+                return True
+            except (ConnectionRefusedError, socket.timeout):
+                return False
+        wait_until(gate_connects, what="gate-1 logged in on the rendered site broker")
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.mark.parametrize("args, why", [

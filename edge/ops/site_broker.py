@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import pwd
 import re
 import secrets
 from importlib import resources
@@ -57,6 +58,8 @@ def add_command(sub) -> None:
     p.add_argument("--central-user", default="central", help="the central system's identity")
     p.add_argument("--bridge-user", help="the bridge's identity and client id on the central broker "
                    "(default: bridge-SITE)")
+    p.add_argument("--broker-user", help="the user mosquitto runs as, who must read the password files and the "
+                   "ACL (it reads them after dropping root; default: mosquitto when run as root and it exists)")
     p.add_argument("--keepalive-s", type=int, default=30, help="the bridge's keepalive, seconds (≥ 5)")
     p.add_argument("--retry-s", type=int, nargs=2, default=(2, 30), metavar=("BASE", "CAP"),
                    help="the bridge's reconnect backoff, seconds")
@@ -74,7 +77,7 @@ def cmd_site_broker(args) -> int:
         secrets_dir=Path(args.secrets).resolve() if args.secrets else out / "secrets",
         root=args.root, listen=args.listen, data_dir=args.data_dir, central_user=args.central_user,
         bridge_user=args.bridge_user or f"bridge-{args.site}", keepalive_s=args.keepalive_s, retry_s=args.retry_s,
-        tls_ca=args.tls_ca, cert=args.cert, key=args.key)
+        tls_ca=args.tls_ca, cert=args.cert, key=args.key, broker_user=_broker_user(args.broker_user))
     for path, what in written:
         print(f"{path}: {what}")
     return 0
@@ -84,8 +87,9 @@ def render(*, site: str, gates: list[str], central: str, out: Path, install_dir:
            root: str = "acs", listen: str = "0.0.0.0:1883", data_dir: str = "/var/lib/mosquitto",
            central_user: str = "central", bridge_user: str | None = None, keepalive_s: int = 30,
            retry_s=(2, 30), tls_ca: str | None = None, cert: str | None = None,
-           key: str | None = None) -> list[tuple[Path, str]]:
-    """Write every file; returns (path, what it is) for each, passwords never among them."""
+           key: str | None = None, broker_user: pwd.struct_passwd | None = None) -> list[tuple[Path, str]]:
+    """Write every file; returns (path, what it is) for each, passwords never among them. The files mosquitto
+    reads after dropping root (password files, ACL) are given to `broker_user`."""
     bridge_user = bridge_user or f"bridge-{site}"
     _check(site, gates, central, root, listen, central_user, bridge_user, keepalive_s, retry_s, cert, key)
     base = f"{root}/{site}"
@@ -96,7 +100,7 @@ def render(*, site: str, gates: list[str], central: str, out: Path, install_dir:
     inst = install_dir
     common = {"site": site, "base": base, "central_user": central_user, "bridge_user": bridge_user}
 
-    files: dict[Path, tuple[str, int, str]] = {}
+    files: dict[Path, tuple[str, int, str]] = {}  # path -> (text, mode, what); bridge.conf is read as root
     files[out / "mosquitto.conf"] = (_template("site-broker.conf.in").substitute(
         common, listen_address=address, listen_port=port, persistence_dir=data_dir.rstrip("/"), out=inst),
         0o644, "the site broker's config")
@@ -120,8 +124,9 @@ def render(*, site: str, gates: list[str], central: str, out: Path, install_dir:
     files[out / "central" / "passwd"] = ("".join(f"{n}:{hash_password(passwords[n])}\n"
                                                  for n in (bridge_user, central_user)),
                                          0o600, "for the central broker's password file")
+    broker_reads = {out / "acl", out / "passwd", out / "central" / "acl", out / "central" / "passwd"}
     for path, (text, mode, what) in files.items():
-        _write(path, text, mode)
+        _write(path, text, mode, broker_user if path in broker_reads else None)
         made.append((path, what))
     return made
 
@@ -189,13 +194,32 @@ def _template(name: str) -> Template:
     return Template(resources.files("edge.ops").joinpath("mosquitto", name).read_text(encoding="utf-8"))
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    """Written whole (a temporary file renamed), with its mode from the start: a secret is never readable."""
+def _broker_user(name: str | None) -> pwd.struct_passwd | None:
+    """The user mosquitto runs as: named, or `mosquitto` when we are root and it exists; None: leave owners be."""
+    if name is None:
+        if os.geteuid() != 0:
+            return None
+        name = "mosquitto"
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise GatekeeperError(f"--broker-user {name}: no such user") from None
+
+
+def _write(path: Path, text: str, mode: int, owner: pwd.struct_passwd | None = None) -> None:
+    """Written whole (a temporary file renamed), with its mode and owner from the start: a secret is never
+    readable by anyone else."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
     except BaseException:
