@@ -13,7 +13,8 @@ from sitekit import WAIT_S
 
 class Peer:
     def __init__(self, port: int, subscribe: str | list[str] = "acs/#", client_id: str | None = None,
-                 persistent: bool = False, username: str | None = None, password: str | None = None):
+                 persistent: bool = False, username: str | None = None, password: str | None = None,
+                 tls: tuple[str, str, str] | None = None):
         self.messages: list[tuple[str, bytes, bool]] = []
         self.cond = threading.Condition()
         self.topics = [subscribe] if isinstance(subscribe, str) else subscribe
@@ -26,6 +27,8 @@ class Peer:
         self.c.reconnect_delay_set(0.1, 1)
         if username is not None:  # an identity of the broker's password file (SPEC §7)
             self.c.username_pw_set(username, password)
+        if tls is not None:  # (CA, client certificate, its key)
+            self.c.tls_set(ca_certs=tls[0], certfile=tls[1], keyfile=tls[2])
         self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
         assert self.subscribed.wait(WAIT_S), "no SUBACK from the broker"

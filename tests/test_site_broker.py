@@ -22,6 +22,7 @@ from mqttkit import Peer, batch, record
 from sitekit import WAIT_S, JournalWatch, gatekeeper, wait_until
 from test_e2e_gate import STAFF, Gate
 from test_link import _presence, start_gate
+from test_link_security import pki  # noqa: F401  (a fixture: a CA, a server and a client certificate)
 
 pytestmark = pytest.mark.e2e
 
@@ -323,6 +324,40 @@ def test_spec7_with_central_away_the_gates_of_a_site_share_presence_and_lockdown
             watcher.close()
     finally:
         local.close()
+
+
+def test_spec7_the_bridge_speaks_mutual_tls_to_the_central_broker(tmp_path, pki):  # noqa: F811
+    from simulators.mosquitto import Broker
+    out, secrets = tmp_path / "site-broker", tmp_path / "secrets"
+    tls = ["--tls-ca", str(pki["ca"]), "--cert", str(pki["gate"]), "--key", str(pki["gate_key"])]
+    render(out, secrets, "127.0.0.1:1", *tls)
+    central = Broker(tmp_path / "central", anonymous=False, listener_extra=(
+        f"cafile {pki['ca']}\ncertfile {pki['server']}\nkeyfile {pki['server_key']}\nrequire_certificate true\n"),
+        extra=f"password_file {out}/central/passwd\nacl_file {out}/central/acl\n")
+    site = Broker(tmp_path / "site", include_dir=out / "conf.d")
+    watcher = None
+    try:
+        central.start()
+        render(out, secrets, central.url, *tls)
+        assert f"bridge_certfile {pki['gate']}" in (out / "conf.d" / "bridge.conf").read_text()
+        site.start()
+        watcher = Peer(central.port, f"{BASE}/#", username="central",
+                       password=(secrets / "central.password").read_text().strip(),
+                       tls=(str(pki["ca"]), str(pki["gate"]), str(pki["gate_key"])))
+        watcher.wait(lambda m: bridge_state(watcher)[-1:] == [b"1"], what="the bridge up over TLS")
+        gate = Peer(site.port, f"{BASE}/none", username="gate-1",
+                    password=(secrets / "gate-1.password").read_text().strip())
+        try:
+            gate.publish(f"{BASE}/gate-1/events/access.granted", {"over": "tls"})
+        finally:
+            gate.close()
+        watcher.wait(lambda m: any(t.endswith("/gate-1/events/access.granted") for t, _, _ in m),
+                     what="an event across the TLS bridge")
+    finally:
+        if watcher is not None:
+            watcher.close()
+        site.stop()
+        central.stop()
 
 
 @pytest.mark.skip(reason="needs the gate's answer to `replay` requests and the central's gap detection (SPEC §2 "
