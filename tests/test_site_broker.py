@@ -100,6 +100,25 @@ def bridge_state(peer: Peer) -> list[bytes]:
     return [p for t, p, _ in peer.messages if t == f"{BASE}/bridge/state"]
 
 
+def connack(port: int, username: str, password: str) -> str:
+    """The broker's answer to a connection with these credentials."""
+    import threading
+    import paho.mqtt.client as mqtt
+    got: list[str] = []
+    done = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.username_pw_set(username, password)
+    c.on_connect = lambda client, userdata, flags, reason, props: (got.append(str(reason)), done.set())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        assert done.wait(WAIT_S), "no CONNACK"
+        return got[0]
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 # ---------------------------------------------------------------- the rendered files
 
 def test_spec7_the_bridge_carries_each_topic_in_its_direction_with_qos_1(tmp_path):
@@ -137,6 +156,10 @@ def test_spec7_passwords_come_from_files_are_kept_and_never_printed(tmp_path):
     again = render(out, secrets, "127.0.0.1:1883")
     assert {p.name: p.read_text().strip() for p in secrets.iterdir()} == made  # a second render keeps them
     assert "a new password" not in again.stdout
+    (secrets / "gate-2.password").write_text("two words\n")
+    bad = gatekeeper("site-broker", "--site", SITE, "--gate", "gate-2", "--central", "127.0.0.1:1883", "--out",
+                     str(out), "--secrets", str(secrets))
+    assert bad.returncode == 1 and "gate-2.password: one word" in bad.stderr and "two" not in bad.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mosquitto"), reason="mosquitto drops root to its user")
@@ -189,6 +212,30 @@ def test_site_broker_refuses_bad_input_and_writes_nothing(tmp_path, args, why):
     r = gatekeeper("site-broker", "--site", SITE, "--central", "127.0.0.1:1883", "--out", str(out), *args)
     assert r.returncode == 1 and why in r.stderr
     assert not out.exists()
+
+
+def test_the_test_broker_takes_users_and_an_acl(tmp_path):
+    """simulators.mosquitto.Broker's own users and ACL: a wrong password is refused, a read not allowed is
+    not delivered."""
+    from simulators.mosquitto import Broker
+    b = Broker(tmp_path / "b", anonymous=False, users={"reader": "r-pw", "writer": "w-pw"},
+               acl="user reader\ntopic read a/ok\nuser writer\ntopic write a/#\n").start()
+    try:
+        assert "r-pw" not in b.passwd.read_text()  # hashed in place
+        reader = Peer(b.port, "a/#", username="reader", password="r-pw")
+        writer = Peer(b.port, "none", username="writer", password="w-pw")
+        try:
+            writer.publish("a/secret", "no")
+            writer.publish("a/ok", "yes")
+            reader.wait(lambda m: any(t == "a/ok" for t, _, _ in m), what="the allowed topic")
+            assert [t for t, _, _ in reader.messages] == ["a/ok"]
+        finally:
+            reader.close()
+            writer.close()
+        assert connack(b.port, "reader", "wrong") == "Not authorized"
+        assert connack(b.port, "reader", "r-pw") == "Success"
+    finally:
+        b.stop()
 
 
 # ---------------------------------------------------------------- the ACL, on the running site broker

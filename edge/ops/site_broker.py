@@ -184,9 +184,9 @@ def _password(secrets_dir: Path, name: str, made: list) -> str:
         return text
     except OSError as e:
         raise GatekeeperError(f"cannot read {path}: {e.strerror}") from None
-    if not text or any(c in text for c in "\r\n") or text != text.strip():
-        # mosquitto's config takes the bridge's password up to the end of the line, spaces trimmed
-        raise GatekeeperError(f"{path}: one line, no leading or trailing spaces, not empty")
+    if not text or any(c.isspace() for c in text):
+        # the bridge's password is a word of mosquitto's config line; the gates read theirs the same way
+        raise GatekeeperError(f"{path}: one word (no spaces or line breaks), not empty")
     return text
 
 
