@@ -13,7 +13,7 @@ _gatekeeper() {
     done
     case "$path" in
         "")
-            words="run demo keys pass allowlist tokens status backup events completion --help --version --log-level"
+            words="run demo keys pass allowlist tokens status backup events site-broker completion --help --version --log-level"
             [[ $prev == --log-level ]] && { COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return; }
             ;;
         "run")
@@ -80,6 +80,10 @@ _gatekeeper() {
             files="--config"
             [[ $prev == --format ]] && { COMPREPLY=($(compgen -W "jsonl csv" -- "$cur")); return; }
             ;;
+        "site-broker")
+            words="--help --site --gate --central --out --install-dir --secrets --root --listen --data-dir --central-user --bridge-user --broker-user --keepalive-s --retry-s --tls-ca --cert --key"
+            files="--out --install-dir --secrets --data-dir --tls-ca --cert --key"
+            ;;
         "completion")
             words="--help bash"
             ;;
@@ -92,7 +96,7 @@ _gatekeeper() {
 }
 _gatekeeper_subs() {
     case "$1" in
-        "") echo "run demo keys pass allowlist tokens status backup events completion" ;;
+        "") echo "run demo keys pass allowlist tokens status backup events site-broker completion" ;;
         "run") echo "" ;;
         "demo") echo "" ;;
         "keys") echo "new" ;;
@@ -109,6 +113,7 @@ _gatekeeper_subs() {
         "status") echo "" ;;
         "backup") echo "" ;;
         "events") echo "" ;;
+        "site-broker") echo "" ;;
         "completion") echo "" ;;
     esac
 }

@@ -44,31 +44,59 @@ class Broker:
     chosen by the first start (or given) and kept by every restart: the clients know it."""
 
     def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True, listener_extra: str = "",
-                 anonymous: bool = True):
+                 anonymous: bool = True, *, users: dict[str, str] | None = None, acl: str | None = None,
+                 extra: str = "", include_dir: Path | None = None):
+        """`users` (name -> password) and `acl` (an ACL file's text) turn on mosquitto's own authentication and
+        access control; `extra` is more config (a bridge's `connection` block fits: it comes after every
+        general line); `include_dir` is a folder of `*.conf` files (a rendered site broker's conf.d), loaded
+        last as mosquitto wants it, which may set allow_anonymous, password_file and acl_file itself."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port
         self.persistence, self.listener_extra, self.anonymous = persistence, listener_extra, anonymous
+        self.users, self.acl, self.extra, self.include_dir = users, acl, extra, include_dir
         self.proc: subprocess.Popen | None = None
         self.conf = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
+        self.passwd = self.dir / "passwd"
+        self.acl_path = self.dir / "acl"
+
+    def _write_access(self) -> str:
+        """The password file and the ACL, when given; the config lines that name them."""
+        lines = ""
+        if self.users is not None:
+            # mosquitto_passwd -U hashes a plain `name:password` file in place: no password on a command line
+            self.passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            self.passwd.chmod(0o600)
+            subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-U", str(self.passwd)],
+                           check=True, capture_output=True)
+            lines += f"password_file {self.passwd}\n"
+        if self.acl is not None:
+            self.acl_path.write_text(self.acl)
+            lines += f"acl_file {self.acl_path}\n"
+        return lines
 
     def _write_conf(self, port: int) -> None:
+        anonymous = "" if self.include_dir else f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
         self.conf.write_text(
             f"listener {port} 127.0.0.1\n"
             f"{self.listener_extra}"
-            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
+            f"{anonymous}"
             f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.dir}/\n"
             "autosave_interval 1\n"
-            # a slow subscriber must not lose QoS 1 messages in the tests: mosquitto's default is 1000
-            "max_queued_messages 0\n"
+            # a slow subscriber must not lose QoS 1 messages in the tests (mosquitto's default is 1000); not 0
+            # (unlimited): mosquitto 2.0.11 then disconnects a client whose publish the ACL denies
+            "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
             "message_size_limit 0\n"
             "user root\n"
             f"log_dest file {self.log}\n"
             # information carries "... running" once every listener is open
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            f"{self._write_access()}"
+            f"{self.extra}"
+            + (f"include_dir {self.include_dir}\n" if self.include_dir else "")
         )
 
     def start(self) -> "Broker":

@@ -22,7 +22,8 @@ _CONTRACT = None
 
 class Peer:
     def __init__(self, port: int, subscribe: str | list[str] = "acs/#", client_id: str | None = None,
-                 persistent: bool = False, v5: bool = False):
+                 persistent: bool = False, v5: bool = False, username: str | None = None,
+                 password: str | None = None, tls: tuple[str, str, str] | None = None):
         self.messages: list[tuple[str, bytes, bool]] = []
         self.content_types: list[str | None] = []  # each message's MQTT 5 content type, in step with messages
         self.checked = 0  # messages already checked against the contract
@@ -40,6 +41,10 @@ class Peer:
         self.subscribed = threading.Event()
         self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.reconnect_delay_set(0.1, 1)
+        if username is not None:  # an identity of the broker's password file (SPEC §7)
+            self.c.username_pw_set(username, password)
+        if tls is not None:  # (CA, client certificate, its key)
+            self.c.tls_set(ca_certs=tls[0], certfile=tls[1], keyfile=tls[2])
         self.c.connect("127.0.0.1", port, keepalive=10, **({"clean_start": not persistent} if v5 else {}))
         self.c.loop_start()
         assert self.subscribed.wait(WAIT_S), "no SUBACK from the broker"

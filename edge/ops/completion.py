@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-FILE_OPTIONS = {"--config", "--out", "--key", "--png", "--trust", "--state"}  # complete with file names
+FILE_OPTIONS = {"--config", "--out", "--key", "--png", "--trust", "--state", "--cert", "--tls-ca", "--secrets",
+                "--install-dir", "--data-dir"}  # complete with file names
 
 
 def add_command(sub) -> None:
