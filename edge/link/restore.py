@@ -46,9 +46,9 @@ class ModeRestore:
         self.due = time.monotonic() + self.wait_s if self._held() else None
 
     def heard(self, version: int, actor: str) -> None:
-        """A site mode from the broker (before it is applied): as new as ours means it has it already."""
-        if self.due is None:
-            return
+        """A site mode from the broker (before it is applied): as new as ours means it has it already. An
+        older one, at any time, means the broker now retains it: a site bridge that came back re-read the
+        central broker's retained mode, older than one a gate set while the central was away (SPEC §7)."""
         held = self._held()
         if held is None or (version, actor) >= held:
             self.due = None
