@@ -13,7 +13,7 @@ connections on one asyncio loop (mqtt5.Client), not a copy of the daemon.
 Control on stdin, one JSON object a line, each answered by one JSON line on stdout:
     {"cmd":"rate","per_s":2000}     events per second over all the gates, round robin (0 stops)
     {"cmd":"stats"}                  counters: connected, emitted, acked, pending, snapshots, peer deliveries
-    {"cmd":"dump","path":P}          writes {source: [epoch, last_seq]} for every gate to P
+    {"cmd":"dump","path":P}          writes {source: [epoch, last_seq, session, killed]} for every gate to P
     {"cmd":"kill","gates":[...]}     drops those links without DISCONNECT (the will fires); they stay down
     {"cmd":"quit"}
 It prints {"ready":...} once every link is connected (or the connect timeout passed).
@@ -262,7 +262,7 @@ class Fleet:
 
     def dump(self, path: str) -> None:
         with open(path, "w") as f:
-            json.dump({l.source: [l.epoch, l.seq] for l in self.links}, f)
+            json.dump({l.source: [l.epoch, l.seq, l.session, l.killed] for l in self.links}, f)
 
     async def stop(self) -> None:
         self.stopping = True

@@ -1,0 +1,431 @@
+"""From one gate to ten thousand (SPEC §7): site brokers bridged to a central one, thousands of gate links, a
+central consumer; completeness, latency and the brokers' memory and CPU per scenario.
+
+    .venv/bin/python bench/fleet.py                 # S1 S2 S5 S7 at 100 sites x 100 gates, 2,000 events/s
+    .venv/bin/python bench/fleet.py --quick         # 10 x 100 gates, short phases: a smoke test under two minutes
+    .venv/bin/python bench/fleet.py --scenarios S1 --sites 20 --gates 50 --rate 500 --seconds 30
+
+Every broker is a real mosquitto (Debian's 2.0.11) with its own port and directory: one per site, each
+bridged to the central broker with MQTT 5, QoS 1 and persistent sessions on both sides and the topics per
+direction of SPEC §7; the gate links (simulators/gate_links.py) are one process, the consumer
+(simulators/consumer.py) another, so the figures are the processes' own (read from /proc).
+
+S1 steady load: every seq of every gate stored once at central, end-to-end latency p50/p99.
+S2 the central broker stopped (SIGTERM, its store saved) for a while under load, then started again.
+S5 retained state after churn: a tenth of the gates crash (no DISCONNECT) and the rest reconnect; every
+   status and key at central is checked: crashed gates `offline` with their last session, others `online`.
+S7 the consumer killed -9 mid-run and started again on the same session and store: nothing lost.
+Not yet here: S3 (a site broker killed -9), S4 (resync storm), S6 (peer fan-out).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from simulators.mosquitto import Broker  # noqa: E402
+from simulators.mqtt5 import Client  # noqa: E402
+
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+DRAIN_S = 120.0  # how long the bench waits for everything sent to be stored after the load stops
+
+# SPEC §7: what goes up to the central broker, what comes down, and `mode` both ways
+UP = ("+/events/#", "+/status", "+/muster", "+/allowlist/resync", "+/key")
+DOWN = ("allowlist/changes", "+/allowlist/snapshot", "visits/signoff", "+/muster/request", "+/replay")
+
+
+def bridge_conf(site: str, central_port: int) -> str:
+    """The site broker's bridge to the central one (mosquitto.conf(5) "Configuring Bridges")."""
+    lines = [f"connection bridge-{site}", f"address 127.0.0.1:{central_port}", "bridge_protocol_version mqttv50",
+             f"remote_clientid bridge-{site}", f"local_clientid bridge-{site}-local",
+             "cleansession false", "local_cleansession false", "try_private true", "restart_timeout 1 5",
+             "notifications true", f"notification_topic acs/{site}/bridge/state"]
+    lines += [f"topic acs/{site}/{t} out 1" for t in UP]
+    lines += [f"topic acs/{site}/{t} in 1" for t in DOWN]
+    lines += [f"topic acs/{site}/central/heartbeat in 0", f"topic acs/{site}/mode both 1"]
+    return "\n".join(lines) + "\n"
+
+
+class SiteBroker(Broker):
+    """A site's mosquitto: the shared test broker's config plus the bridge section (which must come last)."""
+
+    def __init__(self, workdir: Path, site: str, central_port: int):
+        super().__init__(workdir)
+        self.site, self.central_port = site, central_port
+
+    def _write_conf(self, port: int) -> None:
+        super()._write_conf(port)
+        with open(self.conf, "a") as f:
+            f.write(bridge_conf(self.site, self.central_port))
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a live process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK
+        rss = int(fields[21]) * PAGE
+        return cpu, rss
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0
+
+
+class Sampler:
+    """Peak RSS and CPU seconds of named processes, sampled every half second while a scenario runs."""
+
+    def __init__(self):
+        self.pids: dict[str, list[int]] = {}
+        self.peak: dict[str, int] = {}
+        self.cpu0: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, group: str, pid: int) -> None:
+        self.pids.setdefault(group, []).append(pid)
+        self.cpu0.setdefault(pid, proc_usage(pid)[0])
+
+    def _sample(self) -> None:
+        for group, pids in self.pids.items():
+            total = 0
+            for pid in pids:
+                cpu, rss = proc_usage(pid)
+                if rss:
+                    self.cpu[pid] = cpu
+                    total = max(total, rss) if group.endswith("(max)") else total + rss
+            self.peak[group] = max(self.peak.get(group, 0), total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def start(self) -> "Sampler":
+        self._t.start()
+        return self
+
+    def stop(self) -> None:
+        self._sample()
+        self._stop.set()
+        self._t.join()
+
+    def cpu_s(self, group: str) -> float:
+        return sum(self.cpu.get(p, self.cpu0[p]) - self.cpu0[p] for p in self.pids.get(group, []))
+
+
+class Proc:
+    """A child speaking lines on stdin/stdout."""
+
+    def __init__(self, argv: list[str], log: Path):
+        self.log = open(log, "w")
+        self.p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                  text=True, start_new_session=True)
+
+    def line(self, timeout: float = 180.0) -> str:
+        out: list[str] = []
+        t = threading.Thread(target=lambda: out.append(self.p.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        if not out:
+            raise RuntimeError(f"{self.p.args[2]} gave no answer within {timeout:.0f} s (see {self.log.name})")
+        if not out[0]:
+            raise RuntimeError(f"{self.p.args[2]} exited (see {self.log.name})")
+        return out[0].strip()
+
+    def send(self, text: str) -> None:
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def ask(self, text: str, timeout: float = 180.0) -> str:
+        self.send(text)
+        return self.line(timeout)
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, sig)
+        self.p.wait(30)
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.write('{"cmd":"quit"}\nquit\n')
+                self.p.stdin.flush()
+                self.p.wait(20)
+            except (OSError, subprocess.TimeoutExpired, BrokenPipeError):
+                self.kill()
+        self.log.close()
+
+
+class Fleet:
+    """The brokers, the gate links and the consumer of one scenario, in one work directory."""
+
+    def __init__(self, work: Path, sites: int, gates: int, peers: bool = False):
+        self.work, self.n_sites, self.n_gates, self.peers = work, sites, gates, peers
+        self.central = Broker(work / "central")
+        self.sites: list[SiteBroker] = []
+        self.links: Proc | None = None
+        self.consumer: Proc | None = None
+        self.sampler = Sampler()
+
+    def start(self) -> "Fleet":
+        self.central.start()
+        for i in range(1, self.n_sites + 1):
+            self.sites.append(SiteBroker(self.work / f"site{i:03d}", f"s{i:03d}", self.central.port).start())
+        self.start_consumer()
+        argv = [sys.executable, "-m", "simulators.gate_links", "--gates", str(self.n_gates)]
+        for b in self.sites:
+            argv += ["--site", f"{b.site}={b.url}"]
+        if self.peers:
+            argv.append("--peers")
+        self.links = Proc(argv, self.work / "gate_links.log")
+        ready = json.loads(self.links.line(300))
+        if ready["ready"] != ready["gates"]:
+            raise RuntimeError(f"only {ready['ready']} of {ready['gates']} gate links connected")
+        self.sampler.watch("central broker", self.central.proc.pid)
+        for b in self.sites:
+            self.sampler.watch("site brokers", b.proc.pid)
+            self.sampler.watch("site broker (max)", b.proc.pid)
+        self.sampler.watch("gate links", self.links.p.pid)
+        self.sampler.watch("consumer", self.consumer.p.pid)
+        self.sampler.start()
+        return self
+
+    def start_consumer(self) -> None:
+        self.consumer = Proc([sys.executable, "-m", "simulators.consumer", "--broker", self.central.url,
+                              "--client-id", "central-consumer", "--out", str(self.work / "consumer")],
+                             self.work / f"consumer-{time.monotonic_ns()}.log")
+        line = self.consumer.line(120)
+        if line != "consumer ready":
+            raise RuntimeError(f"consumer: {line}")
+
+    def gates(self, cmd: dict) -> dict:
+        return json.loads(self.links.ask(json.dumps(cmd)))
+
+    def report(self) -> dict:
+        expect = self.work / "expect.json"
+        self.gates({"cmd": "dump", "path": str(expect)})
+        line = self.consumer.ask(f"report {expect}", 300)
+        if not line.startswith("consumer report "):
+            raise RuntimeError(f"consumer: {line}")
+        return json.loads(line[len("consumer report "):])
+
+    def drain(self, timeout: float = DRAIN_S) -> tuple[dict, float]:
+        """Waits until the gates' outboxes are empty and central stored every event; (report, seconds)."""
+        t0 = time.monotonic()
+        rep = {}
+        while time.monotonic() - t0 < timeout:
+            st = self.gates({"cmd": "stats"})
+            if st["pending"] == 0:
+                rep = self.report()
+                if rep["missing"] == 0:
+                    break
+            time.sleep(1.0)
+        else:
+            rep = self.report()
+        return rep, time.monotonic() - t0
+
+    def load(self, rate: float, seconds: float, during=None) -> None:
+        self.gates({"cmd": "rate", "per_s": rate})
+        t0 = time.monotonic()
+        if during:
+            during()
+        time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
+        self.gates({"cmd": "rate", "per_s": 0})
+
+    def stop(self) -> None:
+        self.sampler.stop() if self.sampler._t.is_alive() else None
+        for p in (self.links, self.consumer):
+            if p:
+                p.close()
+        for b in self.sites:
+            b.stop()
+        self.central.stop()
+
+
+def retained_check(port: int, expect: dict) -> tuple[int, int]:
+    """Reads every retained status and key at central; (wrong, checked). `expect`: source -> (state, session)."""
+    got: dict[str, bytes] = {}
+
+    async def run():
+        done = asyncio.get_running_loop().create_future()
+        last = [time.monotonic()]
+
+        def on_message(_c, topic, payload, _pid):
+            got[topic] = payload
+            last[0] = time.monotonic()
+
+        c = Client("bench-retained-check", on_message=on_message)
+        await c.connect("127.0.0.1", port)
+        await c.subscribe([("acs/+/+/status", 1, 0), ("acs/+/+/key", 1, 0)])
+        while time.monotonic() - last[0] < 2.0 and len(got) < 2 * len(expect):  # retained ones come at once
+            await asyncio.sleep(0.1)
+        c.disconnect()
+        del done
+
+    asyncio.run(run())
+    wrong = 0
+    for source, (state, session) in expect.items():
+        try:
+            status = json.loads(got[f"{source}/status"])
+            key = json.loads(got[f"{source}/key"])
+        except (KeyError, ValueError):
+            wrong += 1
+            continue
+        if status.get("state") != state or status.get("session") != session or "kid" not in key:
+            wrong += 1
+    return wrong, len(expect)
+
+
+def row(name: str, fleet: Fleet, st: dict, rep: dict, note: str = "") -> dict:
+    s = fleet.sampler
+    mb = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
+    lat = rep.get("latency_ms", {})
+    return {"scenario": name, "gates": st["gates"], "events": st["emitted"], "stored": rep.get("stored"),
+            "missing": rep.get("missing"), "dups": rep.get("duplicates"),
+            "p50 ms": lat.get("p50"), "p99 ms": lat.get("p99"),
+            "central RSS MB": mb(s.peak.get("central broker", 0)), "central CPU s": f"{s.cpu_s('central broker'):.1f}",
+            "sites RSS MB (max one)": f"{mb(s.peak.get('site brokers', 0))} ({mb(s.peak.get('site broker (max)', 0))})",
+            "sites CPU s": f"{s.cpu_s('site brokers'):.1f}",
+            "links RSS MB/CPU s": f"{mb(s.peak.get('gate links', 0))}/{s.cpu_s('gate links'):.1f}",
+            "consumer CPU s": f"{s.cpu_s('consumer'):.1f}", "note": note}
+
+
+def s1(a, work: Path) -> dict:
+    f = Fleet(work, a.sites, a.gates).start()
+    try:
+        f.load(a.rate, a.seconds)
+        rep, drained = f.drain()
+        return row("S1 steady", f, f.gates({"cmd": "stats"}), rep, f"drained in {drained:.1f} s")
+    finally:
+        f.stop()
+
+
+def s2(a, work: Path) -> dict:
+    f = Fleet(work, a.sites, a.gates).start()
+    try:
+        def outage():
+            time.sleep(a.seconds / 4)
+            f.central.stop()  # SIGTERM: mosquitto saves its store on the way out
+            time.sleep(a.outage)
+            f.central.start()  # same port, same store
+            f.sampler.watch("central broker", f.central.proc.pid)
+        f.load(a.rate, max(a.seconds, a.seconds / 4 + a.outage + 5), outage)
+        rep, drained = f.drain()
+        return row("S2 central down", f, f.gates({"cmd": "stats"}), rep,
+                   f"{a.outage:.0f} s outage; drained {drained:.1f} s after load")
+    finally:
+        f.stop()
+
+
+def s5(a, work: Path) -> dict:
+    f = Fleet(work, a.sites, a.gates).start()
+    try:
+        f.load(a.rate, a.seconds / 2)
+        names = [f"{b.site}/g{i:04d}" for b in f.sites for i in range(1, a.gates + 1)]
+        killed = names[::10]
+        f.gates({"cmd": "kill", "gates": killed})
+        rep, _ = f.drain()
+        dump = work / "sessions.json"
+        f.gates({"cmd": "dump", "path": str(dump)})
+        info = json.loads(dump.read_text())
+        expect = {src: ("offline" if v[3] else "online", v[2]) for src, v in info.items()}
+        deadline = time.monotonic() + 60
+        while True:  # the wills travel over the bridges: wait until central shows them, or give up and count
+            wrong, checked = retained_check(f.central.port, expect)
+            if wrong == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        r = row("S5 retained after churn", f, f.gates({"cmd": "stats"}), rep,
+                f"{len(killed)} gates crashed; {wrong} of {checked} status/key wrong at central")
+        r["wrong"] = wrong
+        return r
+    finally:
+        f.stop()
+
+
+def s7(a, work: Path) -> dict:
+    f = Fleet(work, a.sites, a.gates).start()
+    try:
+        def crash():
+            time.sleep(a.seconds / 3)
+            f.consumer.kill(signal.SIGKILL)
+            time.sleep(a.consumer_down)
+            f.start_consumer()
+            f.sampler.watch("consumer", f.consumer.p.pid)
+        f.load(a.rate, max(a.seconds, a.seconds / 3 + a.consumer_down + 5), crash)
+        rep, drained = f.drain()
+        return row("S7 consumer kill -9", f, f.gates({"cmd": "stats"}), rep,
+                   f"down {a.consumer_down:.0f} s; drained {drained:.1f} s after load")
+    finally:
+        f.stop()
+
+
+SCENARIOS = {"S1": s1, "S2": s2, "S5": s5, "S7": s7}
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = list(rows[0].keys() - {"wrong"})
+    cols = [c for c in rows[0] if c != "wrong"]
+    w = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in cols}
+    print(" | ".join(c.ljust(w[c]) for c in cols))
+    print("-+-".join("-" * w[c] for c in cols))
+    for r in rows:
+        print(" | ".join(str(r.get(c)).ljust(w[c]) for c in cols))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="10 sites x 100 gates, short phases (a smoke test)")
+    p.add_argument("--scenarios", default="S1,S2,S5,S7")
+    p.add_argument("--sites", type=int, default=100)
+    p.add_argument("--gates", type=int, default=100, help="gates per site")
+    p.add_argument("--rate", type=float, default=2000, help="events per second over the whole fleet")
+    p.add_argument("--seconds", type=float, default=60, help="load per scenario")
+    p.add_argument("--outage", type=float, default=60, help="S2: seconds the central broker is down")
+    p.add_argument("--consumer-down", type=float, default=10, help="S7: seconds the consumer is dead")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
+    a = p.parse_args()
+    if a.quick:
+        a.sites, a.gates, a.rate, a.seconds, a.outage, a.consumer_down = 10, 100, 200, 8, 6, 3
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = a.sites * a.gates + 1000
+    if soft < need:  # the gate links' sockets; the brokers inherit the limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
+    work = Path(tempfile.mkdtemp(prefix="fleet-"))
+    rows = []
+    t0 = time.monotonic()
+    try:
+        for name in a.scenarios.split(","):
+            rows.append(SCENARIOS[name.strip().upper()](a, work / name.strip()))
+            print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+    finally:
+        if a.keep:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"fleet: {a.sites} sites x {a.gates} gates, {a.rate:.0f} events/s, {a.seconds:.0f} s load per scenario, "
+          f"{os.cpu_count()} cores shared with whatever else runs; {time.monotonic() - t0:.0f} s in all")
+    print_table(rows)
+    bad = [r["scenario"] for r in rows if r["missing"] or r.get("wrong")]
+    if bad:
+        print(f"FAILED: {', '.join(bad)}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
