@@ -1,7 +1,7 @@
 """From one gate to ten thousand (SPEC §7): site brokers bridged to a central one, thousands of gate links, a
 central consumer; completeness, latency and the brokers' memory and CPU per scenario.
 
-    .venv/bin/python bench/fleet.py                 # S1 S2 S5 S7 at 100 sites x 100 gates, 2,000 events/s
+    .venv/bin/python bench/fleet.py                 # S1 S2 S3 S5 S7 at 100 sites x 100 gates, 2,000 events/s
     .venv/bin/python bench/fleet.py --quick         # 10 x 100 gates, short phases: a smoke test under two minutes
     .venv/bin/python bench/fleet.py --scenarios S1 --sites 20 --gates 50 --rate 500 --seconds 30
 
@@ -12,10 +12,13 @@ direction of SPEC §7; the gate links (simulators/gate_links.py) are one process
 
 S1 steady load: every seq of every gate stored once at central, end-to-end latency p50/p99.
 S2 the central broker stopped (SIGTERM, its store saved) for a while under load, then started again.
-S5 retained state after churn: a tenth of the gates crash (no DISCONNECT) and the rest reconnect; every
-   status and key at central is checked: crashed gates `offline` with their last session, others `online`.
+S5 retained state after churn: a tenth of the gates crash for good (no DISCONNECT), another tenth crash and
+   reconnect at once; every status and key at central is checked: crashed gates `offline` with their last
+   session, the others `online` with their current one.
+S3 a site broker with 1,000 gates (300 with --quick) killed -9 under load and started again: what it had
+   acknowledged and lost comes back by replay (the consumer asks, the gates answer from their log).
 S7 the consumer killed -9 mid-run and started again on the same session and store: nothing lost.
-Not yet here: S3 (a site broker killed -9), S4 (resync storm), S6 (peer fan-out).
+Not yet here: S4 (resync storm), S6 (peer fan-out), real `gatekeeper run` daemons among the links.
 """
 from __future__ import annotations
 
@@ -174,8 +177,9 @@ class Proc:
 class Fleet:
     """The brokers, the gate links and the consumer of one scenario, in one work directory."""
 
-    def __init__(self, work: Path, sites: int, gates: int, peers: bool = False):
+    def __init__(self, work: Path, sites: int, gates: int, peers: bool = False, sizes: dict | None = None):
         self.work, self.n_sites, self.n_gates, self.peers = work, sites, gates, peers
+        self.sizes = sizes or {}  # site -> gates, where a site differs from `gates`
         self.central = Broker(work / "central")
         self.sites: list[SiteBroker] = []
         self.links: Proc | None = None
@@ -190,6 +194,8 @@ class Fleet:
         argv = [sys.executable, "-m", "simulators.gate_links", "--gates", str(self.n_gates)]
         for b in self.sites:
             argv += ["--site", f"{b.site}={b.url}"]
+        for site, n in self.sizes.items():
+            argv += ["--site-gates", f"{site}={n}"]
         if self.peers:
             argv.append("--peers")
         self.links = Proc(argv, self.work / "gate_links.log")
@@ -332,13 +338,40 @@ def s2(a, work: Path) -> dict:
         f.stop()
 
 
+def s3(a, work: Path) -> dict:
+    """One site broker with many gates killed -9 under load, started again from what it saved: the events it had
+    acknowledged but not yet bridged are gone from it, and come back by the consumer's replay requests."""
+    total = a.sites * a.gates
+    big = 1000 if total >= 5000 else 300
+    f = Fleet(work, max(1, (total - big) // a.gates) + 1, a.gates, sizes={"s001": big}).start()
+    victim = f.sites[0]
+    try:
+        def crash():
+            time.sleep(a.seconds / 3)
+            victim.stop(signal.SIGKILL)
+            time.sleep(a.site_down)
+            victim.start()  # same port; its store as autosaved up to a second before the kill
+            f.sampler.watch("site brokers", victim.proc.pid)
+            f.sampler.watch("site broker (max)", victim.proc.pid)
+        f.load(a.rate, max(a.seconds, a.seconds / 3 + a.site_down + 5), crash)
+        rep, drained = f.drain()
+        st = f.gates({"cmd": "stats"})
+        return row("S3 site broker kill -9", f, st, rep,
+                   f"{big} gates down {a.site_down:.0f} s; {rep['replay_requests']} replays asked, "
+                   f"{st['replayed']} events replayed; drained {drained:.1f} s after load")
+    finally:
+        f.stop()
+
+
 def s5(a, work: Path) -> dict:
     f = Fleet(work, a.sites, a.gates).start()
     try:
         f.load(a.rate, a.seconds / 2)
         names = [f"{b.site}/g{i:04d}" for b in f.sites for i in range(1, a.gates + 1)]
-        killed = names[::10]
+        killed, bounced = names[::10], names[5::10]
         f.gates({"cmd": "kill", "gates": killed})
+        f.gates({"cmd": "bounce", "gates": bounced})
+        f.load(a.rate, a.seconds / 2)  # the bounced gates' wills and new statuses race with live traffic
         rep, _ = f.drain()
         dump = work / "sessions.json"
         f.gates({"cmd": "dump", "path": str(dump)})
@@ -351,7 +384,7 @@ def s5(a, work: Path) -> dict:
                 break
             time.sleep(1)
         r = row("S5 retained after churn", f, f.gates({"cmd": "stats"}), rep,
-                f"{len(killed)} gates crashed; {wrong} of {checked} status/key wrong at central")
+                f"{len(killed)} gates crashed, {len(bounced)} restarted; {wrong} of {checked} status/key wrong at central")
         r["wrong"] = wrong
         return r
     finally:
@@ -375,7 +408,7 @@ def s7(a, work: Path) -> dict:
         f.stop()
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S5": s5, "S7": s7}
+SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S5": s5, "S7": s7}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -391,17 +424,18 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="10 sites x 100 gates, short phases (a smoke test)")
-    p.add_argument("--scenarios", default="S1,S2,S5,S7")
+    p.add_argument("--scenarios", default="S1,S2,S3,S5,S7")
     p.add_argument("--sites", type=int, default=100)
     p.add_argument("--gates", type=int, default=100, help="gates per site")
     p.add_argument("--rate", type=float, default=2000, help="events per second over the whole fleet")
     p.add_argument("--seconds", type=float, default=60, help="load per scenario")
     p.add_argument("--outage", type=float, default=60, help="S2: seconds the central broker is down")
     p.add_argument("--consumer-down", type=float, default=10, help="S7: seconds the consumer is dead")
+    p.add_argument("--site-down", type=float, default=10, help="S3: seconds the killed site broker stays down")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
     a = p.parse_args()
     if a.quick:
-        a.sites, a.gates, a.rate, a.seconds, a.outage, a.consumer_down = 10, 100, 200, 8, 6, 3
+        a.sites, a.gates, a.rate, a.seconds, a.outage, a.consumer_down, a.site_down = 10, 100, 200, 8, 6, 3, 3
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.sites * a.gates + 1000
     if soft < need:  # the gate links' sockets; the brokers inherit the limit

@@ -8,7 +8,8 @@ WAL) by their `id`, so a duplicate (at-least-once, a replay, a re-sent outbox) i
 twice; a message is acknowledged (PUBACK) only once its row is committed, so a kill -9 loses nothing: the
 broker sends again what was not acknowledged. Completeness is checked per (`source`, `epoch`, `seq`); a gap
 that stays open `--replay-after` seconds is asked of the gate on `{source}/replay`, at most one request
-outstanding per gate (not with --share: a member sees only part of each gate's events). Latency is the
+outstanding per gate (not with --share: a member sees only part of each gate's events); a status whose
+`last_seq` is above what was stored reveals a missing tail the same way. Latency is the
 receipt time minus the gate's `data.sent_at`.
 
 Stdin, one command a line, each answered by one line `consumer ...`:
@@ -122,6 +123,7 @@ class Gaps:
         self.high: dict = {}
         self.above: dict = {}
         self.since: dict = {}  # key -> when the current gap was first seen
+        self.last: dict = {}  # key -> the newest seq the gate's status announced (`last_seq`): a missing tail
         self.asked: dict = {}  # source -> when a replay was asked (one outstanding per gate)
 
     def see(self, key, seq: int) -> None:
@@ -135,7 +137,7 @@ class Gaps:
                 hi += 1
                 above.discard(hi)
             self.high[key] = hi
-            if not above:
+            if not above and self.last.get(key, 0) <= hi:
                 self.above.pop(key, None)
                 self.since.pop(key, None)
                 self.asked.pop(key[0], None)
@@ -144,13 +146,22 @@ class Gaps:
             self.above.setdefault(key, set()).add(seq)
             self.since.setdefault(key, time.monotonic())
 
+    def announce(self, key, last_seq: int) -> None:
+        """A status said the gate journaled up to `last_seq`: anything above the high mark not seen is a gap."""
+        if last_seq > self.last.get(key, 0):
+            self.last[key] = last_seq
+        if last_seq > self.high.get(key, 0) and not (self.above.get(key) and max(self.above[key]) >= last_seq):
+            self.high.setdefault(key, 0)
+            self.since.setdefault(key, time.monotonic())
+
     def due(self, after_s: float):
         now = time.monotonic()
         for key, t in list(self.since.items()):
             if now - t < after_s or now - self.asked.get(key[0], -1e9) < REPLAY_TIMEOUT_S:
                 continue
             self.asked[key[0]] = now
-            yield key, self.high[key], min(self.above[key]) - 1
+            above = self.above.get(key)
+            yield key, self.high[key], (min(above) - 1) if above else self.last[key]
 
 
 class Consumer:
@@ -163,12 +174,18 @@ class Consumer:
             for q in seqs:
                 self.gaps.see(key, q)
         self.pending: list[tuple] = []
+        self.statuses: list[bytes] = []
         self.pids: list[int] = []
         self.client: Client | None = None
         self.stopping = False
 
     def _on_message(self, client, topic, payload, pid) -> None:
         now = time.time()
+        if topic.endswith("/status"):
+            self.statuses.append((topic, payload))
+            if pid is not None:
+                self.pids.append((client, pid))
+            return
         try:
             m = json.loads(payload)
             sent = m.get("data", {}).get("sent_at") if isinstance(m.get("data"), dict) else None
@@ -187,6 +204,15 @@ class Consumer:
                 self.store.add(rows)
                 for _id, source, epoch, seq, *_ in rows:
                     self.gaps.see((source, epoch), seq)
+            if self.statuses:
+                statuses, self.statuses = self.statuses, []
+                for topic, raw in statuses:
+                    try:
+                        m = json.loads(raw)
+                        if m.get("state") == "online" and m.get("epoch") and int(m.get("last_seq", 0)):
+                            self.gaps.announce((topic[:-len("/status")], str(m["epoch"])), int(m["last_seq"]))
+                    except (ValueError, TypeError, AttributeError):
+                        self.store.bump("bad", 1)
             if self.pids:
                 pids, self.pids = self.pids, []
                 for client, pid in pids:
@@ -208,7 +234,10 @@ class Consumer:
             try:
                 present = await self.client.connect(host, int(port))
                 if not present:
-                    await self.client.subscribe([(topic, 1, 0)])
+                    filters = [(topic, 1, 0)]
+                    if self.args.status_topic:  # the statuses' last_seq reveal a missing tail (SPEC §2)
+                        filters.append((self.args.status_topic, 1, 0))
+                    await self.client.subscribe(filters)
             except (OSError, MqttError, asyncio.TimeoutError):
                 self.client.abort()
                 await asyncio.sleep(backoff)
@@ -257,6 +286,7 @@ def main() -> None:
     p.add_argument("--broker", required=True, help="HOST:PORT of the central broker")
     p.add_argument("--topic", default="acs/+/+/events/#")
     p.add_argument("--share", help="join the shared subscription $share/GROUP/TOPIC")
+    p.add_argument("--status-topic", default="acs/+/+/status", help="the gates' statuses ('' for none)")
     p.add_argument("--client-id", default="central-consumer")
     p.add_argument("--out", required=True, help="directory of events.db and report.json")
     p.add_argument("--replay-after", type=float, default=2.0,

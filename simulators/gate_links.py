@@ -15,6 +15,7 @@ Control on stdin, one JSON object a line, each answered by one JSON line on stdo
     {"cmd":"stats"}                  counters: connected, emitted, acked, pending, snapshots, peer deliveries
     {"cmd":"dump","path":P}          writes {source: [epoch, last_seq, session, killed]} for every gate to P
     {"cmd":"kill","gates":[...]}     drops those links without DISCONNECT (the will fires); they stay down
+    {"cmd":"bounce","gates":[...]}   drops them the same way; they connect again at once (the next session)
     {"cmd":"quit"}
 It prints {"ready":...} once every link is connected (or the connect timeout passed).
 """
@@ -215,13 +216,13 @@ class GateLink:
 
 
 class Fleet:
-    def __init__(self, sites: list[tuple[str, str, int]], gates: int, peers: bool, connect_parallel: int = 200):
+    def __init__(self, sites: list[tuple[str, str, int, int]], peers: bool, connect_parallel: int = 200):
         self.loop = asyncio.get_running_loop()
         self.peers = peers
         self.stopping = False
         self.connect_slots = asyncio.Semaphore(connect_parallel)  # a listen backlog is finite
         self.links = [GateLink(self, site, f"g{i:04d}", host, port)
-                      for site, host, port in sites for i in range(1, gates + 1)]
+                      for site, host, port, gates in sites for i in range(1, gates + 1)]
         self.by_name = {f"{l.site}/{l.gate}": l for l in self.links}
         self.connected = self.emitted = self.acked = self.snapshots = self.peer_deliveries = 0
         self.replayed = self.replay_requests = self.bad_messages = 0
@@ -296,6 +297,12 @@ async def _control(fleet: Fleet) -> None:
                 for name in cmd["gates"]:
                     fleet.by_name[name].kill()
                 out = {"ok": "kill", "gates": len(cmd["gates"])}
+            elif op == "bounce":  # a crash and a restart: the will fires, then a new session's status
+                for name in cmd["gates"]:
+                    link = fleet.by_name[name]
+                    if link.client:
+                        link.client.abort()
+                out = {"ok": "bounce", "gates": len(cmd["gates"])}
             elif op == "quit":
                 return
             else:
@@ -306,12 +313,16 @@ async def _control(fleet: Fleet) -> None:
 
 
 async def main_async(args) -> None:
+    sizes = {}
+    for spec in args.site_gates or []:
+        name, _, n = spec.partition("=")
+        sizes[name] = int(n)
     sites = []
     for spec in args.site:
         name, _, addr = spec.partition("=")
         host, _, port = addr.rpartition(":")
-        sites.append((name, host, int(port)))
-    fleet = Fleet(sites, args.gates, args.peers)
+        sites.append((name, host, int(port), sizes.get(name, args.gates)))
+    fleet = Fleet(sites, args.peers)
     fleet.start()
     deadline = time.monotonic() + args.connect_timeout
     while fleet.connected < len(fleet.links) and time.monotonic() < deadline:
@@ -325,6 +336,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--site", action="append", required=True, help="SITE=HOST:PORT, the site's broker (repeat)")
     p.add_argument("--gates", type=int, default=100, help="gates per site")
+    p.add_argument("--site-gates", action="append", help="SITE=N: that site has N gates instead (repeat)")
     p.add_argument("--peers", action="store_true", help="subscribe to the peers' site-state event types")
     p.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for every link")
     args = p.parse_args()
