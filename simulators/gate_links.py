@@ -16,6 +16,9 @@ Control on stdin, one JSON object a line, each answered by one JSON line on stdo
     {"cmd":"dump","path":P}          writes {source: [epoch, last_seq, session, killed]} for every gate to P
     {"cmd":"kill","gates":[...]}     drops those links without DISCONNECT (the will fires); they stay down
     {"cmd":"bounce","gates":[...]}   drops them the same way; they connect again at once (the next session)
+    {"cmd":"emit","gates":[...],"n":N}  N events on each of those gates now
+    {"cmd":"lose","gates":[...],"n":N}  their next N events are logged but never reach the broker, as if it
+                                     acknowledged and then lost them: only `replay` brings them to central
     {"cmd":"quit"}
 It prints {"ready":...} once every link is connected (or the connect timeout passed).
 """
@@ -71,6 +74,7 @@ class GateLink:
         self.snapshot_s: list[float] = []  # seconds from resync to the last chunk of each snapshot
         self.peer_deliveries = 0
         self.acked = 0
+        self.lose = 0  # the next events to be lost after the broker's PUBACK (a broker losing its store)
 
     # --- connection -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -134,8 +138,13 @@ class GateLink:
                      "credential_ref": f"badge:{seq:08X}", "holder": f"h-{seq}", "sent_at": time.time()},
         }, separators=(",", ":")).encode()
         self.log[seq] = (f"{self.source}/events/{kind}", body)
-        self.outbox[seq] = self.log[seq]
         self.fleet.emitted += 1
+        if self.lose:  # journaled, acknowledged, then lost on the way: only replay brings it to central
+            self.lose -= 1
+            self.acked += 1
+            self.fleet.acked += 1
+            return
+        self.outbox[seq] = self.log[seq]
         self.pump()
 
     def pump(self) -> None:
@@ -303,6 +312,15 @@ async def _control(fleet: Fleet) -> None:
                     if link.client:
                         link.client.abort()
                 out = {"ok": "bounce", "gates": len(cmd["gates"])}
+            elif op == "lose":
+                for name in cmd["gates"]:
+                    fleet.by_name[name].lose += int(cmd["n"])
+                out = {"ok": "lose", "gates": len(cmd["gates"])}
+            elif op == "emit":  # events on these gates now, whatever the rate
+                for name in cmd["gates"]:
+                    for _ in range(int(cmd.get("n", 1))):
+                        fleet.by_name[name].emit()
+                out = {"ok": "emit", "gates": len(cmd["gates"])}
             elif op == "quit":
                 return
             else:
