@@ -1,7 +1,7 @@
 """From one gate to ten thousand (SPEC §7): site brokers bridged to a central one, thousands of gate links, a
 central consumer; completeness, latency and the brokers' memory and CPU per scenario.
 
-    .venv/bin/python bench/fleet.py                 # S1 S2 S3 S5 S7 at 100 sites x 100 gates, 2,000 events/s
+    .venv/bin/python bench/fleet.py                 # S1 to S7 at 100 sites x 100 gates, 2,000 events/s
     .venv/bin/python bench/fleet.py --quick         # 10 x 100 gates, short phases: a smoke test under two minutes
     .venv/bin/python bench/fleet.py --scenarios S1 --sites 20 --gates 50 --rate 500 --seconds 30
 
@@ -18,7 +18,11 @@ S5 retained state after churn: a tenth of the gates crash for good (no DISCONNEC
 S3 a site broker with 1,000 gates (300 with --quick) killed -9 under load and started again: what it had
    acknowledged and lost comes back by replay (the consumer asks, the gates answer from their log).
 S7 the consumer killed -9 mid-run and started again on the same session and store: nothing lost.
-Not yet here: S4 (resync storm), S6 (peer fan-out), real `gatekeeper run` daemons among the links.
+S4 resync storm: 1,000 new gates at once, each taking a 5,000-record snapshot (about 1 MB) from the
+   central's answerer (simulators/snapshot_server.py): time until every snapshot is complete, brokers' memory.
+S6 peer fan-out: one site of 50, 100 and 200 gates each subscribed to the peers' site-state events:
+   deliveries per second at the gates.
+Not yet here: real `gatekeeper run` daemons among the links.
 """
 from __future__ import annotations
 
@@ -184,13 +188,24 @@ class Fleet:
         self.sites: list[SiteBroker] = []
         self.links: Proc | None = None
         self.consumer: Proc | None = None
+        self.snapshots: Proc | None = None
         self.sampler = Sampler()
 
-    def start(self) -> "Fleet":
+    def start(self, snapshot_records: int = 0) -> "Fleet":
         self.central.start()
         for i in range(1, self.n_sites + 1):
             self.sites.append(SiteBroker(self.work / f"site{i:03d}", f"s{i:03d}", self.central.port).start())
         self.start_consumer()
+        if snapshot_records:  # the central's answer to resyncs, before any gate asks
+            self.snapshots = Proc([sys.executable, "-m", "simulators.snapshot_server", "--broker", self.central.url,
+                                   "--records", str(snapshot_records)], self.work / "snapshots.log")
+            self.snapshot_info = self.snapshots.line(120)
+        self.sampler.watch("central broker", self.central.proc.pid)
+        for b in self.sites:
+            self.sampler.watch("site brokers", b.proc.pid)
+            self.sampler.watch("site broker (max)", b.proc.pid)
+        self.sampler.watch("consumer", self.consumer.p.pid)
+        self.sampler.start()
         argv = [sys.executable, "-m", "simulators.gate_links", "--gates", str(self.n_gates)]
         for b in self.sites:
             argv += ["--site", f"{b.site}={b.url}"]
@@ -198,17 +213,12 @@ class Fleet:
             argv += ["--site-gates", f"{site}={n}"]
         if self.peers:
             argv.append("--peers")
+        self.links_started = time.monotonic()
         self.links = Proc(argv, self.work / "gate_links.log")
+        self.sampler.watch("gate links", self.links.p.pid)
         ready = json.loads(self.links.line(300))
         if ready["ready"] != ready["gates"]:
             raise RuntimeError(f"only {ready['ready']} of {ready['gates']} gate links connected")
-        self.sampler.watch("central broker", self.central.proc.pid)
-        for b in self.sites:
-            self.sampler.watch("site brokers", b.proc.pid)
-            self.sampler.watch("site broker (max)", b.proc.pid)
-        self.sampler.watch("gate links", self.links.p.pid)
-        self.sampler.watch("consumer", self.consumer.p.pid)
-        self.sampler.start()
         return self
 
     def start_consumer(self) -> None:
@@ -255,7 +265,7 @@ class Fleet:
 
     def stop(self) -> None:
         self.sampler.stop() if self.sampler._t.is_alive() else None
-        for p in (self.links, self.consumer):
+        for p in (self.links, self.consumer, self.snapshots):
             if p:
                 p.close()
         for b in self.sites:
@@ -363,6 +373,57 @@ def s3(a, work: Path) -> dict:
         f.stop()
 
 
+def s4(a, work: Path) -> dict:
+    """Every gate new at once (no session): each sends `resync` and takes a 5,000-record snapshot of about 1 MB."""
+    gates = min(a.sites * a.gates, a.storm_gates)
+    sites = max(1, gates // a.gates)
+    f = Fleet(work, sites, a.gates).start(snapshot_records=a.snapshot_records)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            st = f.gates({"cmd": "stats"})
+            if st["snapshots"] >= st["gates"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        took = time.monotonic() - f.links_started
+        rep = f.report()
+        r = row("S4 resync storm", f, st, rep,
+                f"{st['snapshots']} of {st['gates']} snapshots ({f.snapshot_info.split(' ', 2)[2]}) complete "
+                f"{took:.1f} s after the links started; slowest gate {st['snapshot_max_s']} s from its resync")
+        r["wrong"] = st["gates"] - st["snapshots"]
+        return r
+    finally:
+        f.stop()
+
+
+def s6(a, work: Path) -> dict:
+    """Peer fan-out: one site, every gate subscribed to its peers' site-state events; deliveries per second."""
+    notes, last = [], None
+    for n in (50, 100, 200):
+        f = Fleet(work / f"n{n}", 1, n, peers=True).start()
+        try:
+            before = f.gates({"cmd": "stats"})["peer_deliveries"]
+            t0 = time.monotonic()
+            f.load(a.peer_rate, a.seconds / 2)
+            expected = f.gates({"cmd": "stats"})["emitted"] * n
+            deadline = time.monotonic() + 60
+            while True:  # until every delivery arrived, or a minute
+                st = f.gates({"cmd": "stats"})
+                if st["peer_deliveries"] - before >= expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+            got = st["peer_deliveries"] - before
+            notes.append(f"{n}/site: {got / took:,.0f}/s ({got} of {expected})")
+            rep, _ = f.drain()
+            last = row("S6 peer fan-out", f, st, rep)
+            last["wrong"] = expected - got
+        finally:
+            f.stop()
+    last["note"] = f"{a.peer_rate:.0f} events/s at the site; deliveries " + "; ".join(notes)
+    return last
+
+
 def s5(a, work: Path) -> dict:
     f = Fleet(work, a.sites, a.gates).start()
     try:
@@ -408,7 +469,7 @@ def s7(a, work: Path) -> dict:
         f.stop()
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S5": s5, "S7": s7}
+SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -424,7 +485,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="10 sites x 100 gates, short phases (a smoke test)")
-    p.add_argument("--scenarios", default="S1,S2,S3,S5,S7")
+    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6,S7")
     p.add_argument("--sites", type=int, default=100)
     p.add_argument("--gates", type=int, default=100, help="gates per site")
     p.add_argument("--rate", type=float, default=2000, help="events per second over the whole fleet")
@@ -432,10 +493,14 @@ def main() -> int:
     p.add_argument("--outage", type=float, default=60, help="S2: seconds the central broker is down")
     p.add_argument("--consumer-down", type=float, default=10, help="S7: seconds the consumer is dead")
     p.add_argument("--site-down", type=float, default=10, help="S3: seconds the killed site broker stays down")
+    p.add_argument("--storm-gates", type=int, default=1000, help="S4: gates asking for a snapshot at once")
+    p.add_argument("--snapshot-records", type=int, default=5000, help="S4: allow-list records in the snapshot")
+    p.add_argument("--peer-rate", type=float, default=50, help="S6: events per second at the site")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
     a = p.parse_args()
     if a.quick:
         a.sites, a.gates, a.rate, a.seconds, a.outage, a.consumer_down, a.site_down = 10, 100, 200, 8, 6, 3, 3
+        a.storm_gates, a.snapshot_records, a.peer_rate = 200, 1000, 20
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.sites * a.gates + 1000
     if soft < need:  # the gate links' sockets; the brokers inherit the limit

@@ -154,12 +154,15 @@ class Gaps:
             self.high.setdefault(key, 0)
             self.since.setdefault(key, time.monotonic())
 
-    def due(self, after_s: float):
+    def due(self, after_s: float, limit: int):
         now = time.monotonic()
         for key, t in list(self.since.items()):
+            if limit <= 0:
+                return
             if now - t < after_s or now - self.asked.get(key[0], -1e9) < REPLAY_TIMEOUT_S:
                 continue
             self.asked[key[0]] = now
+            limit -= 1
             above = self.above.get(key)
             yield key, self.high[key], (min(above) - 1) if above else self.last[key]
 
@@ -218,7 +221,8 @@ class Consumer:
                 for client, pid in pids:
                     client.ack(pid)  # after the commit: an unacknowledged message comes again
             if self.args.replay_after is not None and not self.args.share and self.client and self.client.connected:
-                for (source, _epoch), after, until in self.gaps.due(self.args.replay_after):
+                room = 50 - self.client.inflight  # within the broker's receive maximum; the rest next turn
+                for (source, _epoch), after, until in self.gaps.due(self.args.replay_after, room):
                     self.client.publish(f"{source}/replay", json.dumps({"after_seq": after, "until_seq": until}).encode())
                     self.store.bump("replay_requests", 1)
 
