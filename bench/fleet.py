@@ -138,7 +138,8 @@ class Sampler:
 class Proc:
     """A child speaking lines on stdin/stdout."""
 
-    def __init__(self, argv: list[str], log: Path):
+    def __init__(self, argv: list[str], log: Path, quit_line: str = "quit"):
+        self.quit_line = quit_line
         self.log = open(log, "w")
         self.p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                   text=True, start_new_session=True)
@@ -170,7 +171,7 @@ class Proc:
     def close(self) -> None:
         if self.p.poll() is None:
             try:
-                self.p.stdin.write('{"cmd":"quit"}\nquit\n')
+                self.p.stdin.write(self.quit_line + "\n")
                 self.p.stdin.flush()
                 self.p.wait(20)
             except (OSError, subprocess.TimeoutExpired, BrokenPipeError):
@@ -214,7 +215,7 @@ class Fleet:
         if self.peers:
             argv.append("--peers")
         self.links_started = time.monotonic()
-        self.links = Proc(argv, self.work / "gate_links.log")
+        self.links = Proc(argv, self.work / "gate_links.log", quit_line='{"cmd":"quit"}')
         self.sampler.watch("gate links", self.links.p.pid)
         ready = json.loads(self.links.line(300))
         if ready["ready"] != ready["gates"]:
