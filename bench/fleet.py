@@ -22,7 +22,7 @@ S4 resync storm: 1,000 new gates at once, each taking a 5,000-record snapshot (a
    central's answerer (simulators/snapshot_server.py): time until every snapshot is complete, brokers' memory.
 S6 peer fan-out: one site of 50, 100 and 200 gates each subscribed to the peers' site-state events:
    deliveries per second at the gates.
-Not yet here: real `gatekeeper run` daemons among the links.
+S1 also runs real `gatekeeper run` gates (--daemons) on the first site, scanned during the load.
 """
 from __future__ import annotations
 
@@ -274,6 +274,81 @@ class Fleet:
         self.central.stop()
 
 
+class GateDaemon:
+    """A real `gatekeeper run` among the simulated links: its own config, a badge reader simulator to scan on,
+    no I/O module (a refused port: the door is not what is measured) and the site broker of `site`."""
+
+    def __init__(self, work: Path, site: str, gate: str, broker_port: int):
+        from common import site_toml
+        from demo.procs import HeldPort, listen_port
+        work.mkdir(parents=True, exist_ok=True)
+        self.source = f"acs/{site}/{gate}"
+        self.nobody = HeldPort()
+        self.reader = subprocess.Popen([sys.executable, "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0"],
+                                       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       start_new_session=True)
+        port = listen_port(self.reader.stdout.readline())  # `badge_reader listening on HOST:PORT`
+        threading.Thread(target=lambda: [None for _ in self.reader.stdout], daemon=True).start()  # a line per scan
+        toml = site_toml(self.nobody.port, port, extra=f"[mqtt]\nport = {broker_port}\n")
+        toml = toml.replace('id = "bench"', f'id = "{site}"').replace('gate = "gate-1"', f'gate = "{gate}"')
+        (work / "site.toml").write_text(toml)
+        self.log = open(work / "daemon.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "--log-level", "warning", "run", "--config",
+                                      str(work / "site.toml")], cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, start_new_session=True)
+        self.scans = 0
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        ok: list[bool] = []
+
+        def watch():
+            for line in self.proc.stdout:
+                if line.startswith("gatekeeper ready"):
+                    ok.append(True)
+                    break
+            for _ in self.proc.stdout:  # keep the pipe drained
+                pass
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout
+        while not ok and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.1)
+        if not ok:
+            raise RuntimeError(f"gatekeeper run for {self.source} not ready (see {self.log.name})")
+
+    def scan(self) -> None:
+        """An unknown badge: one `access.denied` event."""
+        self.scans += 1
+        self.reader.stdin.write(f"{(self.scans * 2654435761) % (1 << 40):010X}\n")
+        self.reader.stdin.flush()
+
+    def stop(self) -> None:
+        for p in (self.proc, self.reader):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        self.nobody.close()
+        self.log.close()
+
+
+def daemon_events(consumer_dir: Path, sources: list[str]) -> list[tuple[str, int, int, int]]:
+    """What central stored of each real gate: (gate, events, highest seq, access.denied events)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{consumer_dir / 'events.db'}?mode=ro", uri=True)
+    out = []
+    for src in sources:
+        n, hi = db.execute("SELECT COUNT(DISTINCT seq), MAX(seq) FROM events WHERE source = ?", (src,)).fetchone()
+        denied = db.execute("SELECT COUNT(*) FROM events WHERE source = ? AND type = 'access.denied'",
+                            (src,)).fetchone()[0]
+        out.append((src.rsplit("/", 1)[1], n, hi or 0, denied))
+    db.close()
+    return out
+
+
 def retained_check(port: int, expect: dict) -> tuple[int, int]:
     """Reads every retained status and key at central; (wrong, checked). `expect`: source -> (state, session)."""
     got: dict[str, bytes] = {}
@@ -324,11 +399,41 @@ def row(name: str, fleet: Fleet, st: dict, rep: dict, note: str = "") -> dict:
 
 def s1(a, work: Path) -> dict:
     f = Fleet(work, a.sites, a.gates).start()
+    daemons: list[GateDaemon] = []
     try:
+        for k in range(1, a.daemons + 1):  # real gates beside the simulated ones, on the first site's broker
+            daemons.append(GateDaemon(work / f"gk{k:02d}", f.sites[0].site, f"gk{k:02d}", f.sites[0].port))
+        for d in daemons:
+            d.wait_ready()
+        stop = threading.Event()
+
+        def scans():
+            while not stop.wait(1.0 / a.daemon_rate):
+                for d in daemons:
+                    d.scan()
+        t = threading.Thread(target=scans, daemon=True)
+        if daemons:
+            t.start()
         f.load(a.rate, a.seconds)
+        stop.set()
         rep, drained = f.drain()
-        return row("S1 steady", f, f.gates({"cmd": "stats"}), rep, f"drained in {drained:.1f} s")
+        note = f"drained in {drained:.1f} s"
+        st = f.gates({"cmd": "stats"})
+        if daemons:
+            deadline = time.monotonic() + 60
+            while True:  # the real gates' events have no expectation file: wait until every scan's event is in
+                got = daemon_events(work / "consumer", [d.source for d in daemons])
+                if all(denied >= d.scans for (_, _, _, denied), d in zip(got, daemons)) or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            rep = f.report()
+            st["emitted"] += sum(hi for _, _, hi, _ in got)  # every seq a real gate journaled is an event sent
+            note += f"; {len(daemons)} gatekeeper run, {daemons[0].scans} scans each: " + ", ".join(
+                f"{g} {n} events (seq 1..{hi}), {denied} denials" for g, n, hi, denied in got)
+        return row("S1 steady", f, st, rep, note)
     finally:
+        for d in daemons:
+            d.stop()
         f.stop()
 
 
@@ -497,6 +602,8 @@ def main() -> int:
     p.add_argument("--storm-gates", type=int, default=1000, help="S4: gates asking for a snapshot at once")
     p.add_argument("--snapshot-records", type=int, default=5000, help="S4: allow-list records in the snapshot")
     p.add_argument("--peer-rate", type=float, default=50, help="S6: events per second at the site")
+    p.add_argument("--daemons", type=int, default=2, help="S1: real `gatekeeper run` gates among the links")
+    p.add_argument("--daemon-rate", type=float, default=5, help="S1: badge scans per second at each real gate")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
     a = p.parse_args()
     if a.quick:

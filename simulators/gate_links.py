@@ -37,6 +37,9 @@ from datetime import datetime, timezone
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
 from simulators.mqtt5 import Client, MqttError  # noqa: E402
 
 ROOT = "acs"
@@ -120,7 +123,7 @@ class GateLink:
             retain=True)
         if not present or self.connects == 1:
             c.publish(f"{self.source}/key", json.dumps({
-                "kid": f"{self.gate}-1", "public_key": "-----BEGIN PUBLIC KEY-----\nsimulated\n-----END PUBLIC KEY-----\n",
+                "kid": f"{self.site}-{self.gate}-1", "public_key": self.fleet.public_key,
                 "scope": ["visitor"]}).encode(), retain=True)
         if not present:  # no session: batches may have been missed while away (SPEC §2 Sessions)
             self.resync_at = time.monotonic()
@@ -237,6 +240,9 @@ class Fleet:
         self.replayed = self.replay_requests = self.bad_messages = 0
         self.rate = 0.0
         self.tasks: list[asyncio.Task] = []
+        # one real Ed25519 key for every simulated gate: real gates on the site check the PEM they are sent
+        self.public_key = Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def start(self) -> None:
         self.tasks = [self.loop.create_task(l.run()) for l in self.links]
