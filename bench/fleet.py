@@ -354,7 +354,6 @@ def retained_check(port: int, expect: dict) -> tuple[int, int]:
     got: dict[str, bytes] = {}
 
     async def run():
-        done = asyncio.get_running_loop().create_future()
         last = [time.monotonic()]
 
         def on_message(_c, topic, payload, _pid):
@@ -367,7 +366,6 @@ def retained_check(port: int, expect: dict) -> tuple[int, int]:
         while time.monotonic() - last[0] < 2.0 and len(got) < 2 * len(expect):  # retained ones come at once
             await asyncio.sleep(0.1)
         c.disconnect()
-        del done
 
     asyncio.run(run())
     wrong = 0
@@ -551,7 +549,8 @@ def s5(a, work: Path) -> dict:
                 break
             time.sleep(1)
         r = row("S5 retained after churn", f, f.gates({"cmd": "stats"}), rep,
-                f"{len(killed)} gates crashed, {len(bounced)} restarted; {wrong} of {checked} status/key wrong at central")
+                f"{len(killed)} gates crashed, {len(bounced)} restarted; "
+                f"{wrong} of {checked} status/key wrong at central")
         r["wrong"] = wrong
         return r
     finally:
@@ -579,7 +578,6 @@ SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = list(rows[0].keys() - {"wrong"})
     cols = [c for c in rows[0] if c != "wrong"]
     w = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in cols}
     print(" | ".join(c.ljust(w[c]) for c in cols))

@@ -64,11 +64,11 @@ class Store:
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows)
         new = self.db.total_changes - before
-        self.bump("duplicates", len(rows) - new, commit=False)
+        self.bump("duplicates", len(rows) - new)  # inside the transaction: counted with the rows
         self.db.execute("COMMIT")
         return new
 
-    def bump(self, name: str, n: int, commit: bool = True) -> None:
+    def bump(self, name: str, n: int) -> None:
         if n:
             self.db.execute("INSERT INTO counters VALUES (?,?) ON CONFLICT(name) DO UPDATE SET n = n + excluded.n",
                             (name, n))
@@ -223,7 +223,8 @@ class Consumer:
             if self.args.replay_after is not None and not self.args.share and self.client and self.client.connected:
                 room = 50 - self.client.inflight  # within the broker's receive maximum; the rest next turn
                 for (source, _epoch), after, until in self.gaps.due(self.args.replay_after, room):
-                    self.client.publish(f"{source}/replay", json.dumps({"after_seq": after, "until_seq": until}).encode())
+                    ask = {"after_seq": after, "until_seq": until}
+                    self.client.publish(f"{source}/replay", json.dumps(ask).encode())
                     self.store.bump("replay_requests", 1)
 
     async def _connect_loop(self, ready: asyncio.Event) -> None:

@@ -84,7 +84,8 @@ class GateLink:
         backoff = 0.5
         while not self.killed and not self.fleet.stopping:
             self.session += 1
-            will = (f"{self.source}/status", json.dumps({"state": "offline", "session": self.session}).encode(), 1, True)
+            offline = json.dumps({"state": "offline", "session": self.session}).encode()
+            will = (f"{self.source}/status", offline, 1, True)
             self.client = Client(client_id=f"gate-{self.site}-{self.gate}", username=f"{self.site}/{self.gate}",
                                  keepalive=60, session_expiry=7 * 24 * 3600, clean_start=False, will=will,
                                  on_message=self._on_message, on_lost=self._on_lost)

@@ -1,6 +1,6 @@
 """The fleet benchmark keeps working at a thousand gates and two real ones: site brokers bridged to a central
-one, every event stored once at central through a steady load, a central outage, a site broker killed -9, gate crashes and a
-consumer killed -9; a resync storm served whole; every peer delivery made."""
+one, every event stored once at central through a steady load, a central outage, a site broker killed -9,
+gate crashes and a consumer killed -9; a resync storm served whole; every peer delivery made."""
 from __future__ import annotations
 
 import subprocess
