@@ -12,6 +12,8 @@ direction of SPEC §7; the gate links (simulators/gate_links.py) are one process
 
 S1 steady load: every seq of every gate stored once at central, end-to-end latency p50/p99.
 S2 the central broker stopped (SIGTERM, its store saved) for a while under load, then started again.
+S2k the same with kill -9: what the central had acknowledged in its last second and not saved is gone from
+    it, and comes back by the consumer's replay requests (not in the default list: opt in).
 S5 retained state after churn: a tenth of the gates crash for good (no DISCONNECT), another tenth crash and
    reconnect at once; every status and key at central is checked: crashed gates `offline` with their last
    session, the others `online` with their current one.
@@ -435,19 +437,21 @@ def s1(a, work: Path) -> dict:
         f.stop()
 
 
-def s2(a, work: Path) -> dict:
+def s2(a, work: Path, sig: int = signal.SIGTERM) -> dict:
     f = Fleet(work, a.sites, a.gates).start()
     try:
         def outage():
             time.sleep(a.seconds / 4)
-            f.central.stop()  # SIGTERM: mosquitto saves its store on the way out
+            f.central.stop(sig)  # SIGTERM: mosquitto saves its store on the way out; SIGKILL: up to 1 s is lost
             time.sleep(a.outage)
             f.central.start()  # same port, same store
             f.sampler.watch("central broker", f.central.proc.pid)
         f.load(a.rate, max(a.seconds, a.seconds / 4 + a.outage + 5), outage)
         rep, drained = f.drain()
-        return row("S2 central down", f, f.gates({"cmd": "stats"}), rep,
-                   f"{a.outage:.0f} s outage; drained {drained:.1f} s after load")
+        st = f.gates({"cmd": "stats"})
+        return row("S2 central down" if sig == signal.SIGTERM else "S2k central kill -9", f, st, rep,
+                   f"{a.outage:.0f} s outage; {rep['replay_requests']} replays asked, {st['replayed']} events "
+                   f"replayed; drained {drained:.1f} s after load")
     finally:
         f.stop()
 
@@ -574,7 +578,7 @@ def s7(a, work: Path) -> dict:
         f.stop()
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7}
+SCENARIOS = {"S1": s1, "S2": s2, "S2K": lambda a, work: s2(a, work, signal.SIGKILL), "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7}
 
 
 def print_table(rows: list[dict]) -> None:
