@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from edge.ops import site_broker  # noqa: E402
 from simulators.mosquitto import Broker  # noqa: E402
 from simulators.mqtt5 import Client  # noqa: E402
 
@@ -53,21 +54,11 @@ CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DRAIN_S = 120.0  # how long the bench waits for everything sent to be stored after the load stops
 
-# SPEC §7: what goes up to the central broker, what comes down, and `mode` both ways
-UP = ("+/events/#", "+/status", "+/muster", "+/allowlist/resync", "+/key")
-DOWN = ("allowlist/changes", "+/allowlist/snapshot", "visits/signoff", "+/muster/request", "+/replay")
-
 
 def bridge_conf(site: str, central_port: int) -> str:
-    """The site broker's bridge to the central one (mosquitto.conf(5) "Configuring Bridges")."""
-    lines = [f"connection bridge-{site}", f"address 127.0.0.1:{central_port}", "bridge_protocol_version mqttv50",
-             f"remote_clientid bridge-{site}", f"local_clientid bridge-{site}-local",
-             "cleansession false", "local_cleansession false", "try_private true", "restart_timeout 1 5",
-             "notifications true", f"notification_topic acs/{site}/bridge/state"]
-    lines += [f"topic acs/{site}/{t} out 1" for t in UP]
-    lines += [f"topic acs/{site}/{t} in 1" for t in DOWN]
-    lines += [f"topic acs/{site}/central/heartbeat in 0", f"topic acs/{site}/mode both 1"]
-    return "\n".join(lines) + "\n"
+    """The site broker's bridge to the central one, as `gatekeeper site-broker` writes it (SPEC §7); the
+    bench's brokers take anonymous clients, and a bridge that drops comes back within 5 s."""
+    return site_broker.bridge_conf(site=site, central=f"127.0.0.1:{central_port}", retry_s=(1, 5))
 
 
 class SiteBroker(Broker):

@@ -4,7 +4,8 @@
     python -m simulators.central --broker 127.0.0.1:1883 --site s1 --data people.jsonl --events-out ev.jsonl
 
 Holds an allow-list (records, revocations, blocklist, trusted keys, one version), answers every gate's
-`resync` with a chunked snapshot, sends change batches, sign-offs, modes and heartbeats, and checks the
+`resync` with a chunked snapshot (at most `--max-snapshots` in flight: a resync storm waits its turn, and a gate
+asking again while queued is answered once), sends change batches, sign-offs, modes and heartbeats, and checks the
 events the gates send (duplicates, gaps, order) against the envelope rules; a gap (or a status whose `last_seq`
 is beyond the events received) is asked for again with `replay`, one request per gate at a time, and the
 `central replay GATE after A until B` line says so. A contractor's permit made at a
@@ -24,7 +25,8 @@ broker acknowledged (PUBACK), so whoever waits for the line knows the broker has
     signoff VISIT HOST    mode lockdown|normal REASON...    heartbeat    snapshot GATE    muster GATE
     raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
     report                `central report {json}`: version, per-gate event counters, latest status and muster,
-                          and `contract`: messages checked against docs/asyncapi.yaml and what broke it
+                          `contract`: messages checked against docs/asyncapi.yaml and what broke it, and
+                          `snapshots`: sent, in flight, queued, the queue's peak and resyncs asked again
     wait-events GATE N    answers once GATE sent N event messages in all
     wait-complete GATE N  answers `central complete GATE N` once GATE's current epoch has every seq 1..N
     replay GATE AFTER [UNTIL]   asks GATE to send (AFTER, UNTIL] again (SPEC §2 replay)
@@ -479,6 +481,11 @@ class Central:
         self.paused = False  # disconnected by the `disconnect` command, until `connect`
         self.events_out = open(args.events_out, "a", encoding="utf-8") if args.events_out else None
         self.contract = ContractCheck(args.root, enabled=not args.no_contract)
+        # resync storm: snapshots being sent (not all chunks acknowledged) and the gates waiting for one
+        self.snap_lock = threading.Lock()
+        self.snap_active: set[str] = set()
+        self.snap_queue: dict[str, None] = {}  # insertion-ordered: first asked, first answered
+        self.snap_stats = {"sent": 0, "queued_peak": 0, "in_flight_peak": 0, "asked_again": 0}
 
         host, _, port = args.broker.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
@@ -643,12 +650,51 @@ class Central:
         say(f"permit {data.get('permit')} {data.get('action')} at {gate}")
         self.send_batch([item])
 
-    def send_snapshot(self, gate: str) -> None:
+    def send_snapshot(self, gate: str, then: Callable[[], None] | None = None) -> None:
         chunks = self.state.snapshot_chunks(self.args.chunk_bytes)
         topic = f"{self.base}/{gate}/allowlist/snapshot"
         mids = [self.client.publish(topic, p, qos=1).mid for p in chunks]
         line = f"snapshot {gate} version {self.state.version} chunks {len(chunks)}"
-        self.acks.track(mids, lambda: say(line))
+
+        def done() -> None:
+            say(line)
+            if then:
+                then()
+        self.acks.track(mids, done)
+
+    def want_snapshot(self, gate: str) -> None:
+        """A gate's resync: its snapshot now if fewer than `--max-snapshots` are in flight, else it waits in
+        line. A gate already waiting is not queued twice: the snapshot it gets is the state when it is sent."""
+        with self.snap_lock:
+            if gate in self.snap_queue:
+                self.snap_stats["asked_again"] += 1
+                return
+            if len(self.snap_active) >= self.args.max_snapshots or gate in self.snap_active:
+                self.snap_queue[gate] = None  # one in flight for it already: answered again after it
+                self.snap_stats["queued_peak"] = max(self.snap_stats["queued_peak"], len(self.snap_queue))
+                return
+            self.snap_active.add(gate)
+            self.snap_stats["in_flight_peak"] = max(self.snap_stats["in_flight_peak"], len(self.snap_active))
+        self.snapshot_turn(gate)
+
+    def snapshot_turn(self, gate: str) -> None:
+        try:
+            self.send_snapshot(gate, lambda: self._snapshot_done(gate))
+        except Exception:
+            self._snapshot_done(gate)  # not sent: the next in line must not wait for it
+            raise
+
+    def _snapshot_done(self, gate: str) -> None:
+        """Every chunk acknowledged (network thread): the next gate in line gets its turn (command thread)."""
+        with self.snap_lock:
+            self.snap_active.discard(gate)
+            self.snap_stats["sent"] += 1
+            nxt = next((g for g in self.snap_queue if g not in self.snap_active), None)
+            if nxt is not None:
+                del self.snap_queue[nxt]
+                self.snap_active.add(nxt)
+        if nxt is not None:
+            self.jobs.put(("snapshot", nxt))
 
     def heartbeat(self, then: Callable[[], None] | None = None) -> None:
         self.publish(f"{self.base}/central/heartbeat", compact({"time": now()}), qos=0, then=then)
@@ -663,12 +709,18 @@ class Central:
             # the contract is {"have_version": N}: a gate that sends anything else is wrong, and should see it
             raise BadInput(f"malformed resync from {gate}: {e}: {payload[:80]!r}") from None
         say(f"resync {gate} have_version {have}")
-        self.send_snapshot(gate)
+        self.want_snapshot(gate)
 
     def report(self) -> dict:
         with self.stats_lock:
             return {"version": self.state.version, "gates": {g: s.report() for g, s in self.gates.items()},
-                    "status": dict(self.status), "muster": dict(self.muster), "contract": self.contract.report()}
+                    "status": dict(self.status), "muster": dict(self.muster), "contract": self.contract.report(),
+                    "snapshots": self._snapshot_report()}
+
+    def _snapshot_report(self) -> dict:
+        with self.snap_lock:
+            return {**self.snap_stats, "in_flight": len(self.snap_active), "queued": len(self.snap_queue),
+                    "max_in_flight": self.args.max_snapshots}
 
     def command(self, line: str) -> None:
         cmd, _, rest = line.strip().partition(" ")
@@ -823,6 +875,8 @@ class Central:
                     self.command(job[1])
                 elif job[0] == "permit":
                     self.adopt_permit(job[1], job[2])
+                elif job[0] == "snapshot":  # a queued resync's turn came
+                    self.snapshot_turn(job[1])
                 else:
                     self.resync(job[1], job[2])
             except BadInput as e:
@@ -863,6 +917,13 @@ def chunk_bytes(text: str) -> int:
     return n
 
 
+def positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not a whole number of at least 1")
+    return n
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m simulators.central", description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", required=True, metavar="HOST:PORT")
@@ -875,6 +936,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the allow-list version of the loaded state (default 1 with data, else 0)")
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS", help="0 = never")
     p.add_argument("--chunk-bytes", type=chunk_bytes, default=900_000, help="largest snapshot chunk payload")
+    p.add_argument("--max-snapshots", type=positive_int, default=8, metavar="N",
+                   help="snapshots in flight at most; more resyncs wait in line (a resync storm)")
     p.add_argument("--replay-after", type=float, default=2.0, metavar="SECONDS",
                    help="ask a gate for a replay once a gap in its events (or a status last_seq beyond them) "
                         "is this old; negative = never")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -198,3 +199,39 @@ def test_sigterm_and_stdin_eof(procs, broker):
         gate.close()
     assert central.stop() == 0
     central.wait_for("central stopped")
+
+
+def test_a_resync_storm_is_answered_whole_with_a_cap_on_snapshots_in_flight(procs, broker):
+    """Twelve gates ask at once (one of them twice): every gate gets its whole snapshot, yet the central
+    never has more than `--max-snapshots` of them in flight; the rest wait their turn."""
+    gates = [f"g{i}" for i in range(12)]
+    sub = Sub(broker.port, "acs/s1/+/allowlist/snapshot")
+    asker = Sub(broker.port)
+    try:
+        central = start_central(procs, broker, "--generate", "20000", "--max-snapshots", "2")
+        central.send("disconnect")  # the resyncs pile up in the central's session, and arrive as one burst
+        central.wait_for("central disconnected")
+        for g in [*gates, "g0"]:
+            asker.publish(f"acs/s1/{g}/allowlist/resync", {"have_version": 0})
+        central.send("connect")
+        k = int(central.wait_for("central snapshot g0 version 1 chunks ").rsplit(" ", 1)[1])
+        assert k > 1
+
+        def whole(messages) -> bool:
+            got: dict[str, set[int]] = {}
+            for topic, payload in messages:
+                got.setdefault(topic.split("/")[2], set()).add(json.loads(payload)["chunk"])
+            return all(got.get(g) == set(range(k)) for g in gates)
+        sub.wait(whole)
+        deadline = time.monotonic() + WAIT_S
+        while True:  # until the line is empty and the last snapshot acknowledged
+            central.send("report")
+            snaps = json.loads(central.wait_for("central report ").split(" ", 2)[2])["snapshots"]
+            if snaps["queued"] == snaps["in_flight"] == 0 or time.monotonic() > deadline:
+                break
+        assert snaps["max_in_flight"] == 2 and 1 <= snaps["in_flight_peak"] <= 2, snaps
+        # g0 asked twice: answered a second time, or its second ask joined the one waiting in line
+        assert snaps["sent"] + snaps["asked_again"] == len(gates) + 1, snaps
+    finally:
+        sub.close()
+        asker.close()

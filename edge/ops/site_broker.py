@@ -104,12 +104,11 @@ def render(*, site: str, gates: list[str], central: str, out: Path, install_dir:
         0o644, "the site broker's config")
     files[out / "conf.d" / "access.conf"] = (_template("access.conf.in").substitute(common, out=inst), 0o644,
                                              "no anonymous clients; passwords and ACL")
-    files[out / "conf.d" / "bridge.conf"] = (_template("bridge.conf.in").substitute(
-        common, central=central, keepalive_s=keepalive_s, retry_base_s=retry_s[0], retry_cap_s=retry_s[1],
-        # mosquitto takes the bridge's password only in its config: this file is readable by root alone
-        credentials=f"remote_username {bridge_user}\nremote_password {passwords[bridge_user]}",
-        tls_note="on" if tls_ca else "off; give --tls-ca (and --cert/--key for mutual TLS) to turn it on",
-        tls=_tls_lines(tls_ca, cert, key)), 0o600, f"the bridge to {central} (holds its password: 0600)")
+    # mosquitto takes the bridge's password only in its config: this file is readable by root alone
+    files[out / "conf.d" / "bridge.conf"] = (bridge_conf(
+        site=site, central=central, root=root, bridge_user=bridge_user, password=passwords[bridge_user],
+        keepalive_s=keepalive_s, retry_s=retry_s, tls_ca=tls_ca, cert=cert, key=key),
+        0o600, f"the bridge to {central} (holds its password: 0600)")
     peer_events = "\n".join(f"topic read {base}/+/events/{t}" for t in PEER_EVENT_TYPES)
     gate_blocks = "".join(_template("gate.acl.in").substitute(common, gate=g, peer_events=peer_events)
                           for g in gates)
@@ -186,6 +185,21 @@ def _password(secrets_dir: Path, name: str, made: list) -> str:
         # the bridge's password is a word of mosquitto's config line; the gates read theirs the same way
         raise GatekeeperError(f"{path}: one word (no spaces or line breaks), not empty")
     return text
+
+
+def bridge_conf(*, site: str, central: str, root: str = "acs", bridge_user: str | None = None,
+                password: str | None = None, keepalive_s: int = 30, retry_s=(2, 30), tls_ca: str | None = None,
+                cert: str | None = None, key: str | None = None) -> str:
+    """The bridge section of a site broker's config (SPEC §7); without a password the bridge connects
+    anonymously (a central broker for tests)."""
+    bridge_user = bridge_user or f"bridge-{site}"
+    credentials = (f"remote_username {bridge_user}\nremote_password {password}" if password is not None
+                   else "# no credentials: the central broker takes anonymous clients")
+    return _template("bridge.conf.in").substitute(
+        site=site, base=f"{root}/{site}", bridge_user=bridge_user, central=central, keepalive_s=keepalive_s,
+        retry_base_s=retry_s[0], retry_cap_s=retry_s[1], credentials=credentials,
+        tls_note="on" if tls_ca else "off; give --tls-ca (and --cert/--key for mutual TLS) to turn it on",
+        tls=_tls_lines(tls_ca, cert, key))
 
 
 def _template(name: str) -> Template:
