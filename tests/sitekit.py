@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,6 +264,22 @@ def make_site(d: Path, *, broker_port: int | None = None, gate: str = "gate-1", 
     cfg.write_text(text)
     return Site(d, cfg, d / "gatekeeper.db", NO_PORT, {"main-in": NO_PORT, "main-out": NO_PORT, "office-in": NO_PORT},
                 private, extra)
+
+
+@contextmanager
+def in_process_gate(site: "Site", **kw):
+    """The site's gate in this process, on its database (no daemon): for tests of the gate's own code paths.
+    `kw` goes to Gate (clocks)."""
+    from edge.config import load_config
+    from edge.core.gate import Gate
+    from edge.passes.keyring import build_keyring
+    from edge.store import Store
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    try:
+        yield Gate(cfg, store, build_keyring(cfg, base, store), **kw)
+    finally:
+        store.close()
 
 
 def gatekeeper(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

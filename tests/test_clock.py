@@ -7,13 +7,9 @@ import time
 
 import pytest
 
-from edge.config import load_config
 from edge.core.clock import DAY_S, CentralClock, JumpWatch
-from edge.core.gate import Gate
-from edge.passes.keyring import build_keyring
 from edge.runtime import timesync
-from edge.store import Store
-from sitekit import make_site, wait_until
+from sitekit import in_process_gate, make_site, wait_until
 
 STAFF = "badge:04A1B2C3"
 
@@ -50,11 +46,8 @@ def clocks():
 
 @pytest.fixture
 def gate(site, clocks):
-    cfg, base = load_config(site.config)
-    store = Store(site.db)
-    g = Gate(cfg, store, build_keyring(cfg, base, store), clock=clocks.wall, steady_clock=clocks.steady)
-    yield g
-    store.close()
+    with in_process_gate(site, clock=clocks.wall, steady_clock=clocks.steady) as g:
+        yield g
 
 
 def alarms(gate, kind):

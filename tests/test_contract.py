@@ -254,15 +254,9 @@ def site(tmp_path):
 
 @pytest.fixture
 def gate(site):
-    from edge.config import load_config
-    from edge.core.gate import Gate
-    from edge.passes.keyring import build_keyring
-    from edge.store import Store
-    cfg, base = load_config(site.config)
-    store = Store(site.db)
-    g = Gate(cfg, store, build_keyring(cfg, base, store))
-    yield g
-    store.close()
+    from sitekit import in_process_gate
+    with in_process_gate(site) as g:
+        yield g
 
 
 def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site, gate):

@@ -13,7 +13,7 @@ from edge.core.model import Direction, Mode
 from edge.store import Store
 from edge.store.journal import Journal
 from edge.core.window import RELEASE_EPOCH
-from sitekit import DAY, KID, make_site
+from sitekit import DAY, KID, in_process_gate, make_site
 
 STAFF = "badge:04A1B2C3"
 SUPERVISOR = "badge:04112233"
@@ -32,11 +32,8 @@ def site(tmp_path):
 
 @pytest.fixture
 def gate(site):
-    cfg, base = load_config(site.config)
-    store = Store(site.db)
-    g = Gate(cfg, store, build_keyring(cfg, base, store))
-    yield g
-    store.close()
+    with in_process_gate(site) as g:
+        yield g
 
 
 def visitor_pass(site, now, **kw):
