@@ -223,12 +223,14 @@ class Consumer:
         # leader judges, from every member's commits (the store's tail); the other members only store
         self.judge = not args.share or args.replay_leader
         self.gaps = Gaps()
-        seqs_by_key, self.rowid = self.store.contiguity()
-        for key, seqs in seqs_by_key.items():
-            for q in seqs:
-                self.gaps.see(key, q)
-        for source, epoch, last_seq in self.store.announcements():
-            self.gaps.announce((source, epoch), last_seq)
+        self.rowid = 0
+        if self.judge:  # a member that only stores has no use for them
+            seqs_by_key, self.rowid = self.store.contiguity()
+            for key, seqs in seqs_by_key.items():
+                for q in seqs:
+                    self.gaps.see(key, q)
+            for source, epoch, last_seq in self.store.announcements():
+                self.gaps.announce((source, epoch), last_seq)
         self.next_tail = 0.0
         self.bad = 0
         self.asked = 0  # replay requests sent, counted in the store with the next commit
