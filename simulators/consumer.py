@@ -10,7 +10,10 @@ WAL) by their `id`, so a duplicate (at-least-once, a replay, a re-sent outbox) i
 twice; a message is acknowledged (PUBACK) only once its row is committed, so a kill -9 loses nothing: the
 broker sends again what was not acknowledged. Members of one shared subscription write the same store: each
 commit takes the write lock up front (BEGIN IMMEDIATE) and waits for it up to a minute, so a member never
-fails a commit because another one holds it.
+fails a commit because another one holds it (one that still fails keeps its rows, unacknowledged, for the
+next turn). The broker deals a member that is down its share all the same (mosquitto 2.0.11 queues it in the
+member's session, and sends again what it had not acknowledged when it resumes): restart a member on its
+client id, or those events wait for its session to expire and then only replay brings them.
 
 Completeness is checked per (`source`, `epoch`, `seq`); a gap that stays open `--replay-after` seconds is
 asked of the gate on `{source}/replay`, at most one request outstanding per gate; a status whose `last_seq`
@@ -20,11 +23,13 @@ subscription a member sees only part of each gate's events, so only the member g
 subscribes to the statuses and asks for replays, judging from the shared store (it reads every row any member
 committed, in commit order); the others only store. One asker keeps "one request per gate" without
 coordination between members; while the leader is down nobody asks, and it catches up from the store when
-it is back. Latency is the receipt time minus the gate's `data.sent_at`.
+it is back. The role goes with the session (the statuses are subscribed when the session is new): a member
+becomes the leader on a new client id. Latency is the receipt time minus the gate's `data.sent_at`.
 
 Stdin, one command a line, each answered by one line `consumer ...`:
     report [EXPECT.json]   writes DIR/report.json and prints `consumer report {json}`; EXPECT maps each
-                           source to [epoch, last_seq] so a missing tail and a silent gate count as missing
+                           source to [epoch, last_seq] so a missing tail and a silent gate count as missing;
+                           `by_member` is the events each member of a shared subscription stored
     quit
 It prints `consumer ready` once subscribed. It imports nothing from `edge`.
 """
