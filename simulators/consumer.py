@@ -24,7 +24,10 @@ subscribes to the statuses and asks for replays, judging from the shared store (
 committed, in commit order); the others only store. One asker keeps "one request per gate" without
 coordination between members; while the leader is down nobody asks, and it catches up from the store when
 it is back. The role goes with the session (the statuses are subscribed when the session is new): a member
-becomes the leader on a new client id. Latency is the receipt time minus the gate's `data.sent_at`.
+becomes the leader on a new client id. The store cannot tell a member's queued share from a loss: while a
+member is down longer than --replay-after the leader asks the gates again for what waits in its session
+(stored once, counted as duplicates); a --replay-after above a member's usual restart time avoids that.
+Latency is the receipt time minus the gate's `data.sent_at`.
 
 Stdin, one command a line, each answered by one line `consumer ...`:
     report [EXPECT.json]   writes DIR/report.json and prints `consumer report {json}`; EXPECT maps each
