@@ -1,7 +1,7 @@
 """From one gate to ten thousand (SPEC §7): site brokers bridged to a central one, thousands of gate links, a
 central consumer; completeness, latency and the brokers' memory and CPU per scenario.
 
-    .venv/bin/python bench/fleet.py                 # S1 to S7 at 100 sites x 100 gates, 2,000 events/s
+    .venv/bin/python bench/fleet.py                 # S1 to S8 at 100 sites x 100 gates, 2,000 events/s
     .venv/bin/python bench/fleet.py --quick         # 10 x 100 gates, short phases: a smoke test under two minutes
     .venv/bin/python bench/fleet.py --scenarios S1 --sites 20 --gates 50 --rate 500 --seconds 30
 
@@ -20,6 +20,11 @@ S5 retained state after churn: a tenth of the gates crash for good (no DISCONNEC
 S3 a site broker with 1,000 gates (300 with --quick) killed -9 under load and started again: what it had
    acknowledged and lost comes back by replay (the consumer asks, the gates answer from their log).
 S7 the consumer killed -9 mid-run and started again on the same session and store: nothing lost.
+S8 shared consumers: three members of `$share/consumers/...` on the central broker (each its own client id and
+   persistent session, one store; the first also asks for replays, judging from that store), the load of S1;
+   mid-run the second member is killed -9 and started again on its session. The broker keeps dealing that
+   member its share while it is down (mosquitto queues it in the session, and sends again what it had not
+   acknowledged): every event stored once, none missing; the note gives the events each member stored.
 S4 resync storm: 1,000 new gates at once, each taking a 5,000-record snapshot (about 1 MB) from the
    central's answerer (simulators/snapshot_server.py): time until every snapshot is complete, brokers' memory.
 S6 peer fan-out: one site of 50, 100 and 200 gates each subscribed to the peers' site-state events:
@@ -175,13 +180,16 @@ class Proc:
 class Fleet:
     """The brokers, the gate links and the consumer of one scenario, in one work directory."""
 
-    def __init__(self, work: Path, sites: int, gates: int, peers: bool = False, sizes: dict | None = None):
+    def __init__(self, work: Path, sites: int, gates: int, peers: bool = False, sizes: dict | None = None,
+                 members: int = 0):
         self.work, self.n_sites, self.n_gates, self.peers = work, sites, gates, peers
+        self.members = members  # 0: one consumer; n: n members of one shared subscription, one store
         self.sizes = sizes or {}  # site -> gates, where a site differs from `gates`
         self.central = Broker(work / "central")
         self.sites: list[SiteBroker] = []
         self.links: Proc | None = None
-        self.consumer: Proc | None = None
+        self.consumer: Proc | None = None  # the one asked for reports (the first member when shared)
+        self.shared: dict[int, Proc] = {}
         self.snapshots: Proc | None = None
         self.sampler = Sampler()
 
@@ -189,7 +197,11 @@ class Fleet:
         self.central.start()
         for i in range(1, self.n_sites + 1):
             self.sites.append(SiteBroker(self.work / f"site{i:03d}", f"s{i:03d}", self.central.port).start())
-        self.start_consumer()
+        if self.members:
+            for k in range(1, self.members + 1):
+                self.start_member(k)
+        else:
+            self.start_consumer()
         if snapshot_records:  # the central's answer to resyncs, before any gate asks
             self.snapshots = Proc([sys.executable, "-m", "simulators.snapshot_server", "--broker", self.central.url,
                                    "--records", str(snapshot_records)], self.work / "snapshots.log")
@@ -198,7 +210,8 @@ class Fleet:
         for b in self.sites:
             self.sampler.watch("site brokers", b.proc.pid)
             self.sampler.watch("site broker (max)", b.proc.pid)
-        self.sampler.watch("consumer", self.consumer.p.pid)
+        for c in (self.shared.values() if self.shared else [self.consumer]):
+            self.sampler.watch("consumer", c.p.pid)
         self.sampler.start()
         argv = [sys.executable, "-m", "simulators.gate_links", "--gates", str(self.n_gates)]
         for b in self.sites:
@@ -222,6 +235,22 @@ class Fleet:
         line = self.consumer.line(120)
         if line != "consumer ready":
             raise RuntimeError(f"consumer: {line}")
+
+    def start_member(self, k: int) -> Proc:
+        """Member k of the shared subscription `consumers`, on its own persistent session; all write one store and
+        the first asks for replays."""
+        argv = [sys.executable, "-m", "simulators.consumer", "--broker", self.central.url, "--share", "consumers",
+                "--client-id", f"central-consumer-{k}", "--out", str(self.work / "consumer")]
+        if k == 1:
+            argv.append("--replay-leader")
+        p = Proc(argv, self.work / f"consumer{k}-{time.monotonic_ns()}.log")
+        line = p.line(120)
+        if line != "consumer ready":
+            raise RuntimeError(f"consumer member {k}: {line}")
+        self.shared[k] = p
+        if k == 1:
+            self.consumer = p
+        return p
 
     def gates(self, cmd: dict) -> dict:
         return json.loads(self.links.ask(json.dumps(cmd)))
@@ -259,7 +288,7 @@ class Fleet:
 
     def stop(self) -> None:
         self.sampler.stop() if self.sampler._t.is_alive() else None
-        for p in (self.links, self.consumer, self.snapshots):
+        for p in (self.links, self.snapshots, *(self.shared.values() or [self.consumer])):
             if p:
                 p.close()
         for b in self.sites:
@@ -569,7 +598,28 @@ def s7(a, work: Path) -> dict:
         f.stop()
 
 
-SCENARIOS = {"S1": s1, "S2": s2, "S2K": lambda a, work: s2(a, work, signal.SIGKILL), "S3": s3, "S4": s4, "S5": s5, "S6": s6, "S7": s7}
+def s8(a, work: Path) -> dict:
+    f = Fleet(work, a.sites, a.gates, members=3).start()
+    try:
+        def crash():
+            time.sleep(a.seconds / 3)
+            f.shared[2].kill(signal.SIGKILL)
+            f.shared[2].close()  # its log
+            time.sleep(a.consumer_down)
+            f.sampler.watch("consumer", f.start_member(2).p.pid)
+        f.load(a.rate, max(a.seconds, a.seconds / 3 + a.consumer_down + 5), crash)
+        rep, drained = f.drain()
+        by = rep.get("by_member", {})
+        return row("S8 shared consumers", f, f.gates({"cmd": "stats"}), rep,
+                   f"3 members, one store; member 2 killed -9, down {a.consumer_down:.0f} s; stored by member: "
+                   + ", ".join(f"{m.rsplit('-', 1)[-1]} {n}" for m, n in sorted(by.items()))
+                   + f"; {rep['replay_requests']} replays asked; drained {drained:.1f} s after load")
+    finally:
+        f.stop()
+
+
+SCENARIOS = {"S1": s1, "S2": s2, "S2K": lambda a, work: s2(a, work, signal.SIGKILL), "S3": s3, "S4": s4, "S5": s5,
+             "S6": s6, "S7": s7, "S8": s8}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -584,13 +634,13 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="10 sites x 100 gates, short phases (a smoke test)")
-    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6,S7")
+    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6,S7,S8", help="comma-separated, e.g. S1,S8")
     p.add_argument("--sites", type=int, default=100)
     p.add_argument("--gates", type=int, default=100, help="gates per site")
     p.add_argument("--rate", type=float, default=2000, help="events per second over the whole fleet")
     p.add_argument("--seconds", type=float, default=60, help="load per scenario")
     p.add_argument("--outage", type=float, default=60, help="S2: seconds the central broker is down")
-    p.add_argument("--consumer-down", type=float, default=10, help="S7: seconds the consumer is dead")
+    p.add_argument("--consumer-down", type=float, default=10, help="S7, S8: seconds the consumer (member) is dead")
     p.add_argument("--site-down", type=float, default=10, help="S3: seconds the killed site broker stays down")
     p.add_argument("--storm-gates", type=int, default=1000, help="S4: gates asking for a snapshot at once")
     p.add_argument("--snapshot-records", type=int, default=5000, help="S4: allow-list records in the snapshot")
