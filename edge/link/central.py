@@ -26,6 +26,7 @@ from edge.link.replay import Replay
 from edge.link.restore import ModeRestore
 from edge.link.sync import AllowlistSync
 from edge.core.model import Mode
+from edge.core.modes import MUSTERING
 from edge.passes.keys import load_public_pem
 from edge.store.journal import rfc3339
 from edge.runtime.threads import post
@@ -251,8 +252,10 @@ class CentralLink:
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
     def _mode_changed(self, previous: Mode, mode: Mode) -> None:
-        if mode is Mode.FIRE and self._client_started:
-            self.publish_muster()  # P16: who is on site, the moment fire mode starts
+        if (mode in MUSTERING or previous in MUSTERING) and self._client_started:
+            # P16, P28: who is on site, the moment a fire or a drill starts; and, when it ends, the retained
+            # list says so (a central that joins later must not see a muster still under way)
+            self.publish_muster()
 
     def publish_muster(self) -> None:
         people = self.gate.muster()
