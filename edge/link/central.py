@@ -246,8 +246,9 @@ class CentralLink:
         self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
 
     def publish_site_mode(self, mode: str, actor: str, reason: str, version: int) -> None:
-        """P15: a site lockdown (or its end) from this gate reaches every gate of the site; retained so a
-        gate that was away learns it when it comes back. SPEC §2: ordered by `version`, not by clocks."""
+        """P15, P28: a site lockdown or drill (or its end) from this gate reaches every gate of the site;
+        retained so a gate that was away learns it when it comes back. SPEC §2: ordered by `version`, not by
+        clocks."""
         body = {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339(time.time()), "version": version}
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
