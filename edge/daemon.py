@@ -15,6 +15,7 @@ from drivers.interfaces import CredentialSource, LinkState, Presentation
 from drivers.registry import make_source, source_class
 from edge.config import GateConfig, resolve
 from edge.hardware.devices import DeviceBoard
+from edge.hardware.fireline import FireLine
 from edge.core import alarms
 from edge.core.gate import Gate
 from edge.core.outcome import Outcome
@@ -53,6 +54,8 @@ class Daemon:
             log.error("another daemon holds %s: two daemons on one database", self.runfile.path)
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store))
         self.board = DeviceBoard(self.gate.record)
+        si = self.cfg.site_inputs
+        self.fire_line = FireLine(self.board) if si and si.fire_trouble_input is not None else None  # P28
         self.gate.reload_keys = self._reload_keys
         # the front desk: walk-ins signed with the gate's own key (P13), contractors' permits (P14)
         self.desk = None
@@ -228,8 +231,12 @@ class Daemon:
         notify("READY=1\nSTATUS=serving")
 
     def _on_inputs(self, values: dict[str, bool]) -> None:
-        """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them."""
-        self.gate.modes.inputs(values.get("fire"), values.get("lockdown"))
+        """The site inputs as read (P15 key switch, P16 fire panel): the gate's mode follows them. P28: the
+        fire input is not believed while the panel reports its line in fault."""
+        fire = values.get("fire")
+        if self.fire_line is not None:
+            fire = self.fire_line.read(fire, values.get("fire_trouble"))
+        self.gate.modes.inputs(fire, values.get("lockdown"))
 
     async def _flush_held(self) -> None:
         """SPEC §6: writes held while the database could not take them go in as soon as it can."""

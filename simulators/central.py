@@ -22,7 +22,7 @@ broker acknowledged (PUBACK), so whoever waits for the line knows the broker has
         -> one change batch each on {root}/{site}/allowlist/changes: `central batch V->V+1`
     batch FILE.jsonl      one batch of every line (a record, {"delete"|"revoke"|"blocklist"|"unblock"|"key"|"unkey": x})
     drop-next             the next batch changes the state and uses its version but is never sent (a lost message)
-    signoff VISIT HOST    mode lockdown|normal REASON...    heartbeat    snapshot GATE    muster GATE
+    signoff VISIT HOST    mode lockdown|drill|normal REASON...    heartbeat    snapshot GATE    muster GATE
     raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
     report                `central report {json}`: version, per-gate event counters, latest status and muster,
                           `contract`: messages checked against docs/asyncapi.yaml and what broke it, and
@@ -752,8 +752,8 @@ class Central:
                          then=lambda: say(f"signoff {visit} {host}"))
         elif cmd == "mode":
             mode, _, reason = rest.partition(" ")
-            if mode not in ("lockdown", "normal"):
-                raise BadInput("usage: mode lockdown|normal REASON...")  # never fire: SPEC §2, P16
+            if mode not in ("lockdown", "drill", "normal"):
+                raise BadInput("usage: mode lockdown|drill|normal REASON...")  # never fire: SPEC §2, P16
             self.mode_version += 1
             body = {"mode": mode, "actor": "central", "reason": reason.strip() or "set by central", "time": now(),
                     "version": self.mode_version}

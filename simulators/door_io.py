@@ -1,17 +1,18 @@
-"""A Modbus TCP door I/O module (SPEC §5): lock coils, door contacts, request-to-exit, fire and lockdown inputs.
+"""A Modbus TCP door I/O module (SPEC §5): lock coils, door contacts, request-to-exit, fire and lockdown inputs,
+and the fire panel's trouble (line-fault) input.
 
-    python -m simulators.door_io --port 15020 --door main:lock=0,contact=0,rex=1 --fire-input 100
+    python -m simulators.door_io --port 15020 --door main:lock=0,contact=0,rex=1 --fire-input 100 --fire-trouble-input 102
     python -m simulators.door_io --site config/demo.toml --module io1
 
 A door opens when its lock is released and someone walks through (`--walk-through`, or `walk DOOR` on
 stdin), and closes after. For tests that only speak Modbus, each lock coil has a holding register at the
 same address counting its unlocks (so a 3 s pulse can be seen after it ended), and writing coil
-1000+N sets discrete input N (a contact, a button, the fire panel).
+1000+N sets discrete input N (a contact, a button, the fire panel, its trouble output).
 
 Turnstile lanes (from `--site`) pulse their passage input once per person: with `--walk-through` after
 every pass pulse, or on `pass LANE in|out`.
 
-Stdin commands: `input N on|off`, `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering;
+Stdin commands: `input N on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering;
 the port stays held), `up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies
 at all), `flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT`
 when serving.
@@ -38,6 +39,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 log = logging.getLogger("door_io")
 
 SIZE = 2048  # addresses of each table
+SITE_INPUTS = ("fire_input", "lockdown_input", "fire_trouble_input")  # a gate config's [site_inputs] keys
 INPUT_COIL_BASE = 1000  # coil 1000+N drives discrete input N
 FC_READ_COILS, FC_READ_INPUTS, FC_READ_HOLDING = 1, 2, 3
 FC_WRITE_COIL, FC_WRITE_COILS = 5, 15
@@ -172,7 +174,7 @@ def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int],
     doors = [Door(d["name"], d["lock_coil"], d.get("contact_input"), d.get("rex_input"))
              for d in site.get("doors", []) if d.get("io") == module_name and d.get("kind", "door") == "door"]
     si = site.get("site_inputs") or {}
-    inputs = [si[k] for k in ("fire_input", "lockdown_input") if si.get("io") == module_name and k in si]
+    inputs = [si[k] for k in SITE_INPUTS if si.get("io") == module_name and k in si]
     return doors, inputs, mod.get("host", "127.0.0.1"), int(mod.get("port", 502)), int(mod.get("unit", 1))
 
 
@@ -297,8 +299,9 @@ async def serve(args: argparse.Namespace) -> None:
         lanes = lanes_from_site(args.site, args.module)
         port = site_port if args.port is None else args.port
     module = Module(doors, args.walk_through, args.open_s, lanes)
-    for n in inputs + [i for i in (args.fire_input, args.lockdown_input) if i is not None]:
+    for n in inputs + [i for i in (args.fire_input, args.lockdown_input, args.fire_trouble_input) if i is not None]:
         module.inputs.setdefault(n, False)
+    panel = panel_inputs(args)
     server = Server(module, host, port or 0, unit, args.rtu, args.baudrate)
     await server.up()
     print(f"door_io listening on {args.rtu if args.rtu else f'{host}:{server.port}'}", flush=True)
@@ -317,14 +320,38 @@ async def serve(args: argparse.Namespace) -> None:
         cmd = await commands.get()
         if cmd is None:
             await asyncio.Event().wait()  # stdin closed: keep serving until killed
-        await run_command(cmd, module, server)
+        await run_command(cmd, module, server, panel)
 
 
-async def run_command(cmd: str, module: Module, server: Server) -> None:
+def panel_inputs(args: argparse.Namespace) -> dict[str, int]:
+    """The fire panel's inputs by their stdin word: `fire`, `trouble` (the command line's, else the site's)."""
+    si = {}
+    if args.site:
+        with open(args.site, "rb") as f:
+            si = tomllib.load(f).get("site_inputs") or {}
+        if si.get("io") != args.module:
+            si = {}
+    out = {}
+    for word, key, given in (("fire", "fire_input", args.fire_input), ("trouble", "fire_trouble_input",
+                                                                          args.fire_trouble_input)):
+        n = given if given is not None else si.get(key)
+        if isinstance(n, int):
+            out[word] = n
+    return out
+
+
+async def run_command(cmd: str, module: Module, server: Server, panel: dict[str, int] | None = None) -> None:
     words = cmd.split()
+    panel = panel or {}
     try:
         if words[:1] == ["input"] and len(words) == 3 and words[2] in ("on", "off"):
             module.set_input(int(words[1]), words[2] == "on")
+        elif words[:1] in (["fire"], ["trouble"]) and len(words) == 2 and words[1] in ("on", "off"):
+            if words[0] not in panel:
+                print(f"door_io: no {words[0]} input wired (--{'fire-trouble' if words[0] == 'trouble' else 'fire'}-input)",
+                      flush=True)
+            else:
+                module.set_input(panel[words[0]], words[1] == "on")
         elif words[:1] == ["pass"] and len(words) == 3 and words[2] in ("in", "out"):
             lane = next(ln for ln in module.lanes if ln.name == words[1])
             await module.pass_through(lane, words[2])
@@ -358,7 +385,7 @@ async def run_command(cmd: str, module: Module, server: Server) -> None:
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, walk DOOR, pass LANE in|out, down, up, status, "
+            print(f"door_io: unknown command {cmd!r} (input N on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, down, up, status, "
                   "slow MS, mute, unmute, flap N MS|off)", flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)
@@ -374,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--door", type=parse_door, action="append", default=[], help="NAME:lock=N[,contact=N][,rex=N]")
     p.add_argument("--fire-input", type=int)
     p.add_argument("--lockdown-input", type=int)
+    p.add_argument("--fire-trouble-input", type=int, help="the fire panel's line-fault output (P28)")
     p.add_argument("--site", help="a gate config (TOML): serve the doors and inputs it wires to --module")
     p.add_argument("--module", default="io1")
     p.add_argument("--walk-through", action="store_true", help="someone walks through every door that unlocks")

@@ -309,6 +309,44 @@ def test_p16_fire_mode_takes_over_the_page_and_the_count_falls_as_people_leave_o
         normal_again(g, boss)
 
 
+def test_p28_a_drill_is_the_muster_page_marked_as_a_drill_and_only_a_supervisor_runs_it(site, browser):
+    g, _, guard, boss = site
+    _, etype, _ = g.scan("main-in", "04A1B2C5")  # h-4 comes in
+    assert etype == "access.granted"
+    ctx, chief = sign_in(browser, g, boss)
+    ctx2, page = sign_in(browser, g, guard)
+    try:
+        expect(page.locator("#drill-on")).to_be_hidden()  # a guard starts no drill
+        expect(page.locator("#drill-site")).to_be_hidden()
+        chief.click("#drill-on")
+        expect(chief.locator("#confirm-text")).to_contain_text("drill")
+        chief.click("#confirm-ok")
+        g.journal.next("mode.changed", mode="drill")
+        for p in (page, chief):  # the fire's muster page, titled and bannered as a drill
+            expect(p.locator("#muster-view")).to_be_visible()
+            expect(p.locator("#console")).to_be_hidden()
+            expect(p.locator("#mv-title")).to_have_text("DRILL: muster")
+            expect(p.locator("#banner")).to_contain_text("DRILL")
+            expect(p.locator("#mv-fire-off")).to_be_hidden()
+        expect(page.locator("#mv-drill-off")).to_be_hidden()
+        h4 = page.locator('#mv-areas li[data-holder="h-4"]')
+        expect(h4).to_contain_text("Chen Jie")
+        page.screenshot(path=SHOTS / "12-drill-muster.png", full_page=True)
+        h4.locator("button.mark-safe").click()  # tracked as in a fire
+        g.journal.next("muster.marked_safe", holder="h-4")
+        chief.click("#mv-drill-off")
+        expect(chief.locator("#confirm-text")).to_contain_text("End the drill")
+        chief.click("#confirm-ok")
+        g.journal.next("mode.changed", mode="normal")
+        expect(page.locator("#console")).to_be_visible()
+        expect(page.locator("#muster-view")).to_be_hidden()
+    finally:
+        ctx.close()
+        ctx2.close()
+        normal_again(g, boss)
+        g.scan("main-out", "04A1B2C5")
+
+
 UNTRANSLATED = """async () => {
   const { WORDS } = await import("/console/words.js");
   const errors = window.GK_ERRORS || { en: {}, zh: {} };

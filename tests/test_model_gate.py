@@ -1,12 +1,14 @@
 """A stateful model of the gate: any sequence of scans, imports and batches committed by another
-connection, revocations, blocklist entries, site modes, fire, door contacts, MQTT messages good and
-malformed, restarts on the same file, database outages and a full disk. After every step the gate must
+connection, revocations, blocklist entries, site modes, fire, drills, the fire line's faults, door contacts,
+MQTT messages good and malformed, restarts on the same file, database outages and a full disk. After every step the gate must
 agree with a model that knows only the rules (POLICY, SPEC §2 site-mode ordering, SPEC §6):
 
 - no entry is granted to a revoked, blocklisted, consumed, expired or unknown-category credential as of
   the last commit by anyone, nor to a visitor while the allow-list is stale, nor in lockdown to anyone
   but a supervisor; a consumed pass leaves no more;
-- outside fire mode every lock is locked once its pulse has ended;
+- outside fire mode every lock is locked once its pulse has ended, and no lane wheels freely; in a drill
+  (P28) no door is freed at all;
+- while the fire line is in fault (P28) the fire input is not believed: the fire state is the last known;
 - no committed or held event is lost: once the database takes writes, every decision is in the journal,
   `seq` is gapless and the chain verifies.
 
@@ -26,17 +28,21 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from edge.config import load_config
 from edge.hardware.devices import DeviceBoard
+from edge.hardware.fireline import FireLine
 from edge.core.gate import Gate
 from edge.passes.keyring import build_keyring
 from edge.link.central import CentralLink
 from edge.link.client import Incoming
+from edge.link.restore import ModeRestore
 from edge.core.model import Mode
+from edge.core.modes import ModeRefused
 from edge.hardware.outputs import Outputs
 from edge.store.records import AllowRecord
 from edge.store import Store
 from edge.store.allowlist import apply_items
 from edge.store.journal import Journal, rfc3339
-from sitekit import make_site
+from sitekit import NO_PORT, make_site
+from test_e2e_turnstile import LANE
 
 PULSE_S = 0.02
 MAX_SYNC_AGE_S = 600
@@ -50,6 +56,8 @@ BADGES = {  # credential -> (holder, category, roles)
 }
 UNKNOWN = "badge:0BADBADB"
 READERS = ("main-in", "main-out", "office-in")
+FIRE, KEY, TROUBLE = 100, 101, 102  # the site inputs (sitekit's config, and the fire line's trouble input)
+LANE_COILS = (10, 11, 12)  # a turnstile lane's pass and free-wheel outputs (test_e2e_turnstile.LANE)
 
 
 class FakeModule:
@@ -94,7 +102,8 @@ class GateMachine(RuleBasedStateMachine):
         self.site = make_site(self.tmp / "site", broker_port=1)  # [mqtt]: the link handles messages; it never connects
         text = self.site.config.read_text()
         text = text.replace("[policy]", f"[policy]\nmax_sync_age_s = {MAX_SYNC_AGE_S}")
-        self.site.config.write_text(text)
+        text = text.replace("lockdown_input = 101", f"lockdown_input = {KEY}\nfire_trouble_input = {TROUBLE}")
+        self.site.config.write_text(text + LANE.format(port=NO_PORT))
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
         self.cfg, self.base = load_config(self.site.config)
@@ -122,6 +131,7 @@ class GateMachine(RuleBasedStateMachine):
         self.version, self.actor, self.seen = 0, "", 0
         self.fire_input = False
         self.key_switch = False  # as first read when the gate started
+        self.trouble = False  # the fire line in fault (P28)
         self.heard_at = float(self.store.meta("created_at"))
         self.decisions = 0  # decisions made; every one must reach the journal
         self.outage = False
@@ -138,16 +148,23 @@ class GateMachine(RuleBasedStateMachine):
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store), clock=lambda: self.now,
                          steady_clock=lambda: self.now)
         self.board = DeviceBoard(self.gate.record)
-        self.outputs = Outputs(self.cfg, self.board, lambda v: self.gate.modes.inputs(v.get("fire"), v.get("lockdown")),
-                               self.gate.record, lambda: self.gate.mode is Mode.FIRE)
+        fire_line = FireLine(self.board)  # as the daemon wires the site inputs (P28)
+        self.outputs = Outputs(self.cfg, self.board,
+                               lambda v: self.gate.modes.inputs(fire_line.read(v.get("fire"), v.get("fire_trouble")),
+                                                                v.get("lockdown")),
+                               self.gate.record, lambda: self.gate.modes.fire, self._passage)
         self.module = self.module if hasattr(self, "module") else FakeModule()
         self.io = self.outputs.modules["io1"]
         self.io.io = self.module
         self.gate.door_ready = self.outputs.ready
         self.link = CentralLink(self.cfg, self.base, self.gate, self.board, lambda: None)
         self.link.client = StubClient()
+        self.link.restore = ModeRestore(self.gate.modes, self.store, lambda body: None)  # as CentralLink.start does
         self._run(self.io._lock_all())
         self._run(self.io._poll())
+
+    async def _passage(self, door, direction):
+        pass  # nobody walks through the lane: its reader is never scanned here
 
     def _run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -183,6 +200,7 @@ class GateMachine(RuleBasedStateMachine):
         self.decisions += 1
         d = out.decision
         entry = reader.endswith("-in")
+        assert d.reason != "fire_mode" or self.mode is Mode.FIRE, f"{d.reason} outside fire mode ({self.mode})"
         ref = out.cred.ref if hasattr(out.cred, "ref") else None
         if d.granted:
             assert category in ("staff", "vip", "visitor", "contractor"), f"granted {key} of category {category}"
@@ -246,7 +264,7 @@ class GateMachine(RuleBasedStateMachine):
             self.heard_at = self.now
         self.link._handle(Incoming("acs/test/visits/signoff", body.encode(), False, 0, 1))
 
-    @rule(mode=st.sampled_from(["lockdown", "normal"]), version=st.integers(0, 12),
+    @rule(mode=st.sampled_from(["lockdown", "drill", "normal"]), version=st.integers(0, 12),
           actor=st.sampled_from(["central", "gate-2", "x"]), complete=st.booleans())
     def site_mode_message(self, mode, version, actor, complete):
         body = {"mode": mode, "actor": actor, "reason": "r", "time": "2026-11-30T10:00:00Z", "version": version}
@@ -257,7 +275,7 @@ class GateMachine(RuleBasedStateMachine):
             return
         self.seen = max(self.seen, version)
         target = Mode(mode)
-        if self.mode is Mode.FIRE or (target is Mode.NORMAL and self.key_switch and self.mode is Mode.LOCKDOWN):
+        if self.mode is Mode.FIRE or (target is not Mode.LOCKDOWN and self.key_switch and self.mode is Mode.LOCKDOWN):
             return
         if (version, actor) <= (self.version, self.actor):
             return
@@ -281,25 +299,45 @@ class GateMachine(RuleBasedStateMachine):
         if self.mode is not Mode.NORMAL:
             self._local(Mode.NORMAL, "s-1")
 
+    @rule(scope=st.sampled_from(["gate", "site"]))
+    def supervisor_drill(self, scope):
+        """P28: a supervisor's drill, through the rules the API uses; never during a fire."""
+        if self.mode is Mode.FIRE:
+            with pytest.raises(ModeRefused):
+                self.gate.modes.request(Mode.DRILL, "s-1", "supervisor", "drill", scope)
+            return
+        self.gate.modes.request(Mode.DRILL, "s-1", "supervisor", "drill", scope)
+        if scope == "site":  # a site change always takes a new version, the same mode or not
+            self.version = max(self.seen, self.version) + 1
+            self.seen = self.version
+            if self.mode is not Mode.DRILL:
+                self.mode_by = "s-1"
+            self.mode, self.actor = Mode.DRILL, "s-1"
+        elif self.mode is not Mode.DRILL:
+            self._local(Mode.DRILL, "s-1")
+
     def _local(self, mode, by):
         self.version = max(self.seen, self.version) + 1
         self.seen = max(self.seen, self.version)
         self.mode, self.actor, self.mode_by = mode, by, by
 
-    @rule(fire=st.booleans(), key=st.booleans())
-    def site_inputs(self, fire, key):
-        self.module.inputs[100], self.module.inputs[101] = fire, key
+    @rule(fire=st.booleans(), key=st.booleans(), trouble=st.sampled_from([False, False, True]))
+    def site_inputs(self, fire, key, trouble):
+        self.module.inputs[FIRE], self.module.inputs[KEY], self.module.inputs[TROUBLE] = fire, key, trouble
         self._run(self.io._poll())
-        self._inputs_read(fire, key)
+        self._inputs_read(fire, key, trouble)
 
-    def _inputs_read(self, fire, key):
-        """P16: the fire input starts fire mode; P15: the key switch, on its turns, starts a lockdown and,
-        returning, ends the one it made (a first reading after a start counts as a turn)."""
+    def _inputs_read(self, fire, key, trouble):
+        """P16: the fire input starts fire mode (a drill included); P15: the key switch, on its turns, starts a
+        lockdown (over a drill too) and, returning, ends the one it made (a first reading after a start counts
+        as a turn). P28: while the fire line is in fault the fire input is not read: the last reading holds."""
         turned = key != self.key_switch
-        self.fire_input, self.key_switch = fire, key
-        if fire and self.mode is not Mode.FIRE:
+        self.key_switch, self.trouble = key, trouble
+        if not trouble:
+            self.fire_input = fire
+        if self.fire_input and not trouble and self.mode is not Mode.FIRE:
             self._local(Mode.FIRE, "fire_input")
-        if turned and key and self.mode is Mode.NORMAL:
+        if turned and key and self.mode in (Mode.NORMAL, Mode.DRILL):
             self._local(Mode.LOCKDOWN, "lockdown_input")
         elif turned and not key and self.mode is Mode.LOCKDOWN and self.mode_by in (None, "lockdown_input"):
             self._local(Mode.NORMAL, "lockdown_input")
@@ -316,7 +354,9 @@ class GateMachine(RuleBasedStateMachine):
         self.store.close()
         self._open()  # its first poll reads the site inputs again
         self.key_switch = None
-        self._inputs_read(self.module.inputs.get(100, False), self.module.inputs.get(101, False))
+        self.fire_input = False  # the last reading lives in memory: a gate started on a faulty line knows none
+        self._inputs_read(self.module.inputs.get(FIRE, False), self.module.inputs.get(KEY, False),
+                          self.module.inputs.get(TROUBLE, False))
 
     @precondition(lambda self: not self.outage and not self.full)
     @rule(kind=st.sampled_from(["readonly", "full"]))
@@ -354,10 +394,15 @@ class GateMachine(RuleBasedStateMachine):
             return
         if any(self.module.coils.values()):
             self._run(asyncio.sleep(PULSE_S * 2))  # pulses end: their relock timers run on the loop  # a freed door relocks on the poll after fire ends (at once if shut)
+        drill = self.gate.mode is Mode.DRILL
         for door, coil, contact in (("main", 0, 0), ("office", 1, 2)):
             if self.module.coils.get(coil) and self.module.inputs.get(contact):
-                continue  # a door freed for a fire and still standing open locks as it shuts
+                continue  # a door freed for a fire (ended since) and still standing open locks as it shuts
             assert not self.module.coils.get(coil), f"{door} unlocked outside fire mode after its pulse"
+        for coil in LANE_COILS:
+            assert not self.module.coils.get(coil), f"lane output {coil} on outside fire mode"
+        if drill:  # P28: a drill frees nothing
+            assert not any(s.freed for s in self.io.states.values()), "a door or lane freed in a drill"
 
     @invariant()
     def nothing_lost_and_the_chain_holds(self):

@@ -31,7 +31,7 @@ class ReleaseBody(Strict):
 
 
 class ModeBody(Strict):
-    mode: Literal["normal", "lockdown", "fire"]
+    mode: Literal["normal", "lockdown", "fire", "drill"]
     scope: Literal["gate", "site"] = "gate"
     reason: Reason
 

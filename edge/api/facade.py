@@ -260,7 +260,7 @@ class GateServices:
         return await self._open_door(door, cause="override")
 
     def request_mode(self, mode: str, person: str, role: str, reason: str, scope: str) -> ModeChange:
-        """P15, P16 by the mode rules (raises edge.core.modes.ModeRefused when not this person's or not now)."""
+        """P15, P16, P28 by the mode rules (raises edge.core.modes.ModeRefused when not this person's or not now)."""
         target = Mode(mode)
         entry = self._gate.modes.request(target, person, role, reason, scope)
         if self._link and scope == "site" and target is not Mode.FIRE:

@@ -35,8 +35,9 @@ CODES: dict[str, str] = {
     # doors and modes (P15, P16, P20)
     "no_such_door": "There is no door of that name at this gate.",
     "fire_is_per_gate": "Fire mode is per gate, never site-wide.",
-    "mode_not_yours": "Only a supervisor ends a lockdown or changes fire mode.",
+    "mode_not_yours": "Only a supervisor ends a lockdown, changes fire mode or runs a drill.",
     "fire_input_active": "The fire input is still active.",
+    "drill_during_fire": "A drill cannot start during a fire.",
     # the gate's state
     "database_refused": "The gate's database refused the change; nothing was applied, try again.",
     "gate_stopping": "The gate is stopping; try again when it is back.",

@@ -105,7 +105,15 @@ class SiteInputsSection(Model):
     io: Name = Field(description="the io_module that carries the site inputs")
     fire_input: int | None = Field(None, ge=0, le=65535, description="discrete input from the fire panel (P16)")
     lockdown_input: int | None = Field(None, ge=0, le=65535, description="discrete input of the lockdown key switch (P15)")
+    fire_trouble_input: int | None = Field(None, ge=0, le=65535,
+                                           description="discrete input from the fire panel's line-fault (trouble) output, 1 = fault (P28)")
     poll_ms: int = Field(100, ge=10, le=5000, description="how often the inputs are read, milliseconds")
+
+    @model_validator(mode="after")
+    def _trouble(self) -> "SiteInputsSection":
+        if self.fire_trouble_input is not None and self.fire_input is None:
+            raise ValueError("fire_trouble_input supervises the fire panel's line: set fire_input too")
+        return self
 
 
 class DoorSection(Model):

@@ -285,8 +285,9 @@ class Gate:
                 "new": True}
 
     def _muster_over(self, previous: Mode, mode: Mode) -> None:
-        """Marks belong to one muster: gone when it ends, and none left over when the next begins."""
-        if (previous in MUSTERING) != (mode in MUSTERING):
+        """Marks belong to one muster: gone when it ends, and none left over when the next begins (a fire
+        during a drill is a new muster: nobody marked safe in the exercise counts as safe from the fire)."""
+        if previous in MUSTERING or mode in MUSTERING:
             self.holdback.run(self._clear_marks)
 
     def _clear_marks(self) -> None:

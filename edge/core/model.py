@@ -9,6 +9,7 @@ class Mode(StrEnum):
     NORMAL = "normal"
     LOCKDOWN = "lockdown"
     FIRE = "fire"
+    DRILL = "drill"  # P28: a muster as in fire mode, with every door and lane kept as in normal mode
 
 
 class Direction(StrEnum):

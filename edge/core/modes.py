@@ -1,4 +1,4 @@
-"""The gate's mode (P15 lockdown, P16 fire) and the one rule that orders changes to it.
+"""The gate's mode (P15 lockdown, P16 fire, P28 drill) and the one rule that orders changes to it.
 
 SPEC §2 orders site-mode changes by a `version` that needs no clock: whoever changes the mode uses one
 more than the highest version it has seen, ties are broken by the larger `actor`, and a change whose
@@ -17,9 +17,11 @@ from edge.core.model import Mode
 
 log = logging.getLogger(__name__)
 
-# The modes in which people gather at the assembly point and guards account for them (P16); P28's drill
-# joins here, and every muster rule follows.
-MUSTERING = frozenset({Mode.FIRE})
+# The modes in which people gather at the assembly point and guards account for them (P16, P28): the muster
+# list, its marks and its publication follow this set. Only fire frees doors and lanes (Modes.fire).
+MUSTERING = frozenset({Mode.FIRE, Mode.DRILL})
+# P15: what a lockdown may take over from: a real threat outranks an exercise, never a fire.
+LOCKABLE = frozenset({Mode.NORMAL, Mode.DRILL})
 
 META_KEYS = ("mode", "mode_by", "mode_scope", "mode_version", "mode_actor", "mode_seen")
 
@@ -87,6 +89,7 @@ class Modes:
 
     @property
     def fire(self) -> bool:
+        """P16: doors and lanes are freed; never in a drill (P28)."""
         return self.state.mode is Mode.FIRE
 
     @property
@@ -95,12 +98,16 @@ class Modes:
 
     def request(self, target: Mode, person: str, role: str, reason: str, scope: str):
         """P15: a guard starts a lockdown; only a supervisor ends one. P16: fire mode on and off by a
-        supervisor, never off while the fire input is active. A site change always takes a new version,
-        even when this gate is in that mode already. The entry journaled (None when nothing changed)."""
+        supervisor, never off while the fire input is active. P28: a drill started and ended by a
+        supervisor, never during a fire. A site change always takes a new version, even when this gate is
+        in that mode already. The entry journaled (None when nothing changed)."""
         if (target is not Mode.LOCKDOWN or self.fire) and role != "supervisor":
-            raise ModeRefused(403, "only a supervisor ends a lockdown or changes fire mode", "mode_not_yours")
+            raise ModeRefused(403, "only a supervisor ends a lockdown, changes fire mode or runs a drill",
+                              "mode_not_yours")
         if self.fire and target is not Mode.FIRE and self.fire_input:
             raise ModeRefused(409, "the fire input is still active", "fire_input_active")
+        if self.fire and target is Mode.DRILL:  # ending the fire is `normal`; an exercise never replaces it
+            raise ModeRefused(409, "a drill cannot start during a fire", "drill_during_fire")
         if scope == "site" and target is not Mode.FIRE:
             return self.set(target, person, reason, scope="site", version=self.state.next_version(), role=role)
         return self.set(target, person, reason, scope=scope, role=role)
@@ -165,9 +172,10 @@ class Modes:
 
     def from_site(self, mode: Mode, actor: str, reason: str, version: int):
         """SPEC §2 `acs/{site}/mode` from the central system or another gate. Never ends fire mode (P16:
-        only a supervisor here does), and never ends the key switch's lockdown while it is on (P15)."""
+        only a supervisor here does), and never ends the key switch's lockdown while it is on (P15), neither
+        by `normal` nor by a drill (P28)."""
         st = self.state
-        if st.mode is Mode.FIRE or (mode is Mode.NORMAL and self.key_switch and st.mode is Mode.LOCKDOWN):
+        if st.mode is Mode.FIRE or (mode is not Mode.LOCKDOWN and self.key_switch and st.mode is Mode.LOCKDOWN):
             st.see(version)
             log.warning("site mode %s from %s ignored: %s", mode.value, actor,
                         "fire mode" if st.mode is Mode.FIRE else "the lockdown key switch is on")
@@ -175,8 +183,9 @@ class Modes:
         return self.set(mode, actor, reason, scope="site", version=version)
 
     def inputs(self, fire: bool | None, key_switch: bool | None) -> list:
-        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on).
-        P15: the lockdown key switch locks the gate down and, returning, ends the lockdown it made."""
+        """P16: the fire panel starts fire mode (only a supervisor ends it, never while the input is on),
+        a drill included (P28: the real alarm ends the exercise). `fire` None: not known now (the fire
+        line in fault, P28), the last reading holds. P15: the lockdown key switch locks the gate down and, returning, ends the lockdown it made."""
         out = []
         if fire is not None:
             self.fire_input = fire
@@ -186,7 +195,7 @@ class Modes:
             # On its turns, not its level: a supervisor may end the lockdown while the key is still turned,
             # and it is not made again a moment later. The first reading after a start counts as a turn.
             turned, self.key_switch = key_switch != self.key_switch, key_switch
-            if turned and key_switch and self.mode is Mode.NORMAL:
+            if turned and key_switch and self.mode in LOCKABLE:
                 out.append(self.set(Mode.LOCKDOWN, "lockdown_input", "key switch on"))
             elif turned and not key_switch and self.mode is Mode.LOCKDOWN and self.state.by in (None, "lockdown_input"):
                 out.append(self.set(Mode.NORMAL, "lockdown_input", "key switch off"))

@@ -33,7 +33,7 @@ class IoModule:
         self.cfg = cfg
         self.doors = doors
         self.board = board
-        self.inputs = inputs  # name -> discrete input address (fire, lockdown)
+        self.inputs = inputs  # name -> discrete input address (fire, lockdown, fire_trouble)
         supervised = any(d.contact_input is not None or d.rex_input is not None or d.kind == "turnstile"
                          for d in doors)
         self.poll_s = poll_s if (inputs or supervised) else SUPERVISE_S
@@ -234,6 +234,8 @@ class Outputs:
                     inputs["fire"] = si.fire_input
                 if si.lockdown_input is not None:
                     inputs["lockdown"] = si.lockdown_input
+                if si.fire_trouble_input is not None:
+                    inputs["fire_trouble"] = si.fire_trouble_input  # P28: the fire line's fault
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
                                             (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
                                             on_passage)

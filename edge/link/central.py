@@ -26,6 +26,7 @@ from edge.link.replay import Replay
 from edge.link.restore import ModeRestore
 from edge.link.sync import AllowlistSync
 from edge.core.model import Mode
+from edge.core.modes import MUSTERING
 from edge.passes.keys import load_public_pem
 from edge.store.journal import rfc3339
 from edge.runtime.threads import post
@@ -245,14 +246,17 @@ class CentralLink:
         self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
 
     def publish_site_mode(self, mode: str, actor: str, reason: str, version: int) -> None:
-        """P15: a site lockdown (or its end) from this gate reaches every gate of the site; retained so a
-        gate that was away learns it when it comes back. SPEC §2: ordered by `version`, not by clocks."""
+        """P15, P28: a site lockdown or drill (or its end) from this gate reaches every gate of the site;
+        retained so a gate that was away learns it when it comes back. SPEC §2: ordered by `version`, not by
+        clocks."""
         body = {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339(time.time()), "version": version}
         self.client.publish(self.t_mode, json.dumps(body), qos=1, retain=True)
 
     def _mode_changed(self, previous: Mode, mode: Mode) -> None:
-        if mode is Mode.FIRE and self._client_started:
-            self.publish_muster()  # P16: who is on site, the moment fire mode starts
+        if (mode in MUSTERING or previous in MUSTERING) and self._client_started:
+            # P16, P28: who is on site, the moment a fire or a drill starts; and, when it ends, the retained
+            # list says so (a central that joins later must not see a muster still under way)
+            self.publish_muster()
 
     def publish_muster(self) -> None:
         people = self.gate.muster()

@@ -58,7 +58,7 @@ class Signoff(_Msg):
 class SiteMode(_Msg):
     """SPEC §2: every field required; `version` orders changes without trusting clocks."""
     model_config = ConfigDict(extra="ignore", frozen=True)
-    mode: Literal["lockdown", "normal"]  # never fire: fire mode is not started from the network (P16)
+    mode: Literal["lockdown", "drill", "normal"]  # never fire: fire mode is not started from the network (P16)
     actor: Annotated[str, Field(min_length=1, max_length=64)]
     reason: Annotated[str, Field(max_length=200)]
     time: Annotated[str, Field(max_length=40)]

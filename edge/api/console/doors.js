@@ -1,6 +1,6 @@
-// Doors and modes: a guard's one-off opening (P20), lockdown (P15) and fire mode (P16). The mode shows on
-// every view: a banner under lockdown, the muster page in fire. Site-wide lockdown and fire on or off are
-// confirmed first; one tap never locks a whole site.
+// Doors and modes: a guard's one-off opening (P20), lockdown (P15), fire mode (P16) and drills (P28). The mode
+// shows on every view: a banner under lockdown, the muster page in fire and in a drill (titled as a drill).
+// Site-wide lockdown, fire on or off and drills are confirmed first; one tap never locks a whole site.
 import { api } from "/console/api.js";
 import { ask } from "/console/confirm.js";
 import { setEmergency } from "/console/muster.js";
@@ -36,6 +36,15 @@ export function setUp() {
       if (await ask(t("confirm_fire_off"))) await setMode("normal", "gate", t("fire_off_reason"));
     });
   }
+  $("drill-on").addEventListener("click", async () => {
+    if (await ask(t("confirm_drill_on"))) await setMode("drill", "gate", t("drill_on_reason"));
+  });
+  $("drill-site").addEventListener("click", async () => {
+    if (await ask(t("confirm_drill_site"))) await setMode("drill", "site", t("drill_on_reason"));
+  });
+  $("mv-drill-off").addEventListener("click", async () => {  // a site-wide drill ends site-wide
+    if (await ask(t("confirm_drill_off"))) await setMode("normal", scope, t("drill_off_reason"));
+  });
 }
 
 export function start(me, status) {
@@ -67,16 +76,22 @@ function show(mode, sc) {
   banner.hidden = mode === "normal";
   banner.className = "banner " + mode;
   banner.textContent = mode === "lockdown" ? t(scope === "site" ? "banner_lockdown_site" : "banner_lockdown")
-    : mode === "fire" ? t("banner_fire") : "";
+    : mode === "fire" ? t("banner_fire") : mode === "drill" ? t("banner_drill") : "";
   const sup = role === "supervisor";
   $("lockdown-end").hidden = !sup || mode !== "lockdown";
   $("lockdown-gate").hidden = mode !== "normal";
   $("lockdown-site").hidden = !(mode === "normal" || (mode === "lockdown" && scope === "gate"));
   $("fire-on").hidden = !sup || mode === "fire";
   $("fire-off").hidden = !sup || mode !== "fire";
-  $("mv-fire-off").hidden = !sup;
-  $("console").hidden = mode === "fire";
-  setEmergency(mode === "fire");
+  $("drill-on").hidden = $("drill-site").hidden = !sup || mode !== "normal";
+  const muster = mode === "fire" || mode === "drill";  // P28: a drill is the fire's muster page, marked so
+  $("mv-fire-off").hidden = !sup || mode !== "fire";
+  $("mv-drill-off").hidden = !sup || mode !== "drill";
+  $("mv-title").dataset.i18n = mode === "drill" ? "muster_title_drill" : "muster_title";
+  $("mv-title").textContent = t($("mv-title").dataset.i18n);
+  $("muster-view").dataset.mode = mode;
+  $("console").hidden = muster;
+  setEmergency(muster);
 }
 
 export function hide() {

@@ -41,7 +41,8 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     @router.post("/mode", response_model=r.ModeChange, responses=errors(*AUTH, 409, *BODY, 503))
     async def set_mode(body: ModeBody, who: Caller = Depends(auth.guard)):
         """P15: a guard starts a lockdown; only a supervisor ends one. P16: fire mode on and off by a
-        supervisor, never off while the fire input is active; fire is per gate (scope site is 422)."""
+        supervisor, never off while the fire input is active; fire is per gate (scope site is 422). P28: a
+        drill (gate or site) by a supervisor: the muster runs, no door is freed; `normal` ends it."""
         target = Mode(body.mode)
         if target is Mode.FIRE and body.scope == "site":
             raise ApiError(422, "fire_is_per_gate", [{"loc": ["body", "scope"], "type": "value_error",
