@@ -93,6 +93,8 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     (state_dir / "walkin.key").unlink(missing_ok=True)
     site = state_dir / "site.toml"
     site.write_text(text)
+    # P24: the calendar files the config names, beside it as in config/
+    shutil.copytree(DEMO_TOML.parent / "calendars", state_dir / "calendars", dirs_exist_ok=True)
 
     now = int(time.time())
     day = 86400
