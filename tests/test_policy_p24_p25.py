@@ -408,3 +408,7 @@ def test_p25_a_second_tier_vip_badge_is_held_at_the_exit_then_signed_off_by_cred
     g.scan("main-in", badge)
     _, etype, _ = g.scan("main-out", badge)
     assert etype == "exit.held"
+    # SPEC §2: the sign-off by ref and the gate's events about it are in contract (docs/asyncapi.yaml)
+    central.send("report")
+    contract = json.loads(central.wait_for("central report").split(" ", 2)[2])["contract"]
+    assert "error" not in contract and contract["violations"] == 0, contract
