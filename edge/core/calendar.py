@@ -32,6 +32,7 @@ def day_map(*layers: Iterable[tuple[str, str, str | None]]) -> dict[int, int]:
     return out
 
 
-def schedule_days(calendars: Mapping[str, dict[int, int]], names: Mapping[str, str | None]) -> dict[str, dict[int, int]]:
+def schedule_days(calendars: Mapping[str, dict[int, int]],
+                  names: Mapping[str, str | None]) -> dict[str, dict[int, int]]:
     """Each schedule's day map, by schedule name (only the schedules that name a calendar)."""
     return {sched: calendars.get(cal, {}) for sched, cal in names.items() if cal is not None}

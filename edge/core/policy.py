@@ -102,7 +102,8 @@ def in_schedule(cred: Credential, now: float, s: Settings) -> bool:
 def needs_signoff(cred: Credential, s: Settings) -> bool:
     """P25: the holder's category, or a VIP's `vip:<tier>`, is among those whose perimeter exit needs the
     host's sign-off (default `visitor` only, as P9)."""
-    return cred.category in s.exit_signoff or (cred.tier is not None and f"{cred.category}:{cred.tier}" in s.exit_signoff)
+    kinds = s.exit_signoff
+    return cred.category in kinds or (cred.tier is not None and f"{cred.category}:{cred.tier}" in kinds)
 
 
 def window_open(window: tuple, now: float, tz) -> bool:
