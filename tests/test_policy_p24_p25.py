@@ -413,3 +413,16 @@ def test_p25_a_second_tier_vip_badge_is_held_at_the_exit_then_signed_off_by_cred
     central.send("report")
     contract = json.loads(central.wait_for("central report").split(" ", 2)[2])["contract"]
     assert "error" not in contract and contract["violations"] == 0, contract
+
+
+def test_p24_calendars_reload_with_sighup_without_a_restart():
+    from edge.config.reload import merge
+    running = config(calendars=CAL)
+    new = config(calendars={"site": {"days": [{"date": "2026-11-25", "kind": "holiday"}]}},
+                 schedules={"visiting_hours": {"holiday": {"start": "09:00", "end": "12:00"}}})
+    cfg, live, restart = merge(running, new)
+    assert restart == [] and any(k.startswith("calendars") for k in live) and any(k.startswith("schedules") for k in live)
+    s = settings_from(cfg)
+    assert run(cred("visitor"), at(2026, 11, 25, 10), s).granted  # holiday hours
+    assert run(cred("visitor"), at(2026, 11, 25, 13), s).reason == "outside_schedule"
+    assert run(cred("visitor"), at(2026, 10, 1), s).granted  # the old holiday is gone
