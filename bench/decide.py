@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1_000_000, help="credentials in the cache")
     ap.add_argument("--samples", type=int, default=20_000, help="timed decisions per measurement")
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each throughput run")
+    ap.add_argument("--calendar", metavar="FILE", help="a site calendar (P24) for visiting hours, e.g. "
+                                                        "config/calendars/cn-2026-2027.toml")
     args = ap.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the targets say
 
@@ -126,7 +128,8 @@ def main() -> None:
         # no I/O module and no reader run here: their ports are held, not listened on, so the daemon's
         # connections are refused at once (as by a device that is off) and no other program answers them
         io, reader = HeldPort(), HeldPort()
-        (d / "site.toml").write_text(site_toml(io.port, reader.port, extra=KEY))
+        cal = f'\n[calendars.site]\nfile = "{Path(args.calendar).resolve()}"\n' if args.calendar else ""
+        (d / "site.toml").write_text(site_toml(io.port, reader.port, extra=KEY + cal))
         cfg, base = load_config(d / "site.toml")
         store = Store(d / "gatekeeper.db")
         build_s = build(store, args.size)

@@ -20,7 +20,7 @@ KID = "central-1"
 NAMES = {
     "h-1001": "Li Wei (staff)", "h-1002": "Wang Fang (staff)", "h-1003": "Zhao Min (supervisor)",
     "h-2001": "Chen Jie (VIP, special tier)", "h-2002": "Zhang Lei (visitor)", "h-3001": "Sun Qiang (contractor)",
-    "h-4001": "Ma Tao (blocklisted)",
+    "h-4001": "Ma Tao (blocklisted)", "h-2003": "Liu Yang (visitor, working days)",
 }
 BADGES = {"li": "04A1B2C3", "wang": "04D5E6F7", "zhao": "04112233", "sun": "0C0FFEE0", "ma": "0BADBAD0"}
 WAIT_S = 60.0  # for a decision or a process's line: the wait ends as soon as it comes; a busy machine is slow
@@ -93,6 +93,8 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     (state_dir / "walkin.key").unlink(missing_ok=True)
     site = state_dir / "site.toml"
     site.write_text(text)
+    # P24: the calendar files the config names, beside it as in config/
+    shutil.copytree(DEMO_TOML.parent / "calendars", state_dir / "calendars", dirs_exist_ok=True)
 
     now = int(time.time())
     day = 86400
@@ -115,6 +117,10 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
                           valid_from=now - 300, valid_until=now + 8 * 3600, party=3, host="h-1001"),
         "visitor": issue_pass(private, KID, holder="h-2002", category="visitor", areas=["site/lobby"],
                               valid_from=now - 300, valid_until=now + 4 * 3600, host="h-1002", visit="v-zhang"),
+        # P24: booked on the `working_days` schedule, which closes on a public holiday
+        "working_days": issue_pass(private, KID, holder="h-2003", category="visitor", areas=["site/lobby"],
+                                   valid_from=now - 300, valid_until=now + 4 * 3600, host="h-1001", visit="v-liu",
+                                   schedule="working_days"),
     }
     for name, text_ in passes.items():
         (state_dir / f"{name}.pass").write_text(text_ + "\n")
@@ -251,6 +257,7 @@ def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, 
         scan("main-out", passes["visitor"], "Zhang Lei scans his pass at the exit again")
         if tail.poll(("visit.checked_out",), timeout=0):  # journaled with the grant, as above
             print("  -> the pass is consumed: it will not open any gate of the site again", flush=True)
+        holiday(central, tail, scan, passes["working_days"], site)
     print("- The guard turns the lockdown key switch", flush=True)
     readers["io"].send("input 101 on")
     if tail.poll(("mode.changed",)):
@@ -268,6 +275,23 @@ def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, 
         if report:
             print(f"The central system received {report['received']} events from gate-1 over MQTT: "
                   f"{report['gaps']} missing, {report['out_of_order']} out of order.", flush=True)
+
+
+def holiday(central: Child, tail: JournalWatch, scan, text: str, site: Path) -> None:
+    """P24: the central system declares today (site local date) a public holiday in an allow-list batch; a
+    visitor booked on working days is refused, and the day is taken back."""
+    import tomllib
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    zone = tomllib.loads(site.read_text())["site"]["timezone"]
+    today = datetime.now(ZoneInfo(zone)).date().isoformat()
+    print(f"- The central system declares today ({today}) a public holiday: a `calendar` item in a batch", flush=True)
+    central.send("calendar " + json.dumps({"date": today, "kind": "holiday"}))
+    if tail.poll(("allowlist.applied",)):
+        scan("main-in", text, "Liu Yang, a visitor booked on working days, arrives on the holiday")
+    central.send(f"uncalendar {today}")
+    if tail.poll(("allowlist.applied",)):
+        print("  -> the central system takes the holiday back (calendar_remove)", flush=True)
 
 
 def _central_report(central: Child, tail: "JournalWatch") -> dict | None:

@@ -220,7 +220,7 @@ class Daemon:
             if self.link:
                 self.link.cfg = r.cfg  # the config's kids are the central system's own
             self.gate.keyring = r.keyring
-            self.gate.settings = settings_from(r.cfg)
+            self.gate.settings = settings_from(r.cfg, self.store.calendar)  # P24: with the synced calendar
             logsetup.configure(r.cfg.log.level, r.cfg.log.format, r.cfg.log.wire)
             if self.api is not None:
                 self.api.log_changed()

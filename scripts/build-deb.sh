@@ -57,6 +57,8 @@ install -d "$stage/usr/bin"
 ln -s "$PREFIX/venv/bin/gatekeeper" "$stage/usr/bin/gatekeeper"
 install -D -m 0644 systemd/gatekeeper.service "$stage/lib/systemd/system/gatekeeper.service"
 install -D -m 0644 config/site.example.toml "$stage/etc/gatekeeper/site.example.toml"
+# P24: example site calendars (public holidays), named from a site's config; data, not configuration
+install -D -m 0644 -t "$stage/usr/share/gatekeeper/calendars" config/calendars/*.toml
 # bash completion, made by the packaged command from its own parser, so it always matches it
 install -d "$stage/usr/share/bash-completion/completions"
 "$venv/bin/python" -I -X pycache_prefix="$work/pyc" -m edge.cli completion bash \

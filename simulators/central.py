@@ -3,8 +3,8 @@
     python -m simulators.central --broker 127.0.0.1:1883 --site s1 --generate 20000
     python -m simulators.central --broker 127.0.0.1:1883 --site s1 --data people.jsonl --events-out ev.jsonl
 
-Holds an allow-list (records, revocations, blocklist, trusted keys, one version), answers every gate's
-`resync` with a chunked snapshot (at most `--max-snapshots` in flight: a resync storm waits its turn, and a gate
+Holds an allow-list (records, revocations, blocklist, trusted keys, calendar days, one version), answers every
+gate's `resync` with a chunked snapshot (at most `--max-snapshots` in flight: a resync storm waits its turn, and a gate
 asking again while queued is answered once), sends change batches, sign-offs, modes and heartbeats, and checks the
 events the gates send (duplicates, gaps, order) against the envelope rules; a gap (or a status whose `last_seq`
 is beyond the events received) is asked for again with `replay`, one request per gate at a time, and the
@@ -19,8 +19,10 @@ line starting `central ` (`central error: ...` for bad input); a publishing comm
 broker acknowledged (PUBACK), so whoever waits for the line knows the broker has the message:
 
     upsert {record} | delete CREDENTIAL | revoke {ref} | block {entry} | unblock {entry} | key {key} | unkey KID
+    calendar {day} | uncalendar DATE   (P24: {"date":"2027-01-01","kind":"holiday"|"workday","as":"mon"})
         -> one change batch each on {root}/{site}/allowlist/changes: `central batch V->V+1`
-    batch FILE.jsonl      one batch of every line (a record, {"delete"|"revoke"|"blocklist"|"unblock"|"key"|"unkey": x})
+    batch FILE.jsonl      one batch of every line (a record, {"delete"|"revoke"|"blocklist"|"unblock"|"key"|"unkey"
+                          |"calendar"|"uncalendar": x})
     drop-next             the next batch changes the state and uses its version but is never sent (a lost message)
     signoff VISIT HOST    mode lockdown|drill|normal REASON...    heartbeat    snapshot GATE    muster GATE
     raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
@@ -56,10 +58,11 @@ RECORD_DEFAULTS = {"tier": None, "roles": [], "valid_from": None, "valid_until":
                    "party": 1, "host": None, "escort": False, "id_hash": None}
 # what a batch line or a stdin command names -> the change-batch list it lands in (SPEC §2)
 BATCH_LISTS = {"upsert": "upserts", "delete": "deletes", "revoke": "revoke", "block": "blocklist_add",
-               "unblock": "blocklist_remove", "key": "keys_add", "unkey": "keys_remove"}
+               "unblock": "blocklist_remove", "key": "keys_add", "unkey": "keys_remove",
+               "calendar": "calendar_set", "uncalendar": "calendar_remove"}
 # the key of a one-key line in a JSONL file -> the kind above (a record line has "credential" instead)
 LINE_KINDS = {"delete": "delete", "revoke": "revoke", "blocklist": "block", "unblock": "unblock",
-              "key": "key", "unkey": "unkey"}
+              "key": "key", "unkey": "unkey", "calendar": "calendar", "uncalendar": "uncalendar"}
 
 _print_lock = threading.Lock()
 
@@ -116,7 +119,9 @@ def check_value(kind: str, value) -> None:
     """Only what the central state needs to key things; anything else passes so tests can send odd data."""
     if kind == "upsert" and not (isinstance(value, dict) and isinstance(value.get("credential"), str)):
         raise BadInput("a record needs a text \"credential\"")
-    if kind in ("delete", "unkey") and not isinstance(value, str):
+    if kind == "calendar" and not (isinstance(value, dict) and isinstance(value.get("date"), str)):
+        raise BadInput("a calendar day needs a text \"date\"")
+    if kind in ("delete", "unkey", "uncalendar") and not isinstance(value, str):
         raise BadInput(f"{kind} takes a text")
     if kind in ("revoke", "block", "unblock") and not isinstance(value, dict):
         raise BadInput(f"{kind} takes a JSON object")
@@ -150,6 +155,7 @@ class AllowList:
         self.revoked: dict[str, dict] = {}  # canonical JSON -> ref
         self.blocked: dict[str, dict] = {}  # identity (the entry without "reason") -> entry
         self.keys: dict[str, dict] = {}  # kid -> key
+        self.calendar: dict[str, dict] = {}  # date -> calendar day (P24)
 
     @staticmethod
     def _canon(obj: dict) -> str:
@@ -176,13 +182,18 @@ class AllowList:
             self.keys[value["kid"]] = value
         elif kind == "unkey":
             self.keys.pop(value, None)
+        elif kind == "calendar":
+            self.calendar[value["date"]] = value
+        elif kind == "uncalendar":
+            self.calendar.pop(value, None)
 
     def batch(self, items: list[tuple[str, object]]) -> dict:
         """A change batch from the current version to the next; the state moves with it."""
+        # the calendar lists (P24) only when used: a batch is what it was for a gate without calendars
         b = {"from_version": self.version, "to_version": self.version + 1,
-             **{name: [] for name in BATCH_LISTS.values()}}
+             **{name: [] for name in BATCH_LISTS.values() if not name.startswith("calendar")}}
         for kind, value in items:
-            b[BATCH_LISTS[kind]].append(value)
+            b.setdefault(BATCH_LISTS[kind], []).append(value)
             self.apply(kind, value)
         self.version += 1
         return b
@@ -194,6 +205,7 @@ class AllowList:
         items += [("revoke", compact(r)) for r in self.revoked.values()]
         items += [("blocklist", compact(b)) for b in self.blocked.values()]
         items += [("keys", compact(k)) for k in self.keys.values()]
+        items += [("calendar", compact(c)) for c in self.calendar.values()]
         for cred, rec in self.records.items():
             enc = self._encoded.get(cred)
             if enc is None:
@@ -201,7 +213,7 @@ class AllowList:
             items.append(("upserts", enc))
         # the envelope with the widest chunk numbers this snapshot can need: packing stays a safe estimate
         wide = 10 ** len(str(len(items) + 1)) - 1
-        overhead = len(self._payload(wide, wide, {}))
+        overhead = len(self._payload(wide, wide, {"calendar": []} if self.calendar else {}))
         groups: list[dict[str, list[str]]] = [{}]
         size = overhead
         for name, enc in items:
@@ -220,7 +232,8 @@ class AllowList:
 
     def _payload(self, i: int, k: int, lists: dict[str, list[str]]) -> str:
         body = ",".join(f'"{name}":[{",".join(lists.get(name, []))}]'
-                        for name in ("upserts", "revoke", "blocklist", "keys"))
+                        for name in ("upserts", "revoke", "blocklist", "keys", "calendar")
+                        if name != "calendar" or name in lists)
         return f'{{"version":{self.version},"chunk":{i},"chunks":{k},{body}}}'
 
 
@@ -725,16 +738,16 @@ class Central:
     def command(self, line: str) -> None:
         cmd, _, rest = line.strip().partition(" ")
         rest = rest.strip()
-        if cmd in ("upsert", "revoke", "block", "unblock", "key"):
+        if cmd in ("upsert", "revoke", "block", "unblock", "key", "calendar"):
             try:
                 value = json.loads(rest)
             except ValueError as e:
                 raise BadInput(f"{cmd} takes JSON: {e}") from None
             check_value(cmd, value)
             self.send_batch([(cmd, value)])
-        elif cmd in ("delete", "unkey"):
+        elif cmd in ("delete", "unkey", "uncalendar"):
             if not rest or " " in rest:
-                raise BadInput(f"usage: {cmd} {'CREDENTIAL' if cmd == 'delete' else 'KID'}")
+                raise BadInput(f"usage: {cmd} {({'delete': 'CREDENTIAL', 'unkey': 'KID'}).get(cmd, 'DATE')}")
             self.send_batch([(cmd, rest)])
         elif cmd == "batch":
             if not rest:

@@ -212,6 +212,15 @@ def test_p9_a_supervisors_signoff_lets_the_next_exit_through(api):
     assert (etype, data["reason"]) == ("access.granted", "ok")
 
 
+def test_p25_a_signoff_names_a_badge_holder_by_credential_ref(api):
+    g, client, tokens = api
+    r = call(client, "POST", "/visits/badge:04a1b2c3/signoff", token=tokens["central"])  # not as a reader reads it
+    assert (r.status_code, r.json()["code"]) == (422, "invalid"), r.text
+    r = call(client, "POST", "/visits/badge:0A0B0C0D/signoff", token=tokens["supervisor"])
+    assert r.status_code == 200 and r.json()["visit"] == "badge:0A0B0C0D", r.text
+    g.journal.next("visit.signed_off", visit="badge:0A0B0C0D")
+
+
 def test_console_session_is_an_httponly_strict_cookie_and_changes_need_x_requested_with(api):
     g, client, tokens = api
     with httpx.Client(base_url=str(client.base_url), timeout=WAIT_S) as browser:

@@ -230,6 +230,17 @@ def test_spec2_allowlist_records_and_batches(contract):
                           json.dumps({**batch, "blocklist_add": [{"holder": "h", "id_hash": "a" * 64}]}).encode())
     assert contract.check("acs/s1/allowlist/changes",
                           json.dumps({**batch, "calendar_set": [{"date": "2027-01-01", "kind": "party"}]}).encode())
+    for day in ({"date": "2027-02-07", "kind": "workday"}, {"date": "2027-01-01", "kind": "holiday", "as": "fri"}):
+        assert contract.check("acs/s1/allowlist/changes", json.dumps({**batch, "calendar_set": [day]}).encode()), day
+
+
+def test_spec2_p25_a_signoff_names_a_visit_or_a_badge_ref(contract):
+    for visit in ("v-1", "00112233445566778899aabbccddeeff", "badge:04A1B2C3"):
+        msg = {"visit": visit, "host": "h-1", "time": "2026-11-25T02:00:00Z"}
+        assert contract.check("acs/s1/visits/signoff", json.dumps(msg).encode()) == [], visit
+    for visit in ("badge:04a1b2c3", "badge:04A1"):
+        msg = {"visit": visit, "host": "h-1", "time": "2026-11-25T02:00:00Z"}
+        assert contract.check("acs/s1/visits/signoff", json.dumps(msg).encode()), visit
 
 
 # ---------------------------------------------------------------- what a gate journals, through the code that does

@@ -24,6 +24,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         ("Zhang Lei", "DENIED", "reason=antipassback"),
         ("Zhang Lei", "HELD", "reason=host_signoff_missing"),
         ("Zhang Lei", "GRANTED", "reason=ok"),  # after the host's sign-off from the central system
+        ("Liu Yang", "DENIED", "reason=outside_schedule"),  # P24: a holiday the central system declared
         ("Wang Fang", "DENIED", "reason=lockdown"),
         ("Zhao Min", "GRANTED", "reason=ok"),
     ]

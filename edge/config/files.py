@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edge.config import calendars
 from edge.config.access import User, probe
 from edge.config.credentials import with_credentials
 from edge.config.filecheck import current_user, file_problems, resolve
@@ -76,7 +77,8 @@ def load_config(path: str | os.PathLike) -> tuple[GateConfig, Path]:
     cfg, problems = validate(raw)
     if problems:
         raise ConfigError(render(p, text, problems))
-    return with_credentials(cfg), p.resolve().parent
+    base = p.resolve().parent
+    return calendars.with_calendar_files(with_credentials(cfg), base), base
 
 
 def check(path: str | os.PathLike, user: User) -> list[str]:
@@ -91,6 +93,7 @@ def check(path: str | os.PathLike, user: User) -> list[str]:
     if not user.is_me and (err := probe(user, [(str(p.resolve()), "r")])[0]):
         problems.append(Problem((), f"cannot read {p} as user {user.name}: {err}", line=1))
     problems += file_problems(raw, p.resolve().parent, user)
+    problems += calendars.file_problems(raw, p.resolve().parent)  # P24: the calendar files' days
     return render(p, text, problems)
 
 

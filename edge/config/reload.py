@@ -11,9 +11,10 @@ from edge.config.sections import GateConfig
 log = logging.getLogger(__name__)
 
 # Sections read on every use, never built into a running part: trusted keys (passes are checked against the
-# keyring rebuilt from them), schedules (visiting hours, P5), the log. Everything else (doors, modules,
-# readers, the broker, the API, storage, policy) is wired into a part at start and needs a restart.
-LIVE = ("keys", "schedules", "log")
+# keyring rebuilt from them), schedules (visiting hours, P5) and calendars (P24), the log. Everything else
+# (doors, modules, readers, the broker, the API, storage, policy) is wired into a part at start and needs a
+# restart.
+LIVE = ("keys", "schedules", "calendars", "log")
 
 
 def changed_keys(old, new, path: str = "") -> list[str]:

@@ -13,6 +13,8 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 AREA = r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$"
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+SIGNOFF_KIND = r"^(staff|vip|visitor|contractor)$|^vip:(special|first|second)$"  # P25
+SITE_CALENDAR = "site"  # P24: the calendar the allow-list sync fills, and visiting hours' default
 
 Name = Annotated[str, Field(pattern=NAME)]
 AreaPath = Annotated[str, Field(pattern=AREA, max_length=200)]
@@ -48,6 +50,9 @@ class SiteSection(Model):
 class PolicySection(Model):
     clock_skew_s: float = Field(60, ge=0, le=3600, description="P3 tolerance on validity bounds, seconds")
     exit_signoff_required: bool = Field(True, description="P9: a general visitor's perimeter exit needs the host's sign-off")
+    exit_signoff: list[Annotated[str, Field(pattern=SIGNOFF_KIND)]] = Field(
+        default_factory=lambda: ["visitor"],
+        description="P25: whose perimeter exit needs the host's sign-off: categories, `vip:<tier>` (e.g. `vip:second`)")
     escort_window_s: float = Field(30, gt=0, le=600, description="P10: seconds between the staff scan and the escorted scan")
     escort_max: int = Field(5, ge=1, le=100, description="P10: people one staff credential escorts per window")
     max_sync_age_s: float | None = Field(None, gt=0, description="P23: refuse visitors/contractors when central is silent longer (seconds); unset = off")
@@ -61,10 +66,28 @@ class AreasSection(Model):
     # the tree's shape (one root, every parent listed) is checked with the other references: wiring.py
 
 
+class HoursSection(Model):
+    """P24: a schedule's hours on a public holiday."""
+    start: str = Field(pattern=HHMM, description="local time HH:MM, inclusive")
+    end: str = Field(pattern=HHMM, description="local time HH:MM, exclusive; may be 24:00")
+
+    @model_validator(mode="after")
+    def _order(self) -> "HoursSection":
+        if _minutes(self.end) <= _minutes(self.start):
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+    def window(self) -> tuple[int, int]:
+        return _minutes(self.start), _minutes(self.end)
+
+
 class ScheduleSection(Model):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(DAYS))
     start: str = Field("08:00", pattern=HHMM, description="local time HH:MM, inclusive")
     end: str = Field("21:30", pattern=HHMM, description="local time HH:MM, exclusive; may be 24:00")
+    calendar: Name | None = Field(None, description="P24: the [calendars] table whose holidays and swapped working "
+                                                    "days this schedule follows; visiting_hours: `site` when unset")
+    holiday: HoursSection | None = Field(None, description="P24: hours on a holiday of the calendar; unset = closed")
 
     @model_validator(mode="after")
     def _order(self) -> "ScheduleSection":
@@ -75,6 +98,52 @@ class ScheduleSection(Model):
     def window(self) -> tuple[frozenset[int], int, int]:
         """(weekday numbers Monday=0, start minute, end minute)."""
         return frozenset(DAYS.index(d) for d in self.days), _minutes(self.start), _minutes(self.end)
+
+
+class CalendarDay(Model):
+    """P24: one dated exception, as SPEC §2 `calendar` items: a holiday, or a workday counted `as` a weekday."""
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    date: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="site local date YYYY-MM-DD")
+    kind: Literal["holiday", "workday"]
+    as_: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = Field(
+        None, alias="as", description="workday: the weekday it counts as (调休)")
+    name: Annotated[str, Field(max_length=100)] | None = Field(None, description="a label for people; not used")
+
+    @field_validator("date")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        from datetime import date
+        try:
+            date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a date") from None
+        return v
+
+    @model_validator(mode="after")
+    def _as(self) -> "CalendarDay":
+        if self.kind == "workday" and self.as_ is None:
+            raise ValueError("a workday needs `as`, the weekday it counts as")
+        if self.kind == "holiday" and self.as_ is not None:
+            raise ValueError("a holiday takes no `as`")
+        return self
+
+    def entry(self) -> tuple[str, str, str | None]:
+        return self.date, self.kind, self.as_
+
+
+class CalendarSection(Model):
+    """P24: a site calendar: days from a file (relative to the config's folder) and days written here, which
+    win a date over the file's; both win over the allow-list sync's for the `site` calendar."""
+    file: str | None = Field(None, description="a TOML file of [[days]] (config/calendars/ has examples)")
+    days: list[CalendarDay] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _once(self) -> "CalendarSection":
+        seen = [d.date for d in self.days]
+        twice = sorted({d for d in seen if seen.count(d) > 1})
+        if twice:
+            raise ValueError(f"dates listed twice: {', '.join(twice)}")
+        return self
 
 
 class StorageSection(Model):
@@ -265,6 +334,7 @@ class GateConfig(Model):
     policy: PolicySection = PolicySection()
     areas: AreasSection
     schedules: dict[Name, ScheduleSection] = Field(default_factory=dict)
+    calendars: dict[Name, CalendarSection] = Field(default_factory=dict)
     storage: StorageSection = StorageSection()
     io_modules: list[IoModuleSection] = Field(default_factory=list)
     site_inputs: SiteInputsSection | None = None
@@ -296,6 +366,17 @@ class GateConfig(Model):
         out = {"visiting_hours": ScheduleSection().window()}
         out.update({n: s.window() for n, s in self.schedules.items()})
         return out
+
+    def schedule_calendars(self) -> dict[str, str | None]:
+        """P24: the calendar each schedule follows; visiting hours follow the `site` calendar unless told."""
+        out: dict[str, str | None] = {"visiting_hours": SITE_CALENDAR}
+        out.update({n: s.calendar or (SITE_CALENDAR if n == "visiting_hours" else None)
+                    for n, s in self.schedules.items()})
+        return out
+
+    def holiday_hours(self) -> dict[str, tuple[int, int]]:
+        """P24: each schedule's holiday hours; a schedule without them is closed on a holiday."""
+        return {n: s.holiday.window() for n, s in self.schedules.items() if s.holiday is not None}
 
     def escort_required(self, area: str) -> bool:
         return any(is_within(area, a) for a in self.areas.escort_required)

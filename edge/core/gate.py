@@ -42,7 +42,8 @@ class Gate:
         self.journal = Journal(store)
         self.keyring = keyring
         self.clock = clock
-        self.settings = settings_from(cfg)
+        self.settings = settings_from(cfg, store.calendar)
+        store.calendar_changed = False
         doors = {d.name: d for d in cfg.doors}
         self.readers: dict[str, DoorView] = {}
         for r in cfg.readers:
@@ -117,6 +118,9 @@ class Gate:
         if self.store.keys_changed:  # trusted keys imported by another process: passes are checked against them
             self.store.keys_changed = False
             self.reload_keys()
+        if self.store.calendar_changed:  # P24: the synced calendar changed: the day maps are made again, once
+            self.store.calendar_changed = False
+            self.settings = settings_from(self.cfg, self.store.calendar)
         cred = self.credential(kind, value)
         decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)

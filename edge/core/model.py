@@ -25,7 +25,8 @@ def known_kind(category: str | None, tier: str | None) -> bool:
     """P1: the categories and tiers the rules know. Anything else is `malformed` wherever it comes from,
     so an unknown category can never slip past the rules keyed on category (P8, P9, P23)."""
     return category in CATEGORIES and (tier is None or tier in TIERS)
-# P8: single-visit passes; P23: categories refused on a stale allow-list; P9 applies to visitors only.
+# P8: single-visit passes; P23: categories refused on a stale allow-list. (Who needs an exit sign-off is
+# a setting: P9, P25.)
 SINGLE_VISIT = frozenset({"visitor", "vip"})
 STALE_REFUSED = frozenset({"visitor", "contractor"})
 # SPEC §5: an `out` reader refuses only for these reasons (or holds for P9).
@@ -116,6 +117,9 @@ class Settings:
     tz: object = None  # zoneinfo.ZoneInfo; None = UTC
     schedules: dict = field(default_factory=dict)  # name -> (weekdays, start_min, end_min)
     exit_signoff_required: bool = True
+    exit_signoff: frozenset = frozenset({"visitor"})  # P25: categories and `vip:<tier>` whose exit needs it
+    calendar_days: dict = field(default_factory=dict)  # P24: schedule name -> {date ordinal: HOLIDAY | weekday}
+    holiday_hours: dict = field(default_factory=dict)  # P24: schedule name -> (start_min, end_min); absent = closed
     escort_window_s: float = 30.0
     escort_max: int = 5
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from edge.core.areas import parent_of
+from edge.core.calendar import day_map, schedule_days
 from edge.config import GateConfig
+from edge.config.sections import SITE_CALENDAR
 from edge.core.model import Credential, Decision, Direction, DoorView, Rejected, Settings
 from edge.store.journal import Entry
 
@@ -44,12 +47,24 @@ class Outcome:
         return self.decision.granted
 
 
-def settings_from(cfg: GateConfig) -> Settings:
+def settings_from(cfg: GateConfig, synced: Iterable[tuple[str, str, str | None]] = ()) -> Settings:
+    """The config's policy in the form the decision reads; `synced`: the allow-list sync's calendar days
+    (date, kind, as), under the config's own for the `site` calendar (P24)."""
     return Settings(
         skew_s=cfg.policy.clock_skew_s, tz=ZoneInfo(cfg.site.timezone), schedules=cfg.schedule_windows(),
         exit_signoff_required=cfg.policy.exit_signoff_required, escort_window_s=cfg.policy.escort_window_s,
-        escort_max=cfg.policy.escort_max,
+        escort_max=cfg.policy.escort_max, exit_signoff=frozenset(cfg.policy.exit_signoff),
+        calendar_days=calendar_days(cfg, synced), holiday_hours=cfg.holiday_hours(),
     )
+
+
+def calendar_days(cfg: GateConfig, synced: Iterable[tuple[str, str, str | None]] = ()) -> dict[str, dict[int, int]]:
+    """P24: each schedule's day map, made once (at start, a reload, a synced calendar change), not per scan."""
+    synced = list(synced)
+    maps = {name: day_map(synced if name == SITE_CALENDAR else (), (d.entry() for d in c.days))
+            for name, c in cfg.calendars.items()}
+    maps.setdefault(SITE_CALENDAR, day_map(synced))
+    return schedule_days(maps, cfg.schedule_calendars())
 
 
 def pass_credential(c) -> Credential:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from edge.core.areas import is_within, permits
+from edge.core.calendar import HOLIDAY
 from edge.core.model import (
     SINGLE_VISIT, STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
 )
@@ -74,7 +75,7 @@ def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decisi
         return Decision(False, "pass_consumed")
     if facts.mode is Mode.FIRE:  # P16 overrides P9; the pass is not consumed in an evacuation
         return Decision(True, "fire_mode")
-    if door.perimeter and cred.category == "visitor" and s.exit_signoff_required and not facts.signed_off:  # P9
+    if door.perimeter and s.exit_signoff_required and needs_signoff(cred, s) and not facts.signed_off:  # P9, P25
         return Decision(False, "host_signoff_missing", held=True)
     flags = () if facts.presence is not None and is_within(facts.presence, door.area) else ("presence_unknown",)
     return Decision(True, "ok", flags, consumes=door.perimeter and single)  # P7, P8
@@ -90,7 +91,19 @@ def in_schedule(cred: Credential, now: float, s: Settings) -> bool:
     if name == "always":
         return True
     window = s.schedules.get(name)
-    return window is not None and window_open(window, now, s.tz)  # an unknown schedule admits nobody
+    if window is None:
+        return False  # an unknown schedule admits nobody
+    days = s.calendar_days.get(name)
+    if days:  # P24: the schedule names a calendar with days in it
+        return calendar_open(window, s.holiday_hours.get(name), days, now, s.tz)
+    return window_open(window, now, s.tz)
+
+
+def needs_signoff(cred: Credential, s: Settings) -> bool:
+    """P25: the holder's category, or a VIP's `vip:<tier>`, is among those whose perimeter exit needs the
+    host's sign-off (default `visitor` only, as P9)."""
+    kinds = s.exit_signoff
+    return cred.category in kinds or (cred.tier is not None and f"{cred.category}:{cred.tier}" in kinds)
 
 
 def window_open(window: tuple, now: float, tz) -> bool:
@@ -99,6 +112,33 @@ def window_open(window: tuple, now: float, tz) -> bool:
     local = datetime.fromtimestamp(now, tz or _UTC)
     minute = local.hour * 60 + local.minute
     return local.weekday() in days and start <= minute < end
+
+
+def calendar_open(window: tuple, holiday: tuple | None, days: dict, now: float, tz) -> bool:
+    """P24: `window_open` on a calendar: a holiday has the schedule's holiday hours ((start, end) minutes, None
+    = closed), a swapped working day counts as the weekday it replaces, any other date is its own weekday. One
+    dict lookup more than `window_open`: the map was made when the calendar changed."""
+    local = datetime.fromtimestamp(now, tz or _UTC)
+    minute = local.hour * 60 + local.minute
+    day = days.get(local.toordinal(), local.weekday())
+    if day == HOLIDAY:
+        return holiday is not None and holiday[0] <= minute < holiday[1]
+    weekdays, start, end = window
+    return day in weekdays and start <= minute < end
+
+
+def hours_today(name: str, now: float, s: Settings) -> tuple[int, int] | None:
+    """A schedule's (start, end) minutes on the local day of `now`, its calendar heeded (P24: a holiday has
+    the holiday hours, a swapped working day its weekday's); None when the schedule is closed that day."""
+    window = s.schedules.get(name)
+    if window is None:
+        return None
+    weekdays, start, end = window
+    local = datetime.fromtimestamp(now, s.tz or _UTC)
+    day = s.calendar_days.get(name, {}).get(local.toordinal(), local.weekday())
+    if day == HOLIDAY:
+        return s.holiday_hours.get(name)
+    return (start, end) if day in weekdays else None
 
 
 def find_escort(area: str, now: float, facts: Facts, s: Settings) -> str | None:

@@ -21,7 +21,7 @@ from edge.config import ConfigError, GateConfig, resolve
 from edge.errors import Refused
 from edge.passes.codec import issue_pass
 from edge.passes.keys import load_private_pem, new_private_key, public_pem
-from edge.core.policy import window_open
+from edge.core.policy import hours_today
 from edge.store import dict_rows
 from edge.store.journal import rfc3339
 
@@ -161,13 +161,17 @@ class Desk:
 
     def _visiting_hours_end(self, now: float) -> float:
         """P13: no registration outside visiting hours; a pass ends with today's."""
-        window = self.gate.settings.schedules["visiting_hours"]
-        _, start, end = window
-        if not window_open(window, now, self.gate.settings.tz):
+        s = self.gate.settings
+        _, start, end = s.schedules["visiting_hours"]
+        today = hours_today("visiting_hours", now, s)  # P24: a holiday's hours, or closed
+        if today is not None:
+            start, end = today
+        local = datetime.fromtimestamp(now, s.tz)
+        if today is None or not start <= local.hour * 60 + local.minute < end:
             raise Refused(409, None, f"outside visiting hours ({start // 60:02d}:{start % 60:02d}-"
-                          f"{end // 60:02d}:{end % 60:02d}, {self.cfg.site.timezone}): no walk-in registration",
+                          f"{end // 60:02d}:{end % 60:02d}, {self.cfg.site.timezone}"
+                          f"{'' if today else ', closed today'}): no walk-in registration",
                           reason="outside_visiting_hours")
-        local = datetime.fromtimestamp(now, self.gate.settings.tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         return (midnight + timedelta(minutes=end)).timestamp()
 

@@ -1,11 +1,12 @@
 """What the central system and peer gates send (SPEC §2), validated before anything is applied."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.store.records import AllowRecord, BlockEntry, RevokeRef, TrustedKey, problem
+from edge.store.records import ISO_DATE, AllowRecord, BlockEntry, CalendarItem, RevokeRef, TrustedKey, problem
 
 MAX_MESSAGE = 1 << 20  # 1 MiB (SPEC §2): anything larger is refused unread
 BADGE = r"^badge:([0-9A-F]{2}){4,10}$"
@@ -30,6 +31,8 @@ class ChangeBatch(_Msg):
     blocklist_remove: list[BlockEntry] = Field(default_factory=list)
     keys_add: list[TrustedKey] = Field(default_factory=list)
     keys_remove: list[Annotated[str, Field(pattern=KID)]] = Field(default_factory=list)
+    calendar_set: list[CalendarItem] = Field(default_factory=list)  # P24
+    calendar_remove: list[Annotated[str, Field(pattern=ISO_DATE)]] = Field(default_factory=list)
 
 
 class SnapshotChunk(_Msg):
@@ -40,6 +43,7 @@ class SnapshotChunk(_Msg):
     revoke: list[RevokeRef] = Field(default_factory=list)
     blocklist: list[BlockEntry] = Field(default_factory=list)
     keys: list[TrustedKey] = Field(default_factory=list)
+    calendar: list[CalendarItem] = Field(default_factory=list)  # P24
 
     @model_validator(mode="after")
     def _index(self) -> "SnapshotChunk":
@@ -49,10 +53,19 @@ class SnapshotChunk(_Msg):
 
 
 class Signoff(_Msg):
+    """SPEC §2 `visits/signoff` (P9, P25): a visit id, or a badge holder's credential ref `badge:<HEX>`."""
     model_config = ConfigDict(extra="ignore", frozen=True)
     visit: Annotated[str, Field(min_length=1, max_length=64)]
     host: Annotated[str, Field(max_length=64)] | None = None
     time: str | None = None
+
+    @field_validator("visit")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        # a badge ref is keyed as a reader reads it: a malformed one would wait for a scan that never matches
+        if v.startswith("badge:") and not re.match(BADGE, v):
+            raise ValueError(f"{v[:40]!r} is not a credential ref badge:<UPPER HEX>")
+        return v
 
 
 class SiteMode(_Msg):

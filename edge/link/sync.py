@@ -32,8 +32,13 @@ STAGE_DDL = [  # beside stage_credentials (edge/store/staging.py)
     "CREATE TABLE stage_revocations(ref TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE stage_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value)) WITHOUT ROWID",
     "CREATE TABLE stage_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID",
+    "CREATE TABLE stage_calendar(date TEXT PRIMARY KEY, kind TEXT NOT NULL, as_day TEXT) WITHOUT ROWID",  # P24
 ]
-STAGE_TABLES = ("stage_credentials", "stage_revocations", "stage_blocklist", "stage_keys")
+CALENDAR_DIFFERS = (  # P24: a row in one of calendar and stage_calendar that is not in the other
+    "SELECT 1 FROM (SELECT date, kind, as_day FROM calendar EXCEPT SELECT date, kind, as_day FROM stage_calendar)"
+    " UNION ALL SELECT 1 FROM (SELECT date, kind, as_day FROM stage_calendar"
+    " EXCEPT SELECT date, kind, as_day FROM calendar) LIMIT 1")
+STAGE_TABLES = ("stage_credentials", "stage_revocations", "stage_blocklist", "stage_keys", "stage_calendar")
 
 
 class AllowlistSync:
@@ -215,6 +220,7 @@ class Worker:
         try:
             b = parse(ChangeBatch, payload)
             check_lists(b.revoke, b.blocklist_add + b.blocklist_remove, b.keys_add)
+            days = calendar_rows(b.calendar_set)
         except BadMessage as e:
             self.results.put(("bad", jid, {"topic": "changes", "why": str(e)}))
             return
@@ -231,12 +237,15 @@ class Worker:
                         revoke=[r.ref() for r in b.revoke], block_add=[(*e.key(), e.reason) for e in b.blocklist_add],
                         block_remove=[e.key() for e in b.blocklist_remove], keys_add=b.keys_add,
                         keys_remove=b.keys_remove)
+            write_calendar(c, days, b.calendar_remove)
             self.store.set_meta("allowlist_version", str(b.to_version))
+            counts = ({"calendar_set": len(days), "calendar_remove": len(b.calendar_remove)}
+                      if days or b.calendar_remove else {})
             self.journal.append("allowlist.applied", {
                 "source": "batch", "from_version": b.from_version, "to_version": b.to_version,
                 "upserts": len(b.upserts), "deletes": len(b.deletes), "revokes": len(b.revoke),
                 "blocklist_add": len(b.blocklist_add), "blocklist_remove": len(b.blocklist_remove),
-                "keys_add": len(b.keys_add), "keys_remove": len(b.keys_remove)}, now)
+                "keys_add": len(b.keys_add), "keys_remove": len(b.keys_remove), **counts}, now)
             alarm = unknown_kind_alarm(b.upserts, "batch")
             if alarm:
                 self.journal.append("alarm.raised", alarm, now)
@@ -248,6 +257,7 @@ class Worker:
         try:
             chunk = parse(SnapshotChunk, payload)
             check_lists(chunk.revoke, chunk.blocklist, chunk.keys)
+            calendar_rows(chunk.calendar)
         except BadMessage as e:
             self.results.put(("bad", jid, {"topic": "snapshot", "why": str(e)}))
             return
@@ -292,6 +302,7 @@ class Worker:
         with self.store.tx():
             write_lists(c, 0.0, revoke=[r.ref() for r in chunk.revoke],
                         block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, into="stage_")
+            write_calendar(c, calendar_rows(chunk.calendar), (), into="stage_")
             self.store.set_meta("snapshot_progress", json.dumps(progress))
 
     def _swap(self, version: int) -> int:
@@ -308,6 +319,11 @@ class Worker:
             c.execute("INSERT INTO blocklist(kind, value, reason) SELECT kind, value, reason FROM stage_blocklist")
             c.execute("DELETE FROM keys")  # synced keys only: keys from the config are not in this table
             c.execute("INSERT INTO keys(kid, public_key, scope) SELECT kid, public_key, scope FROM stage_keys")
+            # P24: the snapshot's calendar replaces the synced one (the config's days are not in this table);
+            # rewritten only when it differs, so an unchanged calendar does not make every gate rebuild its maps
+            if c.execute(CALENDAR_DIFFERS).fetchone():
+                c.execute("DELETE FROM calendar")
+                c.execute("INSERT INTO calendar(date, kind, as_day) SELECT date, kind, as_day FROM stage_calendar")
             for t in STAGE_TABLES[1:]:
                 c.execute(f"DROP TABLE {t}")
             self.store.set_meta("allowlist_version", str(version))
@@ -316,7 +332,8 @@ class Worker:
             self.journal.append("allowlist.applied", {
                 "source": "snapshot", "from_version": have, "to_version": version,
                 "records": counts["stage_credentials"], "revokes": counts["stage_revocations"],
-                "blocklist": counts["stage_blocklist"], "keys": counts["stage_keys"]}, now)
+                "blocklist": counts["stage_blocklist"], "keys": counts["stage_keys"],
+                "calendar": counts["stage_calendar"]}, now)
             if self.unknown_count:
                 self.journal.append("alarm.raised", {
                     "alarm": "unknown_category", "priority": "normal", "source": "snapshot",
@@ -326,6 +343,26 @@ class Worker:
     def drop_old(self, jid: int, payload) -> None:
         """The replaced cache goes in small steps, so the journal never waits long for the lock."""
         drop_in_steps(self.store, "old_credentials")
+
+
+def calendar_rows(items) -> list[tuple[str, str, str | None]]:
+    """P24: a batch's or chunk's calendar items as rows; BadMessage for a workday without `as` (or a holiday
+    with one) or a date listed twice."""
+    from edge.link.messages import BadMessage
+    try:
+        rows = [i.entry() for i in items]
+    except ValueError as e:
+        raise BadMessage(str(e)) from None
+    dates = [r[0] for r in rows]
+    if len(set(dates)) != len(dates):
+        raise BadMessage(f"calendar: a date listed twice ({sorted(d for d in set(dates) if dates.count(d) > 1)[0]})")
+    return rows
+
+
+def write_calendar(c, days, remove, into: str = "") -> None:
+    """P24: the synced calendar's days set (by date) and removed, in the caller's transaction."""
+    c.executemany(f"INSERT OR REPLACE INTO {into}calendar(date, kind, as_day) VALUES(?,?,?)", days)
+    c.executemany(f"DELETE FROM {into}calendar WHERE date=?", [(d,) for d in remove])
 
 
 def check_lists(revoke, blocks, keys) -> None:

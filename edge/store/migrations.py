@@ -104,4 +104,10 @@ MIGRATIONS: list[str] = [
         BEGIN DELETE FROM muster_safe WHERE credential=OLD.credential; END;
     CREATE INDEX visits_id_hash ON visits(id_hash, created);
     """,
+    # 10: the site calendar from the allow-list sync (P24): holidays and swapped working days, by site local
+    # date; a counter of its own tells the gate to make its day maps again.
+    """
+    CREATE TABLE calendar(date TEXT PRIMARY KEY, kind TEXT NOT NULL, as_day TEXT) WITHOUT ROWID;
+    INSERT INTO versions(name, n) VALUES('calendar', 0);
+    """ + _counted("calendar", "calendar"),
 ]

@@ -14,7 +14,7 @@ from edge.core.model import Credential
 from edge.store.permits import active_permits
 
 # which mirrors each `versions` counter covers (migrations 6 and 7 keep the counters)
-LISTS, KEYS, STATE = "lists", "keys", "state"
+LISTS, KEYS, STATE, CALENDAR = "lists", "keys", "state", "calendar"
 
 
 class Mirrors:
@@ -28,6 +28,8 @@ class Mirrors:
     signoffs: set[str]
     presence: dict[str, str]
     permits: dict[str, Credential]
+    calendar: list[tuple[str, str, str | None]]  # P24: the synced days (date, kind, as)
+    calendar_changed: bool  # the gate makes its day maps again when this is set
 
     def _data_version(self) -> int:
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
@@ -54,6 +56,9 @@ class Mirrors:
             self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
             self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
             self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
+        if force or counters.get(CALENDAR) != self._seen.get(CALENDAR):
+            self.calendar = [tuple(r) for r in c.execute("SELECT date, kind, as_day FROM calendar ORDER BY date")]
+            self.calendar_changed = True
         self._seen = counters
         return True
 
@@ -91,11 +96,15 @@ class Mirrors:
         with self.tx() as c:
             if area is None:
                 c.execute("DELETE FROM presence WHERE credential=?", (ref,))
+                if ref.startswith("badge:"):  # P25: a badge holder's sign-off covers one stay, used up leaving
+                    c.execute("DELETE FROM signoffs WHERE visit=?", (ref,))
             else:
                 c.execute("INSERT OR REPLACE INTO presence(credential, holder, category, area, since, party)"
                           " VALUES(?,?,?,?,?,?)", (ref, holder or "", category or "", area, at, party or 1))
         if area is None:
             self.presence.pop(ref, None)
+            self.signoffs.discard(ref)
+            self.overlay["signoffs"].discard(ref)
         else:
             self.presence[ref] = area
 

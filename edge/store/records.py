@@ -113,3 +113,31 @@ class TrustedKey(_Strict):
     kid: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
     public_key: Annotated[str, Field(max_length=4096)]
     scope: list[Literal["staff", "vip", "visitor", "contractor"]] | None = None
+
+
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+WEEKDAY = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class CalendarItem(_Strict):
+    """P24, SPEC §2 `calendar` item: a site local date that is a public holiday, or a swapped working day
+    counted `as` the weekday it replaces."""
+    date: Annotated[str, Field(pattern=ISO_DATE)]
+    kind: Literal["holiday", "workday"]
+    as_: Annotated[WEEKDAY | None, Field(alias="as")] = None
+
+    @field_validator("date")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        from datetime import date
+        try:
+            date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a date") from None
+        return v
+
+    def entry(self) -> tuple[str, str, str | None]:
+        """(date, kind, as) as stored; ValueError for a workday without `as` or a holiday with one."""
+        if (self.kind == "workday") != (self.as_ is not None):
+            raise ValueError(f"calendar {self.date}: a workday names `as`, the weekday it counts as; a holiday does not")
+        return self.date, self.kind, self.as_

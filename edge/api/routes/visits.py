@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -13,6 +14,7 @@ from edge.api.child import RemoteServices
 from edge.api.problems import ApiError
 from edge.api.replies import AUTH, BODY, errors
 from edge.api.tokens import Caller
+from edge.link.messages import BADGE
 from edge.passes.qr import png_bytes
 
 VisitId = Annotated[str, Path(pattern=r"^[0-9a-f]{16,32}$")]
@@ -75,6 +77,9 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
         """P9: the host signed the visit off (a supervisor or the central system says so). Opens nothing."""
         if who.role not in ("supervisor", "central"):
             raise ApiError(403, "forbidden", "a sign-off comes from a supervisor or the central system")
+        if visit.startswith("badge:") and not re.fullmatch(BADGE, visit):  # P25: keyed as a reader reads it
+            raise ApiError(422, "invalid", [{"loc": ["path", "visit"], "type": "value_error",
+                                             "msg": "a badge holder's sign-off names the ref badge:<UPPER HEX>"}])
         return {"visit": visit, "signed_off": True, "new": await svc.sign_off(visit, who.person, who.role)}
 
     @router.post("/visits/{visit}/release", response_model=r.Released, responses=errors(*AUTH, 404, *BODY, 503))
