@@ -94,6 +94,8 @@ def references(raw: dict) -> list[Problem]:
                 out.append((("policy", key), f"{a!r} is not in areas.tree"))
     if isinstance(tree, list) and areas is not None:
         out += _tree(raw, tree, areas)
+    from edge.config.tours import tour_references
+    out += tour_references(raw, entries)  # P21
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)
