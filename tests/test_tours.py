@@ -152,3 +152,148 @@ def test_p21_a_route_change_replans_only_rounds_not_begun():
     assert later and all(r.checkpoints == ("cp-3", "cp-1") for r in later)
     assert datetime.fromtimestamp(later[0].due, UTC).strftime("%H:%M") == "23:00"
     assert [r.index for r in night.rounds] == list(range(1, len(night.rounds) + 1))
+
+
+# ---------------------------------------------------------------- the gate's tour desk, over a real store
+
+from edge.config import ConfigError, load_config  # noqa: E402
+from edge.core.gate import Gate  # noqa: E402
+from edge.desks.tours import Tours  # noqa: E402
+from edge.errors import Refused  # noqa: E402
+from edge.passes.keyring import build_keyring  # noqa: E402
+from edge.store import Store  # noqa: E402
+from sitekit import make_site  # noqa: E402
+
+GUARD, CLERK, BANNED_GUARD = "badge:0A0B0C0D", "badge:0C1E2C0D", "badge:0BADBAD0"
+TOURS_TOML = """
+[[readers]]
+name = "cp-{n}"
+url = "socket://127.0.0.1:1"
+checkpoint = true
+"""
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = make_site(tmp_path / "site")
+    text = s.config.read_text().replace('timezone = "Asia/Shanghai"', 'timezone = "UTC"')
+    text += "".join(TOURS_TOML.format(n=n) for n in (1, 2, 3))
+    text += '\n[[tours]]\nname = "north"\ncheckpoints = ["cp-1", "cp-2", "cp-3"]\n'
+    s.config.write_text(text)
+    r = s.import_lines([
+        {"credential": GUARD, "holder": "h-guard", "category": "staff", "areas": ["site"], "roles": ["guard"]},
+        {"credential": CLERK, "holder": "h-clerk", "category": "staff", "areas": ["site"]},
+        {"credential": BANNED_GUARD, "holder": "h-gone", "category": "staff", "areas": ["site"], "roles": ["guard"]},
+        {"revoke": {"credential": BANNED_GUARD}},
+    ])
+    assert r.returncode == 0, r.stderr
+    return s
+
+
+def _open(site):
+    cfg, base = load_config(site.config)
+    store = Store(site.db)
+    gate = Gate(cfg, store, build_keyring(cfg, base, store), clock=lambda: T0)
+    return store, gate, Tours(cfg, gate)
+
+
+@pytest.fixture
+def desk(site):
+    store, gate, tours = _open(site)
+    yield tours
+    store.close()
+
+
+def _types(entries) -> list[str]:
+    return [e.type for e in entries]
+
+
+def test_p21_a_checkpoint_reader_is_no_door_of_the_gate(desk):
+    assert not {"cp-1", "cp-2", "cp-3"} & set(desk.gate.readers)  # never decided on: no door, no presence
+    assert desk.checkpoints == {"cp-1", "cp-2", "cp-3"}
+
+
+@pytest.mark.parametrize("badge, reason", [
+    (CLERK, "not_a_guard"),  # staff, but not a guard: P21 counts guards only
+    (BANNED_GUARD, "revoked"),
+    ("badge:DEADBEEF01", "unknown_credential"),
+])
+def test_p21_only_a_guard_counts(desk, badge, reason):
+    counted, entries = desk.tap("cp-1", "badge", badge, T0)
+    assert not counted and _types(entries) == ["tour.checkpoint"]
+    data = json.loads(entries[0].data)
+    assert (data["counted"], data["reason"], data["tour"]) == (False, reason, None)
+    assert desk.tonight(T0)[0]["rounds"][0]["state"] == "open"  # the round did not start
+    assert desk.store.conn.execute("SELECT COUNT(*) FROM presence").fetchone()[0] == 0
+
+
+def test_p21_a_guard_outside_any_round_is_journaled_not_counted(desk):
+    counted, entries = desk.tap("cp-1", "badge", GUARD, T0 - 3 * 3600)
+    assert not counted and json.loads(entries[0].data)["reason"] == "no_round"
+
+
+def test_p21_a_round_resumes_where_it_was_after_a_restart(site):
+    store, gate, tours = _open(site)
+    counted, entries = tours.tap("cp-1", "badge", GUARD, T0 + MIN)
+    assert counted and _types(entries) == ["tour.started", "tour.checkpoint"]
+    store.close()
+    store, gate, tours = _open(site)  # the daemon restarted
+    try:
+        _, entries = tours.tap("cp-2", "badge", GUARD, T0 + 5 * MIN)
+        _, entries2 = tours.tap("cp-3", "badge", GUARD, T0 + 9 * MIN)
+        assert _types(entries) == ["tour.checkpoint"] and _types(entries2) == ["tour.checkpoint", "tour.completed"]
+    finally:
+        store.close()
+
+
+def test_p21_the_clock_raises_tour_missed_once_journaled(desk):
+    entries = desk.tick(T0 + 16 * MIN)
+    assert [(e.type, json.loads(e.data)["alarm"]) for e in entries] == [("alarm.raised", "tour_missed")]
+    assert desk.tick(T0 + 17 * MIN) == []
+    # an alarm a guard must acknowledge (P17): the alarms table takes it from the journal
+    assert [a["data"]["alarm"] for a in desk.gate.alarms.open()] == ["tour_missed"]
+
+
+def test_p21_a_route_change_is_journaled_with_the_supervisor_and_outlives_a_restart(site):
+    store, gate, tours = _open(site)
+    try:
+        with pytest.raises(Refused) as e:
+            tours.change("north", ["cp-1", "main-in"], "22:00", 30, "works", "s-1", "supervisor", T0)
+        assert (e.value.status, e.value.field) == (422, "checkpoints")
+        with pytest.raises(Refused) as e:
+            tours.change("south", ["cp-1"], "22:00", 30, "works", "s-1", "supervisor", T0)
+        assert e.value.status == 404
+        out = tours.change("north", ["cp-3", "cp-1"], "23:00", 30, "cp-2 blocked", "s-1", "supervisor", T0)
+        assert out["checkpoints"] == ["cp-3", "cp-1"] and out["event_seq"]
+        row = store.conn.execute("SELECT type, data FROM journal WHERE seq=?", (out["event_seq"],)).fetchone()
+        assert row[0] == "tour.changed"
+        data = json.loads(row[1])
+        assert (data["actor"], data["actor_role"], data["reason"]) == ("s-1", "supervisor", "cp-2 blocked")
+        assert data["previous"] == {"checkpoints": ["cp-1", "cp-2", "cp-3"], "start": "22:00", "limit_min": 45}
+    finally:
+        store.close()
+    store, gate, tours = _open(site)
+    try:
+        assert tours.routes["north"].checkpoints == ("cp-3", "cp-1")
+        assert tours.tonight(T0)[0]["rounds"][0]["checkpoints"] == ["cp-3", "cp-1"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda t: t.replace('checkpoints = ["cp-1", "cp-2", "cp-3"]', 'checkpoints = ["cp-1", "main-in"]'),
+     "'main-in' is a reader without checkpoint = true"),
+    (lambda t: t.replace('checkpoints = ["cp-1", "cp-2", "cp-3"]', 'checkpoints = ["cp-1", "cp-9"]'),
+     "'cp-9' is not a readers name"),
+    (lambda t: t.replace('checkpoints = ["cp-1", "cp-2", "cp-3"]', 'checkpoints = ["cp-1", "cp-1"]'),
+     "a checkpoint appears twice"),
+    (lambda t: t + 'rounds = 48\nwindow_min = 15\n', "start windows would overlap"),
+    (lambda t: t.replace('name = "cp-1"\nurl = "socket://127.0.0.1:1"\ncheckpoint = true',
+                         'name = "cp-1"\nurl = "socket://127.0.0.1:1"\ncheckpoint = true\ndoor = "main"'),
+     "a checkpoint reader opens no door"),
+])
+def test_p21_config_names_what_is_wrong(site, edit, problem):
+    site.config.write_text(edit(site.config.read_text()))
+    with pytest.raises(ConfigError) as e:
+        load_config(site.config)
+    assert problem in str(e.value), str(e.value)
