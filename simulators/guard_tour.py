@@ -5,7 +5,8 @@ simulators/badge_reader.py), and the guard's badge tapped at them in turn.
         --checkpoint cp-3=127.0.0.1:0 --badge 0A0B0C0D
 
 Each line is listened on (port 0: any free port) and printed: `guard_tour listening cp-1 on HOST:PORT`; the
-gate opens `socket://HOST:PORT` for that checkpoint reader. Then, from `--walk` and stdin, one command a line:
+gate opens `socket://HOST:PORT` for that checkpoint reader (`guard_tour all checkpoints connected` once it has
+opened every one). Then, from `--walk` and stdin, one command a line:
 
     walk [cp-1,cp-2,cp-3] [gap=S] [skip=cp-2] [badge=HEX]   the route in order (default: every checkpoint as
                                                            given), S seconds between taps; skip leaves one out
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 from simulators.badge_reader import Line, send
@@ -83,6 +85,13 @@ def main(argv: list[str] | None = None) -> None:
         lines[name] = line
         print(f"guard_tour listening {name} on {h}:{pt}", flush=True)
     order = list(lines)
+
+    def all_connected() -> None:  # one line to wait on: the lines' own notes may interleave
+        for line in lines.values():
+            line.connected.wait()
+        print("guard_tour all checkpoints connected", flush=True)
+
+    threading.Thread(target=all_connected, daemon=True).start()
 
     def commands():
         yield from args.walk

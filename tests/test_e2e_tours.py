@@ -13,6 +13,8 @@ import pytest
 from demo.procs import listen_port
 from mqttkit import Peer
 from sitekit import make_site
+from playwright.sync_api import expect
+from test_console import browser, sign_in  # noqa: F401  (browser: the module's chromium, a fixture)
 from test_e2e_gate import Gate
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +42,8 @@ def central(broker):
     peer.close()
 
 
-def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp_path, procs, broker, central):
+def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp_path, procs, broker, central,
+                                                                             browser):  # noqa: F811
     site = make_site(tmp_path / "site", broker_port=broker.port, api=True)
     assert site.import_lines([
         {"credential": f"badge:{GUARD}", "holder": "h-guard", "category": "staff", "areas": ["site"], "roles": ["guard"]},
@@ -62,8 +65,7 @@ def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp
     site.config.write_text(site.config.read_text() + f'\n[[tours]]\nname = "north"\ncheckpoints = {json.dumps(CHECKPOINTS)}'
                            f'\nstart = "{start}"\nend = "{end}"\nrounds = 1\nwindow_min = 15\nlimit_min = 30\n')
     g.start_daemon()
-    for _ in CHECKPOINTS:
-        walker.wait_for("badge_reader connected")
+    walker.wait_for("guard_tour all checkpoints connected")
 
     # a clerk's tap counts for nothing and opens nothing
     walker.send(f"tap cp-1 {CLERK}")
@@ -109,3 +111,14 @@ def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp
     assert (changed["data"]["actor"], changed["data"]["actor_role"], changed["data"]["reason"]) == (
         "s-1", "supervisor", "cp-2 blocked by works")
     assert changed["data"]["previous"]["checkpoints"] == list(CHECKPOINTS)
+
+    # the console shows tonight's round and its timeline, in the guard's language
+    for lang, done_word, wrong in (("en", "completed", "out of order"), ("zh", "已完成", "顺序错误")):
+        ctx, page = sign_in(browser, g, site.token("guard", "g-2"), lang)
+        try:
+            rnd = page.locator('#tours .tour[data-tour="north"] li.round[data-round="1"]')
+            expect(rnd).to_contain_text(done_word)
+            expect(rnd.locator(".timeline li.out_of_order")).to_have_count(2)
+            expect(rnd.locator(".timeline li.out_of_order").first).to_contain_text(wrong)
+        finally:
+            ctx.close()
