@@ -142,6 +142,12 @@ def test_p21_a_night_survives_its_json_and_shows_a_timeline():
     assert v["rounds"][1]["state"] == "planned" and len(v["rounds"]) == 6
 
 
+def test_p21_rounds_over_before_tracking_began_are_untracked_not_missed():
+    night = Night.plan(ROUTE, NIGHT, UTC, since=T0 + 30 * MIN)  # a first start at 22:30: round 1 is over
+    assert [r.state for r in night.rounds[:3]] == [RoundState.UNTRACKED, RoundState.PLANNED, RoundState.PLANNED]
+    assert _alarms(tick(night, ROUTE, T0 + 30 * MIN)) == []
+
+
 def test_p21_a_route_change_replans_only_rounds_not_begun():
     night = _fresh()
     _walk(night, [("cp-1", T0)])
@@ -247,6 +253,7 @@ def test_p21_a_round_resumes_where_it_was_after_a_restart(site):
 
 
 def test_p21_the_clock_raises_tour_missed_once_journaled(desk):
+    assert desk.tick(T0) == []  # tracking the night from before its first round
     entries = desk.tick(T0 + 16 * MIN)
     assert [(e.type, json.loads(e.data)["alarm"]) for e in entries] == [("alarm.raised", "tour_missed")]
     assert desk.tick(T0 + 17 * MIN) == []
@@ -276,6 +283,14 @@ def test_p21_a_route_change_is_journaled_with_the_supervisor_and_outlives_a_rest
     try:
         assert tours.routes["north"].checkpoints == ("cp-3", "cp-1")
         assert tours.tonight(T0)[0]["rounds"][0]["checkpoints"] == ["cp-3", "cp-1"]
+    finally:
+        store.close()
+    # the config's own route changed since: the config is the route again
+    site.config.write_text(site.config.read_text().replace('checkpoints = ["cp-1", "cp-2", "cp-3"]',
+                                                           'checkpoints = ["cp-2", "cp-3"]'))
+    store, gate, tours = _open(site)
+    try:
+        assert tours.routes["north"].checkpoints == ("cp-2", "cp-3")
     finally:
         store.close()
 

@@ -23,9 +23,10 @@ class RoundState(str, enum.Enum):
     COMPLETED = "completed"  # every checkpoint of it was tapped
     MISSED = "missed"  # not started in its window (P21 `tour_missed`)
     INCOMPLETE = "incomplete"  # a later round started before every checkpoint of this one was tapped
+    UNTRACKED = "untracked"  # its window closed before this gate tracked the tour (first start, a new route)
 
 
-OVER = frozenset({RoundState.COMPLETED, RoundState.MISSED, RoundState.INCOMPLETE})
+OVER = frozenset({RoundState.COMPLETED, RoundState.MISSED, RoundState.INCOMPLETE, RoundState.UNTRACKED})
 
 
 class Order(str, enum.Enum):
@@ -105,9 +106,14 @@ class Night:
     rounds: list[Round]
 
     @classmethod
-    def plan(cls, route: Route, night: date, tz: ZoneInfo) -> "Night":
-        return cls(route.name, night.isoformat(),
-                   [Round(i + 1, t, route.checkpoints) for i, t in enumerate(route.times(night, tz))])
+    def plan(cls, route: Route, night: date, tz: ZoneInfo, since: float | None = None) -> "Night":
+        """The night's rounds; with `since` (tracking begins now, mid-night), rounds whose window closed
+        before it are `untracked`, not missed: nobody could have been seen walking them."""
+        rounds = [Round(i + 1, t, route.checkpoints) for i, t in enumerate(route.times(night, tz))]
+        for r in rounds:
+            if since is not None and r.due + route.window_min * 60 < since:
+                r.state = RoundState.UNTRACKED
+        return cls(route.name, night.isoformat(), rounds)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -33,10 +33,19 @@ class Tours:
         self.tz = ZoneInfo(cfg.site.timezone)
         self.checkpoints = frozenset(r.name for r in cfg.readers if r.checkpoint)
         self.routes = routes_from(cfg)
-        for name in self.routes:  # a supervisor's change outlives a restart; the config is the default
-            text = self.store.meta(f"tour_route:{name}")
-            if text:
-                self.routes[name] = Route(**{**json.loads(text), "checkpoints": tuple(json.loads(text)["checkpoints"])})
+        for name, route in list(self.routes.items()):
+            # a supervisor's change outlives a restart, while the config's route is the one it replaced; once
+            # the config's own route changes, the config is the route again
+            saved = _json(self.store.meta(f"tour_route:{name}"))
+            if not saved:
+                continue
+            if saved.get("config") != _route_json(route):
+                log.warning("tour %s: the config's route changed since a supervisor's change: the config's is used", name)
+            elif not set(saved["route"]["checkpoints"]) <= self.checkpoints:
+                log.warning("tour %s: the changed route names readers that are no checkpoints now: the config's is used", name)
+            else:
+                self.routes[name] = _route(saved["route"])
+        self.configured = routes_from(cfg)
         self.nights: dict[str, Night] = {}
         for name in self.routes:
             text = self.store.meta(f"tour_night:{name}")
@@ -53,7 +62,8 @@ class Tours:
         night = route.night_of(now, self.tz)
         current = self.nights.get(name)
         if current is None or current.night != night.isoformat():
-            current = self.nights[name] = Night.plan(route, night, self.tz)
+            # never tracked before (a first start, a new tour): the rounds already over were not seen, not missed
+            current = self.nights[name] = Night.plan(route, night, self.tz, since=now if current is None else None)
         return current
 
     def _save(self, names) -> None:
@@ -149,10 +159,25 @@ class Tours:
         data = {"tour": name, "checkpoints": list(checkpoints), "start": start, "limit_min": limit_min,
                 "previous": {"checkpoints": list(old.checkpoints), "start": old.start, "limit_min": old.limit_min},
                 "actor": person, "actor_role": role, "reason": reason}
-        saved = {"name": name, "checkpoints": list(checkpoints), "start": start, "end": new.end, "rounds": new.rounds,
-                 "window_min": new.window_min, "limit_min": limit_min}
+        saved = {"route": _route_json(new), "config": _route_json(self.configured[name])}
         entries = self._journal([("tour.changed", data)], [name], now,
                                 extra=lambda: self.store.set_meta(f"tour_route:{name}", json.dumps(saved)))
         out = view(night, new, now)
         out["event_seq"] = entries[0].seq if entries else None
         return out
+
+
+def _route_json(r: Route) -> dict:
+    return {"name": r.name, "checkpoints": list(r.checkpoints), "start": r.start, "end": r.end, "rounds": r.rounds,
+            "window_min": r.window_min, "limit_min": r.limit_min}
+
+
+def _route(d: dict) -> Route:
+    return Route(**{**d, "checkpoints": tuple(d["checkpoints"])})
+
+
+def _json(text: str | None) -> dict | None:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None

@@ -35,7 +35,7 @@ class TourRound(BaseModel):
     round: int
     due: str
     window_until: str = Field(description="the round not started by then is missed (tour_missed)")
-    state: str = Field(description="planned | open | running | completed | missed | incomplete")
+    state: str = Field(description="planned | open | running | completed | missed | incomplete | untracked (over before the gate tracked the tour)")
     late: bool = Field(description="over its time limit (tour_late)")
     holder: str | None = Field(description="the guard who started it")
     checkpoints: list[str]
