@@ -42,8 +42,9 @@ def central(broker):
     peer.close()
 
 
-def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp_path, procs, broker, central,
-                                                                             browser):  # noqa: F811
+def tour_site(tmp_path, procs, broker, limit_min: float = 30):
+    """A site with three checkpoint readers served by the guard-tour simulator and one route over them whose
+    only round tonight is due this minute (site time), so a walk now is on time whenever the test runs."""
     site = make_site(tmp_path / "site", broker_port=broker.port, api=True)
     assert site.import_lines([
         {"credential": f"badge:{GUARD}", "holder": "h-guard", "category": "staff", "areas": ["site"], "roles": ["guard"]},
@@ -59,13 +60,18 @@ def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp
     for cp in CHECKPOINTS:
         site.add_reader(name=cp, url=f"socket://127.0.0.1:{listen_port(walker.wait_for(f'guard_tour listening {cp} '))}",
                         checkpoint=True)
-    # tonight's one round is due this minute, in the site's zone: the walk below is on time whenever it runs
     due = datetime.now(ZoneInfo("Asia/Shanghai"))
     start, end = due.strftime("%H:%M"), datetime.fromtimestamp(due.timestamp() + 3600, due.tzinfo).strftime("%H:%M")
     site.config.write_text(site.config.read_text() + f'\n[[tours]]\nname = "north"\ncheckpoints = {json.dumps(CHECKPOINTS)}'
-                           f'\nstart = "{start}"\nend = "{end}"\nrounds = 1\nwindow_min = 15\nlimit_min = 30\n')
+                           f'\nstart = "{start}"\nend = "{end}"\nrounds = 1\nwindow_min = 15\nlimit_min = {limit_min}\n')
     g.start_daemon()
     walker.wait_for("guard_tour all checkpoints connected")
+    return site, g, walker, start
+
+
+def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp_path, procs, broker, central,
+                                                                             browser):  # noqa: F811
+    site, g, walker, start = tour_site(tmp_path, procs, broker)
 
     # a clerk's tap counts for nothing and opens nothing
     walker.send(f"tap cp-1 {CLERK}")
@@ -122,3 +128,45 @@ def test_p21_a_round_walked_at_checkpoint_readers_reaches_the_central_system(tmp
             expect(rnd.locator(".timeline li.out_of_order").first).to_contain_text(wrong)
         finally:
             ctx.close()
+
+
+def test_p21_the_daemon_raises_tour_late_on_its_own_clock(tmp_path, procs, broker, central):
+    # a limit of 3 s: the daemon's periodic check, not a tap, finds the round over it
+    site, g, walker, _ = tour_site(tmp_path, procs, broker, limit_min=0.05)
+    walker.send("walk cp-1,cp-2 gap=0")
+    _seen(central, "tour.started", tour="north")
+    late = _seen(central, "alarm.raised", alarm="tour_late")
+    # where the guard is awaited: the first checkpoint not tapped before the alarm (cp-3, unless a busy machine
+    # held the walk back past the limit)
+    tapped = {e["data"]["checkpoint"] for e in _of(central, "tour.checkpoint", tour="north") if e["seq"] < late["seq"]}
+    awaited = next(cp for cp in CHECKPOINTS if cp not in tapped)
+    assert (late["data"]["tour"], late["data"]["round"], late["data"]["checkpoint"]) == ("north", 1, awaited)
+    walker.send("tap cp-3")
+    done = _seen(central, "tour.completed", tour="north")
+    assert done["data"]["late"] is True
+
+
+def test_p21_the_guard_tour_simulator_walks_a_route_skipping_one(procs):
+    import socket
+    walker = procs.start("guard_tour", "-m", "simulators.guard_tour",
+                         *[a for cp in CHECKPOINTS for a in ("--checkpoint", f"{cp}=127.0.0.1:0")],
+                         "--badge", GUARD, stdin=True)
+    lines = {}
+    for cp in CHECKPOINTS:  # the gate's side: one serial line per checkpoint reader
+        port = listen_port(walker.wait_for(f"guard_tour listening {cp} "))
+        lines[cp] = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        walker.wait_for("guard_tour all checkpoints connected")
+        walker.send("walk skip=cp-2 gap=0")
+        assert walker.wait_for("guard_tour walked").endswith("walked cp-1,cp-3")
+        for cp in ("cp-1", "cp-3"):
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += lines[cp].recv(64)
+            assert got == f"{GUARD}\r\n".encode(), (cp, got)
+        lines["cp-2"].settimeout(0.2)  # what was sent is already here: a skipped line has nothing
+        with pytest.raises(socket.timeout):
+            lines["cp-2"].recv(64)
+    finally:
+        for s in lines.values():
+            s.close()
