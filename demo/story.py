@@ -99,7 +99,8 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     now = int(time.time())
     day = 86400
     people = [
-        {"credential": f"badge:{BADGES['li']}", "holder": "h-1001", "name": "李伟", "category": "staff", "areas": ["site"]},
+        {"credential": f"badge:{BADGES['li']}", "holder": "h-1001", "name": "李伟", "category": "staff", "areas": ["site"],
+         "roles": ["guard"]},  # P21: his taps at the patrol checkpoints count
         {"credential": f"badge:{BADGES['wang']}", "holder": "h-1002", "name": "王芳", "category": "staff", "areas": ["site"]},
         {"credential": f"badge:{BADGES['zhao']}", "holder": "h-1003", "name": "赵敏", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
         {"credential": f"badge:{BADGES['sun']}", "holder": "h-3001", "name": "孙强", "category": "contractor",

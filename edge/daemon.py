@@ -28,6 +28,7 @@ from edge.runtime.threads import post
 
 CLOCK_CHECK_EVERY_S = 2.0  # P3: how often the wall clock is compared with the steady one
 CLOCK_SYNC_EVERY_S = 60.0  # how often the machine's time sync is read (timedatectl, adjtimex)
+TOUR_CHECK_EVERY_S = 2.0  # P21: how often rounds are checked against their windows and limits
 
 log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("gatekeeper.decisions")
@@ -65,6 +66,8 @@ class Daemon:
             self._reload_keys()
         from edge.desks.permits import PermitDesk
         self.permits = PermitDesk(self.cfg, self.gate)
+        from edge.desks.tours import Tours
+        self.tours = Tours(self.cfg, self.gate)  # P21: checkpoint readers' taps and the nightly rounds
         # 2. the central link, when configured: the outbox starts from where the broker last acknowledged
         self.link = None
         if self.cfg.mqtt is not None:
@@ -86,7 +89,9 @@ class Daemon:
         for r in self.cfg.readers:
             self.board.register(r.name, r.type if r.type != "serial" else "reader")
             self.reader_reported[r.name] = asyncio.Event()
-            self.readers[r.name] = make_reader(r, self.base, loop, self._enqueue, self._reader_state)
+            # P21: a checkpoint reader's taps go to the tours, not the decision queue: no door, no decision
+            taps = self._tap if r.checkpoint else self._enqueue
+            self.readers[r.name] = make_reader(r, self.base, loop, taps, self._reader_state)
         readers = list(self.readers.values())
         for rd in readers:
             rd.start()
@@ -96,6 +101,8 @@ class Daemon:
         tasks.append(asyncio.create_task(self._watch_clock(), name="clock"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
+        if self.cfg.tours:
+            tasks.append(asyncio.create_task(self._watch_tours(), name="tours"))
         if self.link:
             tasks.append(asyncio.create_task(self.link.run(self.stop), name="central-link"))
         api = self.api = None
@@ -103,7 +110,8 @@ class Daemon:
             from edge.api.facade import GateServices
             from edge.api.host import ApiService
             services = GateServices(cfg=self.cfg, gate=self.gate, board=self.board, link=self.link, desk=self.desk,
-                                    permits=self.permits, open_door=self.open_door, stop=self.stop)
+                                    permits=self.permits, open_door=self.open_door, stop=self.stop,
+                                    tours=self.tours)
             api = self.api = ApiService(services, self.cfg.api, self.base, self.board)
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
@@ -164,6 +172,24 @@ class Daemon:
             self.queue.put_nowait(p)
         except asyncio.QueueFull:
             log.error("reader %s: scan dropped, the decision queue is full", p.reader)
+
+    def _tap(self, p: Presentation) -> None:
+        """P21: a patrol tap, journaled with what it does to tonight's rounds; the reader shows whether it counted."""
+        try:
+            counted, _ = self.tours.tap(p.reader, p.kind, p.value)
+        except Exception:  # a bug must not stop the gate
+            log.exception("checkpoint %s: tap not recorded", p.reader)
+            return
+        self.readers[p.reader].feedback(counted)
+
+    async def _watch_tours(self) -> None:
+        """P21: rounds not started in their window and rounds over their limit, looked for every few seconds."""
+        while True:
+            try:
+                self.tours.tick()
+            except Exception:
+                log.exception("tours: the rounds could not be checked")
+            await asyncio.sleep(TOUR_CHECK_EVERY_S)
 
     def _reader_state(self, name: str, state: LinkState, error: str | None) -> None:
         self.reader_reported[name].set()

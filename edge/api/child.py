@@ -106,6 +106,7 @@ class RemoteServices(Remote):
         self.desk = Remote(link, "desk") if hello["site"].walkin else None  # P13, P4
         self.permits = Remote(link, "permits")  # P14
         self.tokens = Remote(link, "tokens")
+        self.tours = Remote(link, "tours")  # P21
         self._exposition = Exposition(hello["pid"])  # the process metrics are the gate's
 
     async def metrics(self) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from edge.link.central import CentralLink
     from edge.desks.permits import PermitDesk
     from edge.desks.walkin import Desk
+    from edge.desks.tours import Tours
 
 OpenDoor = Callable[..., Awaitable[bool]]  # the daemon's open_door(door, direction, cause=...)
 
@@ -112,11 +113,13 @@ class GateServices:
     """The gate as the API may use it: reads, the P9/P15/P16/P20 actions, and the front desks."""
 
     def __init__(self, *, cfg: GateConfig, gate: Gate, board: DeviceBoard, link: CentralLink | None,
-                 desk: Desk | None, permits: PermitDesk, open_door: OpenDoor, stop: asyncio.Event):
+                 desk: Desk | None, permits: PermitDesk, open_door: OpenDoor, stop: asyncio.Event,
+                 tours: Tours | None = None):
         self._gate, self._store, self._board, self._link = gate, gate.store, board, link
         self._open_door, self._stop = open_door, stop
         self.desk = desk  # P13, P4: None when walk-ins are not set up here
         self.permits = permits  # P14
+        self.tours = tours  # P21
         self.tokens = Tokens(gate.store)
         self.site = SiteInfo(cfg.site.id, cfg.site.gate, [d.name for d in cfg.doors], desk is not None)
         self.source = cfg.event_source()  # the events' CloudEvents source, as over MQTT

@@ -55,7 +55,7 @@ class ApiService:
         self.attempted = asyncio.Event()  # the first start was tried: up, or a named fault
         self.port: int | None = None
         self._targets = {"svc": services, "desk": services.desk, "permits": services.permits,
-                         "tokens": services.tokens}
+                         "tokens": services.tokens, "tours": services.tours}
         self._writer: asyncio.StreamWriter | None = None
         self._calls: set[asyncio.Task] = set()
         self._news = False

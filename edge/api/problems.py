@@ -68,6 +68,8 @@ CODES: dict[str, str] = {
     "already_acknowledged": "This alarm is already acknowledged.",
     "not_mustering": "There is no muster now (no fire or drill).",
     "not_on_site": "This person is not on site.",
+    # guard tours (P21)
+    "no_such_tour": "There is no tour of that name at this gate.",
 }
 
 BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

@@ -23,6 +23,7 @@ CALLS: dict[str, frozenset[str]] = {
     "desk": frozenset({"register", "visit", "amend"}),
     "permits": frozenset({"listing", "create", "renew", "take_back"}),
     "tokens": frozenset({"check", "live"}),
+    "tours": frozenset({"tonight", "change"}),  # P21
 }
 
 

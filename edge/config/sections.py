@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from edge.errors import GatekeeperError
 from edge.core.areas import is_within, parent_of
+from edge.config.tours import TourSection
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -232,11 +233,16 @@ class ReaderSection(Model):
     dedup_s: float = Field(3.0, gt=0, le=60, description="camera: one credential acted on once per this window")
     address: int = Field(101, ge=0, le=126, description="osdp: the reader's address")
     scbk_file: str | None = Field(None, description="osdp: file holding the 16-byte secure channel key as hex")
-    door: Name
-    direction: Literal["in", "out"]
+    door: Name | None = Field(None, description="the door this reader admits through; none on a checkpoint reader")
+    direction: Literal["in", "out"] | None = Field(None, description="in: enters the door's area; out: leaves it")
+    checkpoint: bool = Field(False, description="P21: a guard-tour checkpoint: what it reads is a patrol tap, never an entry (no door)")
 
     @model_validator(mode="after")
     def _kind(self) -> "ReaderSection":
+        if self.checkpoint and (self.door is not None or self.direction is not None):
+            raise ValueError("a checkpoint reader opens no door (P21): drop door and direction")
+        if not self.checkpoint and (self.door is None or self.direction is None):
+            raise ValueError("a reader needs door and direction (or checkpoint = true for a guard-tour checkpoint)")
         if self.type in ("serial", "osdp") and not self.url:
             raise ValueError(f"a {self.type} reader needs url")
         if self.type == "camera" and self.source is None:
@@ -346,6 +352,7 @@ class GateConfig(Model):
     walkin: WalkinSection | None = None
     permits: PermitSection = PermitSection()
     log: LogSection = LogSection()
+    tours: list[TourSection] = Field(default_factory=list, description="P21 guard tours over this gate's checkpoint readers")
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> "GateConfig":

@@ -47,6 +47,8 @@ class Gate:
         doors = {d.name: d for d in cfg.doors}
         self.readers: dict[str, DoorView] = {}
         for r in cfg.readers:
+            if r.checkpoint:  # P21: a patrol tap is never a decision (edge/desks/tours.py)
+                continue
             d = doors[r.door]
             self.readers[r.name] = DoorView(
                 name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,

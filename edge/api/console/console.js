@@ -7,11 +7,13 @@ import * as doors from "/console/doors.js";
 import * as feed from "/console/feed.js";
 import * as held from "/console/held.js";
 import * as muster from "/console/muster.js";
+import * as tours from "/console/tours.js";
 import { setRole } from "/console/people.js";
 import { applyStatic, setZone, t, word } from "/console/lang.js";
 
 const $ = (id) => document.getElementById(id);
 let musterTimer = null;
+let toursTimer = null;
 
 applyStatic();
 
@@ -20,6 +22,7 @@ function showSignIn() {
   alarms.clear();
   doors.hide();
   clearInterval(musterTimer);
+  clearInterval(toursTimer);
   $("console").hidden = true;
   $("signout").hidden = true;
   $("signin").hidden = false;
@@ -42,9 +45,11 @@ async function start() {
   doors.start(me, status);
   await alarms.load(status.last_seq);
   feed.connect(Math.max(0, status.last_seq - 30));
-  await Promise.all([held.refresh(), muster.refresh()]);
+  await Promise.all([held.refresh(), muster.refresh(), tours.refresh()]);
   clearInterval(musterTimer);
   musterTimer = setInterval(() => muster.refresh().catch(() => {}), 10000);
+  clearInterval(toursTimer);
+  toursTimer = setInterval(() => tours.refresh().catch(() => {}), 30000);
 }
 
 // a busy gate sends many events a second: each list is fetched again at most every half second
@@ -61,6 +66,7 @@ feed.onEvent((e) => {
   if (e.type.startsWith("exit.") || e.type === "visit.checked_out" || e.type === "visit.signed_off") soon(held.refresh);
   if (["access.granted", "access.passage", "exit.released", "muster.marked_safe", "mode.changed",
        "visit.checked_out"].includes(e.type)) soon(muster.refresh);
+  if (tours.follows(e)) soon(tours.refresh);
 });
 
 $("signin-form").addEventListener("submit", async (ev) => {
