@@ -38,8 +38,10 @@ class TourSection(BaseModel):
 def tour_references(raw: dict, entries) -> list:
     """Tours name checkpoint readers, and tours' names are unique."""
     out = []
-    checkpoints = {r.get("name") for _, r in entries(raw, "readers") if r.get("checkpoint") is True}
-    readers = {r.get("name") for _, r in entries(raw, "readers")}
+    # a name of the wrong type is the field errors' to report: only strings are looked up here
+    checkpoints = {r.get("name") for _, r in entries(raw, "readers")
+                   if r.get("checkpoint") is True and isinstance(r.get("name"), str)}
+    readers = {r.get("name") for _, r in entries(raw, "readers") if isinstance(r.get("name"), str)}
     seen: dict[str, int] = {}
     for i, t in entries(raw, "tours"):
         n = t.get("name")
