@@ -13,6 +13,7 @@ from typing import Callable
 from edge.config import GateConfig
 from edge.store.holdback import Holdback
 from edge.core.metrics import Metrics
+from edge.core.overstay import Overstays
 from edge.core.alarms import Alarms
 from edge.core.modes import MUSTERING, Modes
 from edge.core.outcome import (
@@ -74,6 +75,7 @@ class Gate:
         self.modes = Modes(store, self.journal, self.holdback, clock)  # P15, P16: the mode and its rules
         self.modes.listeners.append(self._muster_over)
         self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
+        self.overstays = Overstays(store, self.journal, lambda: self.settings)  # P36
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -96,6 +98,7 @@ class Gate:
         return Facts(
             mode=self.mode,
             blocklisted=cred.holder in s.blocked_holders or (idh is not None and idh in s.blocked_idh),
+            watchlisted=cred.holder in s.watched_holders or (idh is not None and idh in s.watched_idh),
             revoked=cred.ref in s.revoked,
             consumed=vk in s.consumed,
             signed_off=vk in s.signoffs,
@@ -176,6 +179,12 @@ class Gate:
         data = access_data(out)
         entries: list[Entry] = []
         with self.store.tx():
+            if d.watchlist:  # P37: whatever was decided, the guards are told at once
+                assert isinstance(cred, Credential)
+                entries.append(self.journal.append("alarm.raised", {
+                    "alarm": "watchlist", "priority": "high", "door": door.name, "holder": cred.holder,
+                    "credential_ref": cred.ref, "reason": self.store.watch_reason(cred.holder, cred.id_hash),
+                    "granted": d.granted, "decision": d.reason}, now))
             if d.reason == "clock_invalid" and not self.clock_alarm:
                 # P3: once per episode, so the central system sees the fault, not a flood
                 self.clock_alarm = True
@@ -199,6 +208,8 @@ class Gate:
                 assert isinstance(cred, Credential)
                 if not door.passages:  # at a lane, presence follows the passages
                     self._move(cred, door, now)
+                    if door.direction is Direction.IN:  # P36: this gate now holds the last entry
+                        self.overstays.watch(cred, door.name, door.area, now)
                 if cred.kind == "pass" and door.perimeter and door.direction is Direction.IN:  # P19: entry time
                     self.store.conn.execute("UPDATE visits SET entered=? WHERE id=? AND entered IS NULL",
                                             (now, cred.visit_key))
@@ -450,6 +461,8 @@ class Gate:
                     "count": walked, "party": cred.party}, now)
                 if walked == 1:
                     self.store.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
+                    if direction is Direction.IN:  # P36
+                        self.overstays.watch(cred, door_name, p.door.area, now)
                 return entry
         entry = self.holdback.run(write)
         return [entry] if entry else [], more
@@ -468,6 +481,24 @@ class Gate:
                     if e:
                         entries.append(e)
         return entries
+
+    # -- P36, P30: after the decision ----------------------------------------------------------------
+    def watch_overstays(self, now: float | None = None) -> list[Entry]:
+        """P36: the daemon's tick; `visit.overstay` once for each watched holder still on site past the end."""
+        if self.holdback.held:  # the database refuses writes: the next tick after it takes them again
+            return []
+        now = self.clock() if now is None else now
+        return self.holdback.run(self.overstays.due, now) or []
+
+    def extended(self, cred: Credential | Rejected) -> bool:
+        """P30: whether a grant opens the door for the extended time. A badge says so in its own record; a pass's
+        holder in any allow-list record of theirs (one probe of the holder index, after the decision)."""
+        if not isinstance(cred, Credential):
+            return False
+        if cred.extended_access:
+            return True
+        return cred.kind == "pass" and self.store.conn.execute(
+            "SELECT 1 FROM credentials WHERE holder=? AND extended_access=1 LIMIT 1", (cred.holder,)).fetchone() is not None
 
     # -- modes (P15, P16; SPEC §2 site mode) -------------------------------------------------------------
     @property
