@@ -27,7 +27,8 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
                      who: Caller = Depends(auth.guard)):
         """`?holder=h-1&holder=h-2`: each holder's `name`, `company` and `category`, from the walk-ins
         registered at this gate, then its contractor permits, then the allow-list. Holders nobody knows are
-        left out; 1 to 200 holders a request."""
-        return await svc.people(holder)
+        left out; 1 to 200 holders a request. A private guest (P29) is marked `private`, and to a guard has
+        no name or company."""
+        return await svc.people(holder, who.role)
 
     return router
