@@ -91,7 +91,7 @@ def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, 
         d.open = False
         out.events.append(("door.closed", {"door": name, "open_s": round(now - d.opened_at, 1)}))
         if not d.freed:
-            d.authorized_until = 0.0
+            d.authorized_until = d.extended_until = 0.0
             out.actions.append(RELOCK)  # locked as soon as the door shuts, not at the end of the pulse
     elif contact and d.open and not d.held_reported and now - d.opened_at > d.held_limit() and not fire:
         d.held_reported = True
