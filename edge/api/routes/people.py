@@ -21,7 +21,8 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
 
     # 400 too: 200 holders of 64 characters, percent-encoded, make a request line the HTTP server itself
     # refuses, in plain text, before this API sees it (a malformed request is the API's own Problem)
-    @router.get("/people", response_model=dict[str, r.Person], responses={**errors(*AUTH, 422, 503), 400: {
+    # `private` only where it is true (P29): the other fields have no default, so they always come
+    @router.get("/people", response_model=dict[str, r.Person], response_model_exclude_defaults=True, responses={**errors(*AUTH, 422, 503), 400: {
         **errors(400)[400], "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def people(holder: Annotated[list[HolderId], Query(min_length=1, max_length=MAX_HOLDERS)],
                      who: Caller = Depends(auth.guard)):
