@@ -163,3 +163,30 @@ def test_p29_a_guard_sees_a_private_guest_as_one_a_supervisor_sees_everything(si
     assert get("/occupancy", boss)["unaccounted"] == get("/occupancy", guard)["unaccounted"]
     marked = event(central, "muster.marked_safe")
     assert marked["data"]["holder"] == "h-vip"  # the journal and the central system know who
+
+
+def test_p29_p30_p37_the_new_fields_travel_in_a_change_batch_and_a_snapshot(site, broker):
+    from mqttkit import batch, record
+    from test_people import central_of
+    g, _ = site
+    central = central_of(broker)
+    try:
+        central.publish("acs/test/allowlist/changes", batch(0, 1, upserts=[
+            record("badge:0D0D0D0D", "h-d", "vip", tier="special", private=True, extended_access=True)],
+            blocklist_add=[{"holder": "h-e", "reason": "keep an eye", "action": "alert"},
+                           {"holder": "h-f", "reason": "banned"}]))
+        wait_until(lambda: g.site.query("SELECT value FROM meta WHERE key='allowlist_version'") == ("1",),
+                   what="the batch applied")
+        assert g.site.query("SELECT private, extended_access FROM credentials WHERE holder='h-d'") == (1, 1)
+        assert g.site.query("SELECT action FROM blocklist WHERE value='h-e'") == ("alert",)
+        assert g.site.query("SELECT action FROM blocklist WHERE value='h-f'") == ("deny",)
+        central.publish("acs/test/gate-1/allowlist/snapshot", {
+            "version": 5, "chunk": 0, "chunks": 1, "revoke": [], "keys": [],
+            "blocklist": [{"holder": "h-g", "reason": "watch", "action": "alert"}],
+            "upserts": [record("badge:0D0D0D0E", "h-s", private=True)]})
+        wait_until(lambda: g.site.query("SELECT value FROM meta WHERE key='allowlist_version'") == ("5",),
+                   what="the snapshot swapped in")
+        assert g.site.query("SELECT private, extended_access FROM credentials WHERE holder='h-s'") == (1, 0)
+        assert g.site.query("SELECT kind, value, reason, action FROM blocklist") == ("holder", "h-g", "watch", "alert")
+    finally:
+        central.close()
