@@ -169,3 +169,31 @@ def test_p36_a_turnstile_lane_watches_from_the_first_passage(tmp_path):
         assert [data(e)["holder"] for e in g.watch_overstays(now + 61)] == ["h-9"]
     finally:
         store.close()
+
+
+def test_p37_a_walk_in_on_the_watch_list_is_registered_and_the_guards_alerted(tmp_path):
+    from datetime import datetime
+    from edge.desks.walkin import Desk, id_hash
+    from sitekit import ID_SECRET
+    s = make_site(tmp_path / "desk", walkin=True)
+    idh = id_hash(ID_SECRET.encode(), "E12345678")
+    assert s.import_lines([{"credential": STAFF, "holder": "h-1", "category": "staff", "areas": ["site"]},
+                           {"blocklist": {"id_hash": idh, "reason": "argued at the desk", "action": "alert"}}]
+                          ).returncode == 0
+    cfg, base = load_config(s.config)
+    store = Store(s.db)
+    try:
+        g = Gate(cfg, store, build_keyring(cfg, base, store))
+        desk = Desk(cfg, base, g)
+        ten = datetime.now(g.settings.tz).replace(hour=10, minute=0, second=0, microsecond=0).timestamp()
+        visit = desk.register(name="Zhang Wei", company="ACME", id_number="E12345678", purpose="meeting", host="h-1",
+                              host_confirmation="phone", areas=None, party=1, guard="g-1", now=ten)
+        assert visit["visit"]
+        [alarm] = [a["data"] for a in g.alarms.open() if a["data"]["alarm"] == "watchlist"]
+        assert (alarm["reason"], alarm["id_hash"], alarm["actor"]) == ("argued at the desk", idh, "g-1")
+        from simulators.contract import Contract
+        source, c = "acs/test/gate-1", Contract()
+        assert not [p for e in g.journal.entries() for p in c.check(f"{source}/events/{e.type}",
+                                                                    e.envelope_json(source, store.epoch).encode())]
+    finally:
+        store.close()
