@@ -18,7 +18,7 @@ from edge.core.model import Mode
 from edge.store.journal import Entry, rfc3339
 from edge.api.private import ALIAS_PREFIX, Aliases, entry_holders, hidden, redact_data, redact_entries
 from edge.store.people import MAX_HOLDERS, people
-from edge.store.private import private_holders
+from edge.store.private import private_holders, private_on_site
 from edge.store.reads import people_on_site, recent_visit_ids
 
 if TYPE_CHECKING:
@@ -200,8 +200,7 @@ class GateServices:
         """P16: a guard saw a person on site at the assembly point (edge.errors.Refused outside a muster or
         for someone not on site). A guard names a private guest by the muster's alias (P29)."""
         if holder.startswith(ALIAS_PREFIX):
-            on_site = [r[0] for r in self._store.conn.execute("SELECT DISTINCT holder FROM presence")]
-            real = self._aliases.resolve(holder, private_holders(self._store.conn, on_site))
+            real = self._aliases.resolve(holder, private_on_site(self._store.conn))
             if real is not None:
                 marked = self._gate.mark_safe(real, person, role, reason)
                 return {**marked, "holder": holder} if hidden(role) else marked

@@ -15,3 +15,9 @@ def private_holders(conn: sqlite3.Connection, holders: Iterable[str | None]) -> 
     return {r[0] for r in conn.execute(
         "SELECT DISTINCT holder FROM credentials WHERE holder IN (SELECT value FROM json_each(?)) AND private=1",
         (json.dumps(wanted),))}
+
+
+def private_on_site(conn: sqlite3.Connection) -> list[str]:
+    """The private guests on site now (presence), for a guard's muster alias to be resolved against."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT p.holder FROM presence p JOIN credentials c ON c.holder = p.holder WHERE c.private=1")]
