@@ -130,12 +130,40 @@ def test_p36_staff_and_vips_are_never_watched(site, gate):
 def test_p36_a_later_entry_at_a_peer_gate_takes_the_watch_away(site, gate):
     now = time.time()
     gate.present("main-in", "badge", CONTRACTOR, now)
+    gate.watch_overstays(now, due=False)
     with gate.store.tx():
         gate.overstays.dropped(CONTRACTOR, now - 5)  # an older peer entry (a replay) changes nothing
     assert gate.store.conn.execute("SELECT count(*) FROM overstays").fetchone()[0] == 1
     with gate.store.tx():
         gate.overstays.dropped(CONTRACTOR, now + 5)
     assert gate.watch_overstays(now + 3 * DAY) == []
+
+
+def test_p36_the_scan_writes_nothing_more_the_tick_writes_the_watch(site, gate):
+    now = time.time()
+    gate.present("main-in", "badge", CONTRACTOR, now)
+    assert gate.store.conn.execute("SELECT count(*) FROM overstays").fetchone()[0] == 0  # the scan path: memory only
+    gate.watch_overstays(now + 1, due=False)
+    assert gate.store.conn.execute("SELECT holder, area FROM overstays").fetchall() == [("h-3", "site/lobby")]
+
+
+def test_p36_entries_not_yet_written_at_a_crash_are_watched_after_the_restart(site):
+    cfg, base = load_config(site.config)
+    now = time.time()
+    store = Store(site.db)
+    g = Gate(cfg, store, build_keyring(cfg, base, store))
+    g.watch_overstays(now, due=False)  # the watch is up to date ...
+    g.present("main-in", "badge", CONTRACTOR, now)  # ... then two entries, and the process dies before its tick
+    g.present("main-in", "badge", STAFF, now)
+    store.close()
+    store = Store(site.db)
+    try:
+        g = Gate(cfg, store, build_keyring(cfg, base, store))
+        assert store.conn.execute("SELECT holder, door, entered FROM overstays").fetchall() == [("h-3", "main", pytest.approx(now, abs=0.01))]
+        [raised] = overstays(g.watch_overstays(now + 3 * DAY))
+        assert raised["holder"] == "h-3"
+    finally:
+        store.close()
 
 
 def test_p36_a_walk_in_overstays_at_the_end_of_visiting_hours(site, gate):
@@ -150,6 +178,7 @@ def test_p36_a_walk_in_overstays_at_the_end_of_visiting_hours(site, gate):
                   (cred.visit_key, "h-w1", text, cred.ref, "A B", "Co", "meeting", "h-1", "phone", "0" * 64, "1234",
                    "site/lobby", 1, now - 60, now + 2 * DAY, "g-1", now))
     gate.present("main-in", "pass", text, now)
+    gate.watch_overstays(now, due=False)
     ends = gate.store.conn.execute("SELECT deadline FROM overstays").fetchone()[0]
     # the test site's visiting hours run to 24:00: the end of today, well before the pass's two days
     assert ends == deadline(cred, now, True, gate.settings.schedules["visiting_hours"], gate.settings.tz) < now + DAY

@@ -6,6 +6,7 @@ drive it directly.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Callable
@@ -76,6 +77,10 @@ class Gate:
         self.modes.listeners.append(self._muster_over)
         self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
         self.overstays = Overstays(store, self.journal, lambda: self.settings)  # P36
+        try:
+            self.overstays.recover()
+        except sqlite3.Error as e:  # a full disk at start: the doors come first, the catch-up is lost
+            log.error("overstay watch: the entries before the stop were not read again: %s", e)
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -167,6 +172,10 @@ class Gate:
             self._note_escort(cred, door, d, now)
             if cred.category == "staff" and door.direction is Direction.IN:
                 escorted = self._escorted_after(door, now)
+            if door.direction is Direction.IN and not door.passages:  # P36: the last entry is here (memory only)
+                self.overstays.entered(cred, door.name, door.area, now)
+                for o in escorted:
+                    self.overstays.entered(o.cred, door.name, door.area, now)
         elif d.reason == "escort_required":
             # P10: escorted first; granted on its own if the staff scan follows within the window
             self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
@@ -208,8 +217,6 @@ class Gate:
                 assert isinstance(cred, Credential)
                 if not door.passages:  # at a lane, presence follows the passages
                     self._move(cred, door, now)
-                    if door.direction is Direction.IN:  # P36: this gate now holds the last entry
-                        self.overstays.watch(cred, door.name, door.area, now)
                 if cred.kind == "pass" and door.perimeter and door.direction is Direction.IN:  # P19: entry time
                     self.store.conn.execute("UPDATE visits SET entered=? WHERE id=? AND entered IS NULL",
                                             (now, cred.visit_key))
@@ -452,6 +459,8 @@ class Gate:
         if not more:
             queue.pop(0)
         cred, walked, to = p.cred, p.walked, destination(p.door)
+        if walked == 1 and direction is Direction.IN:  # P36: this gate now holds the last entry (memory only)
+            self.overstays.entered(cred, door_name, p.door.area, now)
 
         def write():
             with self.store.tx():
@@ -461,8 +470,6 @@ class Gate:
                     "count": walked, "party": cred.party}, now)
                 if walked == 1:
                     self.store.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
-                    if direction is Direction.IN:  # P36
-                        self.overstays.watch(cred, door_name, p.door.area, now)
                 return entry
         entry = self.holdback.run(write)
         return [entry] if entry else [], more
@@ -483,12 +490,15 @@ class Gate:
         return entries
 
     # -- P36, P30: after the decision ----------------------------------------------------------------
-    def watch_overstays(self, now: float | None = None) -> list[Entry]:
-        """P36: the daemon's tick; `visit.overstay` once for each watched holder still on site past the end."""
+    def watch_overstays(self, now: float | None = None, due: bool = True) -> list[Entry]:
+        """P36: the daemon's tick. The entries noted since the last one go into the watch; with `due`,
+        `visit.overstay` once for each watched holder still on site past the end."""
         if self.holdback.held:  # the database refuses writes: the next tick after it takes them again
             return []
         now = self.clock() if now is None else now
-        return self.holdback.run(self.overstays.due, now) or []
+        if self.overstays.pending:
+            self.holdback.run(self.overstays.flush)
+        return (self.holdback.run(self.overstays.due, now) or []) if due else []
 
     def extended(self, cred: Credential | Rejected) -> bool:
         """P30: whether a grant opens the door for the extended time. A badge says so in its own record; a pass's
