@@ -139,6 +139,10 @@ class Daemon:
         # SPEC §6: what the database still refuses is written now or counted for the next start
         lost = self.gate.holdback.close(self.store.tx)
         try:
+            self.gate.watch_overstays(due=False)  # P36: the last second's entries, so no restart needs the journal
+        except sqlite3.Error as e:
+            log.warning("overstay watch: the last entries are read again from the journal at the next start: %s", e)
+        try:
             self.store.flush_deferred()
         except sqlite3.Error as e:
             log.warning("the last restart hints were not saved: %s", e)
