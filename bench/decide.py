@@ -57,7 +57,7 @@ def build(store: Store, size: int) -> float:
             windowed = cat != "staff"
             # AllowRecord.row()'s order, without a model per row: millions are built here
             batch.append((badge(i), f"h-{i:08d}", cat, None, "", "site", now - 3600 if windowed else None,
-                          now + 86400 if windowed else None, None, 1, "h-1" if windowed else None, 0, None, None))
+                          now + 86400 if windowed else None, None, 1, "h-1" if windowed else None, 0, None, None, 0, 0))
         with store.tx():
             store.conn.executemany(upsert_sql(), batch)
     store.conn.execute("PRAGMA synchronous=FULL")

@@ -99,6 +99,7 @@ class Daemon:
         tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
         tasks.append(asyncio.create_task(self._flush_held(), name="holdback"))
         tasks.append(asyncio.create_task(self._watch_clock(), name="clock"))
+        tasks.append(asyncio.create_task(self._watch_overstays(), name="overstays"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
         if self.cfg.tours:
@@ -149,6 +150,10 @@ class Daemon:
         # SPEC §6: what the database still refuses is written now or counted for the next start
         lost = self.gate.holdback.close(self.store.tx)
         try:
+            self.gate.watch_overstays(due=False)  # P36: the last second's entries, so no restart needs the journal
+        except sqlite3.Error as e:
+            log.warning("overstay watch: the last entries are read again from the journal at the next start: %s", e)
+        try:
             self.store.flush_deferred()
         except sqlite3.Error as e:
             log.warning("the last restart hints were not saved: %s", e)
@@ -157,10 +162,11 @@ class Daemon:
         return 1 if lost else 0
 
     async def open_door(self, door: str, direction: str = "in", grant_seq: int | None = None,
-                        cause: str = "grant") -> bool:
-        """Drive a door's output once. When it cannot be (a module down, a write refused), the journal
-        says so next to the grant (P18, P19): `alarm.raised` `output_failed` naming the grant's seq."""
-        if await self.outputs.pulse(door, direction):
+                        cause: str = "grant", extended: bool = False) -> bool:
+        """Drive a door's output once (`extended`: for the door's extended time, P30). When it cannot be (a
+        module down, a write refused), the journal says so next to the grant (P18, P19): `alarm.raised`
+        `output_failed` naming the grant's seq."""
+        if await self.outputs.pulse(door, direction, extended=extended):
             return True
         self.gate.record("alarm.raised", {"alarm": "output_failed", "priority": "high", "door": door,
                                           "direction": direction, "cause": cause, "grant_seq": grant_seq,
@@ -209,7 +215,8 @@ class Daemon:
             if out.opens:  # the door first: one durable commit and the coil write are the scan's path;
                 # the reader's feedback, the log line and the outbox come once the lock is driven
                 grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
-                await self.open_door(out.door.name, out.door.direction.value, grant)
+                await self.open_door(out.door.name, out.door.direction.value, grant,
+                                     extended=self.gate.extended(out.cred))
             self.readers[p.reader].feedback(out.opens)  # a no-op where the reader shows nothing
             _log_outcome(out)
 
@@ -283,6 +290,9 @@ class Daemon:
                     n += c.execute("DELETE FROM visits WHERE valid_until < ?", (cutoff,)).rowcount
                     n += c.execute("DELETE FROM permits WHERE returned < ?", (cutoff,)).rowcount
                     n += alarms.prune(c)
+                    # P36: the raised overstays of people since gone
+                    n += c.execute("DELETE FROM overstays WHERE raised IS NOT NULL AND credential NOT IN"
+                                   " (SELECT credential FROM presence)").rowcount
             except sqlite3.Error as e:  # a full disk: pruning waits for the next round
                 log.warning("retention: the database refused the pruning: %s", e)
                 n = 0
@@ -305,6 +315,22 @@ class Daemon:
                 except Exception as e:  # never the daemon: the state is then unknown
                     log.warning("cannot read the clock's sync state: %s", e)
             await asyncio.sleep(CLOCK_CHECK_EVERY_S)
+
+    async def _watch_overstays(self) -> None:
+        """P36: the entries noted by the scans go into the watch within a second (off the scan path); who is still
+        on site past the end of their pass or permit is read from an index every `overstay_check_s`."""
+        every = self.cfg.policy.overstay_check_s
+        step = min(1.0, every)
+        next_due = time.monotonic() + every
+        while True:
+            await asyncio.sleep(step)
+            due = time.monotonic() >= next_due
+            if due:
+                next_due = time.monotonic() + every
+            try:
+                self.gate.watch_overstays(due=due)
+            except sqlite3.Error as e:  # the next tick tries again
+                log.warning("overstay watch: %s", e)
 
     async def _expire_passages(self) -> None:
         while True:

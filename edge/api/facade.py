@@ -16,7 +16,9 @@ from edge.hardware.devices import Health
 from edge.core.metrics import Counts, Gauge
 from edge.core.model import Mode
 from edge.store.journal import Entry, rfc3339
+from edge.api.private import ALIAS_PREFIX, Aliases, entry_holders, hidden, redact_data, redact_entries
 from edge.store.people import MAX_HOLDERS, people
+from edge.store.private import private_holders, private_on_site
 from edge.store.reads import people_on_site, recent_visit_ids
 
 if TYPE_CHECKING:
@@ -94,6 +96,7 @@ class HeldExit:
     since: str
     name: str | None = None  # who the holder is (GateServices.people); None when no record names them
     company: str | None = None
+    private: bool = False  # P29: a private guest, shown to a guard without who it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class GateServices:
         self.source = cfg.event_source()  # the events' CloudEvents source, as over MQTT
         self._fail_modes = {d.name: d.fail_mode for d in cfg.doors}
         self._timezone = cfg.site.timezone
+        self._aliases = Aliases()  # P29: how a guard's muster names a private guest
 
     # -- reading ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -161,23 +165,34 @@ class GateServices:
                       bool(g.modes.fire_input), len(g.held_exits), g.journal.last_seq(),
                       self._link.sync.snapshot if self._link and self._link.sync else None, self._timezone)
 
-    def occupancy(self) -> Occupancy:
+    def occupancy(self, role: str | None = None) -> Occupancy:
         """P16: the muster list, each person with their name and company when a record has them (the
         retained muster over MQTT goes without: the central system knows names), and whether a guard saw them
-        safe at the assembly point."""
+        safe at the assembly point. A guard sees a private guest (P29) as one, with their area, by an alias."""
         present = self._gate.muster()
         known = people(self._store.conn, [p["holder"] for p in present])
+        private = private_holders(self._store.conn, [p["holder"] for p in present])
         safe = self._gate.accounted()
         for p in present:
             who = known.get(p["holder"], {})
             p["name"], p["company"] = who.get("name"), who.get("company")
             p["safe"] = safe.get(p["holder"])
+            p["private"] = p["holder"] in private
+            if p["private"] and hidden(role):
+                p["holder"], p["name"], p["company"] = self._aliases.of(p["holder"]), None, None
         return Occupancy(self._gate.mode.value, sum(p["party"] for p in present), present,
                          sum(p["party"] for p in present if p["safe"] is None))
 
-    def alarms(self) -> list[dict]:
-        """P17, P18: the alarms nobody has acknowledged yet, newest first (at most 100)."""
-        return self._gate.alarms.open()
+    def alarms(self, role: str | None = None) -> list[dict]:
+        """P17, P18: the alarms nobody has acknowledged yet, newest first (at most 100); a private guest's
+        without who it was, for a guard (P29)."""
+        listed = self._gate.alarms.open()
+        if hidden(role):
+            private = private_holders(self._store.conn, [a["data"].get("holder") for a in listed])
+            for a in listed:
+                if a["data"].get("holder") in private:
+                    a["data"] = redact_data(a["data"])
+        return listed
 
     def acknowledge_alarm(self, seq: int, person: str, role: str, note: str | None) -> dict:
         """P19: a guard acknowledged an alarm, journaled with who (edge.errors.Refused when it is none or
@@ -186,18 +201,33 @@ class GateServices:
 
     def mark_safe(self, holder: str, person: str, role: str, reason: str | None) -> dict:
         """P16: a guard saw a person on site at the assembly point (edge.errors.Refused outside a muster or
-        for someone not on site)."""
+        for someone not on site). A guard names a private guest by the muster's alias (P29)."""
+        if holder.startswith(ALIAS_PREFIX):
+            real = self._aliases.resolve(holder, private_on_site(self._store.conn))
+            if real is not None:
+                marked = self._gate.mark_safe(real, person, role, reason)
+                return {**marked, "holder": holder} if hidden(role) else marked
         return self._gate.mark_safe(holder, person, role, reason)
 
-    def held_exits(self) -> list[HeldExit]:
-        """P9: visitors waiting at an exit for their host's sign-off, by name when a record has it."""
+    def held_exits(self, role: str | None = None) -> list[HeldExit]:
+        """P9: visitors waiting at an exit for their host's sign-off, by name when a record has it; a private
+        guest as one, for a guard (P29)."""
         at, held = self._gate.held_at, self._gate.held_exits
-        known = people(self._store.conn, [cred.holder for _, cred, _ in held.values()])
-        return [HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref, rfc3339(at.get(v, 0)),
-                         *_name_company(known.get(cred.holder)))
-                for v, (reader, cred, door) in held.items()]
+        holders = [cred.holder for _, cred, _ in held.values()]
+        known = people(self._store.conn, holders)
+        private = private_holders(self._store.conn, holders)
+        out = []
+        for v, (reader, cred, door) in held.items():
+            if cred.holder in private and hidden(role):
+                out.append(HeldExit(v, None, None, cred.party, door.name, reader, "", rfc3339(at.get(v, 0)),
+                                    private=True))
+            else:
+                out.append(HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref,
+                                    rfc3339(at.get(v, 0)), *_name_company(known.get(cred.holder)),
+                                    private=cred.holder in private))
+        return out
 
-    def people(self, holders: list[str]) -> dict[str, dict]:
+    def people(self, holders: list[str], role: str | None = None) -> dict[str, dict]:
         """Who each holder is: {holder: {"holder", "name", "company", "category"}}, from the walk-ins
         registered here, then the permits made here, then the allow-list; unknown holders are left out. For
         the console's live feed, whose events carry holder ids only. At most MAX_HOLDERS a call: the API
@@ -205,7 +235,22 @@ class GateServices:
         if not isinstance(holders, list) or not 1 <= len(holders) <= MAX_HOLDERS \
                 or not all(isinstance(h, str) and 1 <= len(h) <= 64 for h in holders):
             raise ValueError(f"1 to {MAX_HOLDERS} holder ids of 1 to 64 characters")
-        return people(self._store.conn, holders)
+        found = people(self._store.conn, holders)
+        for h in private_holders(self._store.conn, holders):  # P29
+            who = found.setdefault(h, {"holder": h, "name": None, "company": None, "category": None})
+            who["private"] = True
+            if hidden(role):
+                who["name"] = who["company"] = None
+        return found
+
+    def overstays(self, role: str | None = None) -> list[dict]:
+        """P36: visitors and contractors this gate let in who are still on site past the end of their pass or
+        permit; a private guest without who it was, for a guard (P29)."""
+        listed = self._gate.overstays.listed()
+        if hidden(role):
+            private = private_holders(self._store.conn, [o["holder"] for o in listed])
+            listed = [redact_data(o) if o["holder"] in private else o for o in listed]
+        return listed
 
     def recent_visit_ids(self, limit: int) -> list[str]:
         """The walk-ins registered here, newest first."""
@@ -236,8 +281,12 @@ class GateServices:
         ]
 
     # -- the journal --------------------------------------------------------------------------------
-    def events(self, after_seq: int, limit: int) -> list[Entry]:
-        return list(self._gate.journal.entries(after_seq, limit))
+    def events(self, after_seq: int, limit: int, role: str | None = None) -> list[Entry]:
+        """A page of the journal; for a guard, the events about a private guest without who it was (P29)."""
+        page = list(self._gate.journal.entries(after_seq, limit))
+        if not hidden(role):
+            return page
+        return redact_entries(page, private_holders(self._store.conn, entry_holders(page)))
 
     def last_seq(self) -> int:
         return self._gate.journal.last_seq()

@@ -110,6 +110,8 @@ class OnSite(Growing):
     party: int
     name: str | None = Field(description="the record's display name; null when none names them")
     company: str | None = Field(description="a walk-in's or a contractor's company")
+    private: bool = Field(False, description="P29: a private guest; to a guard, `holder` is an alias and no name or "
+                                             "company is shown")
     safe: Marked | None = Field(description="null, or who marked them safe at the assembly point and when (P16)")
 
 
@@ -131,6 +133,7 @@ class HeldExit(Growing):
     since: Time
     name: str | None = Field(description="the visitor's name; null when no record names them")
     company: str | None
+    private: bool = Field(False, description="P29: a private guest; to a guard without holder, host or name")
 
 
 class Event(Reply):
@@ -241,6 +244,23 @@ class Person(Reply):
     name: str | None = Field(description="null: no record names them (an allow-list record without `name`)")
     company: str | None = Field(description="walk-ins and permits only: the allow-list has no company")
     category: str
+    private: bool = Field(False, description="P29: a private guest; to a guard without name or company")
+
+
+class Overstay(Growing):
+    """P36: a visitor or contractor still on site past the end of their pass or permit. To a guard, a private
+    guest's (P29) comes with `private` and without holder, host, visit or credential."""
+    holder: str | None
+    category: str
+    host: str | None = None
+    visit: str | None = None
+    area: str = Field(description="the area last entered")
+    door: str = Field(description="the door of that entry")
+    credential_ref: str | None = None
+    until: Time = Field(description="when the pass or permit (or a walk-in's visiting hours) ended")
+    raised: Time
+    event_seq: int | None = Field(description="the seq of the `visit.overstay` event")
+    private: bool = False
 
 
 class Alarm(Reply):

@@ -59,6 +59,11 @@ class PolicySection(Model):
     max_sync_age_s: float | None = Field(None, gt=0, description="P23: refuse visitors/contractors when central is silent longer (seconds); unset = off")
     lobby: AreaPath | None = Field(None, description="P13: area every walk-in pass admits")
     guard_room: AreaPath | None = Field(None, description="P13: the only area a frontline host's walk-in admits")
+    extended_access_factor: float = Field(3.0, ge=1, le=20, description="P30: a door's unlock time and held-open limit"
+                                          " for a holder marked extended_access, as a multiple of its own (doors may set"
+                                          " extended_pulse_s, extended_held_open_s instead)")
+    overstay_check_s: float = Field(10.0, gt=0, le=600, description="P36: seconds between looks for visitors and"
+                                    " contractors still on site past the end of their pass or permit")
 
 
 class AreasSection(Model):
@@ -197,6 +202,10 @@ class DoorSection(Model):
     rex_input: int | None = Field(None, ge=0, le=65535, description="discrete input: request to exit")
     pulse_s: float = Field(3.0, gt=0, le=60, description="unlock time after a grant, seconds")
     held_open_s: float = Field(30.0, gt=0, le=3600, description="P17 limit, seconds")
+    extended_pulse_s: float | None = Field(None, gt=0, le=300, description="P30: unlock time for extended access,"
+                                           " seconds; unset = pulse_s x policy.extended_access_factor")
+    extended_held_open_s: float | None = Field(None, gt=0, le=14400, description="P30: held-open limit for extended"
+                                               " access, seconds; unset = held_open_s x policy.extended_access_factor")
     fail_mode: Literal["fail_secure", "fail_safe"] = Field("fail_secure", description="what the hardware does on power or link loss (P18)")
     antipassback: Literal["auto", "hard", "soft", "off"] = Field("auto", description="P7; auto = soft for staff, hard for others")
     # turnstile lanes (SPEC §5): pass pulses out, one passage pulse in per person, free-wheel for fire mode

@@ -6,6 +6,7 @@ drive it directly.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Callable
@@ -13,6 +14,7 @@ from typing import Callable
 from edge.config import GateConfig
 from edge.store.holdback import Holdback
 from edge.core.metrics import Metrics
+from edge.core.overstay import Overstays
 from edge.core.alarms import Alarms
 from edge.core.modes import MUSTERING, Modes
 from edge.core.outcome import (
@@ -77,6 +79,11 @@ class Gate:
         self.modes = Modes(store, self.journal, self.holdback, clock)  # P15, P16: the mode and its rules
         self.modes.listeners.append(self._muster_over)
         self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
+        self.overstays = Overstays(store, self.journal, lambda: self.settings)  # P36
+        try:
+            self.overstays.recover()
+        except sqlite3.Error as e:  # a full disk at start: the doors come first, the catch-up is lost
+            log.error("overstay watch: the entries before the stop were not read again: %s", e)
 
     # -- the hot path -------------------------------------------------------------------------
     def credential(self, kind: str, value: str) -> Credential | Rejected:
@@ -99,6 +106,7 @@ class Gate:
         return Facts(
             mode=self.mode,
             blocklisted=cred.holder in s.blocked_holders or (idh is not None and idh in s.blocked_idh),
+            watchlisted=cred.holder in s.watched_holders or (idh is not None and idh in s.watched_idh),
             revoked=cred.ref in s.revoked,
             consumed=vk in s.consumed,
             signed_off=vk in s.signoffs,
@@ -170,6 +178,10 @@ class Gate:
             self._note_escort(cred, door, d, now)
             if cred.category == "staff" and door.direction is Direction.IN:
                 escorted = self._escorted_after(door, now)
+            if door.direction is Direction.IN and not door.passages:  # P36: the last entry is here (memory only)
+                self.overstays.entered(cred, door.name, door.area, now)
+                for o in escorted:
+                    self.overstays.entered(o.cred, door.name, door.area, now)
         elif d.reason == "escort_required":
             # P10: escorted first; granted on its own if the staff scan follows within the window
             self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
@@ -182,6 +194,12 @@ class Gate:
         data = access_data(out)
         entries: list[Entry] = []
         with self.store.tx():
+            if d.watchlist:  # P37: whatever was decided, the guards are told at once
+                assert isinstance(cred, Credential)
+                entries.append(self.journal.append("alarm.raised", {
+                    "alarm": "watchlist", "priority": "high", "door": door.name, "holder": cred.holder,
+                    "credential_ref": cred.ref, "reason": self.store.watch_reason(cred.holder, cred.id_hash),
+                    "granted": d.granted, "decision": d.reason}, now))
             if d.reason == "clock_invalid" and not self.clock_alarm:
                 # P3: once per episode, so the central system sees the fault, not a flood
                 self.clock_alarm = True
@@ -448,6 +466,8 @@ class Gate:
         if not more:
             queue.pop(0)
         cred, walked, to = p.cred, p.walked, destination(p.door)
+        if walked == 1 and direction is Direction.IN:  # P36: this gate now holds the last entry (memory only)
+            self.overstays.entered(cred, door_name, p.door.area, now)
 
         def write():
             with self.store.tx():
@@ -475,6 +495,27 @@ class Gate:
                     if e:
                         entries.append(e)
         return entries
+
+    # -- P36, P30: after the decision ----------------------------------------------------------------
+    def watch_overstays(self, now: float | None = None, due: bool = True) -> list[Entry]:
+        """P36: the daemon's tick. The entries noted since the last one go into the watch; with `due`,
+        `visit.overstay` once for each watched holder still on site past the end."""
+        if self.holdback.held:  # the database refuses writes: the next tick after it takes them again
+            return []
+        now = self.clock() if now is None else now
+        if self.overstays.pending:
+            self.holdback.run(self.overstays.flush)
+        return (self.holdback.run(self.overstays.due, now) or []) if due else []
+
+    def extended(self, cred: Credential | Rejected) -> bool:
+        """P30: whether a grant opens the door for the extended time. A badge says so in its own record; a pass's
+        holder in any allow-list record of theirs (one probe of the holder index, after the decision)."""
+        if not isinstance(cred, Credential):
+            return False
+        if cred.extended_access:
+            return True
+        return cred.kind == "pass" and self.store.conn.execute(
+            "SELECT 1 FROM credentials WHERE holder=? AND extended_access=1 LIMIT 1", (cred.holder,)).fetchone() is not None
 
     # -- modes (P15, P16; SPEC §2 site mode) -------------------------------------------------------------
     @property

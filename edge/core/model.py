@@ -51,6 +51,8 @@ class Credential:
     escort: bool = False
     id_hash: str | None = None  # full hex, or the 16-character prefix a pass carries
     visit: str | None = None  # a pass's visit id (P8, P9)
+    private: bool = False  # P29: shown to guards as "private guest"; decisions unchanged
+    extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
 
     @property
     def visit_key(self) -> str:
@@ -107,6 +109,7 @@ class Facts:
     stale_allowlist: bool = False
     escorts: tuple[EscortScan, ...] = ()
     clock_far_off: bool = False  # P3: more than a day off the central system's time
+    watchlisted: bool = False  # P37: a blocklist entry with action `alert` names the holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +136,4 @@ class Decision:
     escort_by: str | None = None  # P10: the staff credential used as escort
     consumes: bool = False  # P8: this grant consumes the pass
     arrival: bool = False  # P12: a VIP arrived at the perimeter
+    watchlist: bool = False  # P37: the guards are alerted, whatever was decided

@@ -6,6 +6,7 @@ which one when several apply (identity before validity before place before time 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from edge.core.areas import is_within, permits
@@ -26,11 +27,14 @@ def decide(cred: Credential | Rejected, door: DoorView, now: float, facts: Facts
         return Decision(False, "malformed")
     if door.direction is Direction.OUT:
         return _exit(cred, door, facts, settings)
-    return _entry(cred, door, now, facts, settings)
+    d = _entry(cred, door, now, facts, settings)
+    if facts.watchlisted and d.reason != "blocklisted":  # P37: decided as usual; the guards are alerted
+        d = replace(d, watchlist=True)
+    return d
 
 
 def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settings) -> Decision:
-    if facts.blocklisted:  # P6
+    if facts.blocklisted:  # P6 (an entry with action `deny`; `alert` is P37, below)
         return Decision(False, "blocklisted")
     if facts.revoked:  # P6
         return Decision(False, "revoked")

@@ -84,6 +84,10 @@ class Desk:
                                               "actor_role": role}, now)
             raise Refused(403, "visitor.id_number", "this ID document is blocklisted: do not admit, call the supervisor",
                           reason="blocklisted")
+        if idh[:16] in self.store.watched_idh:  # P37: registered as usual, and the guards are told at once
+            self.gate.record("alarm.raised", {"alarm": "watchlist", "priority": "high", "id_hash": idh,
+                                              "reason": self.store.watched_idh[idh[:16]], "at": "walk-in registration",
+                                              "actor": guard, "actor_role": role}, now)
         earlier = self._registered_today(idh, now)
         if earlier is not None and not repeat:
             # one visitor, two passes: usually a guard who did not see the first registration

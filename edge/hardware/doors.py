@@ -22,9 +22,28 @@ class DoorState:
     rex: bool = False
     authorized_until: float = 0.0  # a grant, an override or a request to exit lets the door open until then
     freed: bool = False  # fire mode holds a fail-safe door unlocked
+    extended_pulse_s: float | None = None  # P30: unlock time and held-open limit for extended access
+    extended_held_s: float | None = None
+    extended_until: float = 0.0  # an extended grant's opening starts before this
+    limit_s: float | None = None  # this opening's held-open limit (P17; P30 when extended)
 
-    def authorize(self, now: float, seconds: float | None = None) -> None:
-        self.authorized_until = max(self.authorized_until, now + (seconds or self.cfg.pulse_s))
+    def authorize(self, now: float, seconds: float | None = None, extended: bool = False) -> float:
+        """The door may open until the end of this grant's pulse; its length in seconds."""
+        pulse = seconds or (self.extended_pulse_s if extended and self.extended_pulse_s else self.cfg.pulse_s)
+        self.authorized_until = max(self.authorized_until, now + pulse)
+        if extended:
+            self.extended_until = max(self.extended_until, now + pulse)
+            if self.open:  # already open (the last one through held it): this opening gets the longer limit
+                self.limit_s = max(self.held_limit(), self.extended_held_s or 0.0)
+        return pulse
+
+    def held_limit(self) -> float:
+        return self.limit_s if self.limit_s is not None else self.cfg.held_open_s
+
+
+def extended_times(door: DoorSection, factor: float) -> tuple[float, float]:
+    """P30: a door's unlock time and held-open limit for extended access (its own settings, else x factor)."""
+    return (door.extended_pulse_s or door.pulse_s * factor, door.extended_held_open_s or door.held_open_s * factor)
 
 
 @dataclass
@@ -62,6 +81,8 @@ def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, 
         return out
     if contact and not d.open:
         d.open, d.opened_at, d.held_reported = True, now, False
+        # P30: an opening an extended grant let in may stay open for the extended limit
+        d.limit_s = d.extended_held_s if d.extended_held_s and now <= d.extended_until else None
         if now <= d.authorized_until or d.freed or fire:
             out.events.append(("door.opened", {"door": name}))
         else:
@@ -70,9 +91,9 @@ def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, 
         d.open = False
         out.events.append(("door.closed", {"door": name, "open_s": round(now - d.opened_at, 1)}))
         if not d.freed:
-            d.authorized_until = 0.0
+            d.authorized_until = d.extended_until = 0.0
             out.actions.append(RELOCK)  # locked as soon as the door shuts, not at the end of the pulse
-    elif contact and d.open and not d.held_reported and now - d.opened_at > d.cfg.held_open_s and not fire:
+    elif contact and d.open and not d.held_reported and now - d.opened_at > d.held_limit() and not fire:
         d.held_reported = True
-        out.events.append(("door.held_open", {"door": name, "limit_s": d.cfg.held_open_s}))
+        out.events.append(("door.held_open", {"door": name, "limit_s": d.held_limit()}))
     return out

@@ -13,7 +13,7 @@ from drivers.interfaces import DoorIO
 from drivers.registry import make_door_io
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.hardware.devices import DeviceBoard
-from edge.hardware.doors import FREE, RELOCK, UNLOCK_REX, DoorState, supervise
+from edge.hardware.doors import FREE, RELOCK, UNLOCK_REX, DoorState, extended_times, supervise
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class IoModule:
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
                  inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
                  record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
-                 on_passage=None):
+                 on_passage=None, extended_factor: float = 3.0):
         self.cfg = cfg
         self.doors = doors
         self.board = board
@@ -40,12 +40,13 @@ class IoModule:
         self.on_inputs = on_inputs
         self.record = record or (lambda etype, data: None)
         self.fire = fire
-        self.states = {d.name: DoorState(d) for d in doors}
+        self.states = {d.name: _state(d, extended_factor) for d in doors}
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
         self.io: DoorIO = make_door_io(cfg)
         self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
+        self._relock_at: dict[int, float] = {}  # when each pending relock falls due (loop time)
         self.unlocked: set[int] = set()  # coils this gate last commanded on
         self.relock_due = False  # an unlock got no answer: relock as soon as the module answers
         self.last_error = ""
@@ -183,11 +184,13 @@ class IoModule:
                 old.cancel()
             await self._write(door.lock_coil, True)  # held, no relock timer: the evacuation route
 
-    async def pulse(self, door: DoorSection, direction: str = "in") -> bool:
-        """Unlock (or, at a lane, release one way) for the pulse time; a new grant during a pulse extends it.
-        False when the output could not be driven (the caller journals it)."""
+    async def pulse(self, door: DoorSection, direction: str = "in", extended: bool = False) -> bool:
+        """Unlock (or, at a lane, release one way) for the pulse time (`extended`: the door's extended time,
+        P30); a new grant during a pulse extends it. False when the output could not be driven (the caller
+        journals it)."""
         st = self.states[door.name]
-        st.authorize(time.monotonic())  # the opening that follows is not a forced door (P17)
+        # the opening that follows is not a forced door (P17)
+        seconds = st.authorize(time.monotonic(), extended=extended and door.kind == "door")
         if st.freed:
             return True  # already free (fire mode)
         if door.kind == "turnstile":
@@ -205,7 +208,10 @@ class IoModule:
         if old:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._relock[coil] = loop.call_later(door.pulse_s, lambda: asyncio.ensure_future(self._lock(coil)))
+        if old is not None and coil in self._relock_at:  # a shorter grant during a longer pulse cuts nothing short
+            seconds = max(seconds, self._relock_at[coil] - loop.time())
+        self._relock[coil] = loop.call_later(seconds, lambda: asyncio.ensure_future(self._lock(coil)))
+        self._relock_at[coil] = loop.time() + seconds
         return True
 
     async def _lock(self, coil: int) -> None:
@@ -238,25 +244,31 @@ class Outputs:
                     inputs["fire_trouble"] = si.fire_trouble_input  # P28: the fire line's fault
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
                                             (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
-                                            on_passage)
+                                            on_passage, cfg.policy.extended_access_factor)
 
     def ready(self, door_name: str) -> bool:
         """Whether the door's output answers now (a grant is flagged when it does not: P18, P19)."""
         door = self.doors.get(door_name)
         return door is not None and self.modules[door.io].io.connected
 
-    async def pulse(self, door_name: str, direction: str = "in") -> bool:
-        """Open a door once; False when its output could not be driven (`failure` says why)."""
+    async def pulse(self, door_name: str, direction: str = "in", extended: bool = False) -> bool:
+        """Open a door once (for the extended time: P30); False when its output could not be driven (`failure`
+        says why)."""
         door = self.doors[door_name]
         mod = self.modules[door.io]
         if not mod.io.connected:
             log.error("door %s not opened: module %s is down", door_name, mod.cfg.name)
             mod.last_error = f"module {mod.cfg.name} is down"
             return False
-        return await mod.pulse(door, direction)
+        return await mod.pulse(door, direction, extended)
 
     def failure(self, door_name: str) -> str:
         return self.modules[self.doors[door_name].io].last_error
+
+
+def _state(d: DoorSection, factor: float) -> DoorState:
+    pulse, held = extended_times(d, factor)
+    return DoorState(d, extended_pulse_s=pulse, extended_held_s=held)
 
 
 def _outputs(d: DoorSection) -> list[int]:

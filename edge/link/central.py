@@ -398,6 +398,8 @@ class CentralLink:
                 to = d["to_area"] if isinstance(d["to_area"], str) else None
                 party = d.get("party") if isinstance(d.get("party"), int) else 1
                 self.store.move_presence(ref, d.get("holder"), d.get("category"), to, party, now)
+                if d.get("direction") == "in":  # P36: that gate journaled the later entry and watches it now
+                    self.gate.overstays.dropped(ref, now)
             elif e.type == "visit.checked_out" and isinstance(d.get("visit"), str):
                 self.store.consume(d["visit"], now)
             elif e.type == "visit.amended" and isinstance(d.get("revoked"), str) and d["revoked"].startswith("pass:"):

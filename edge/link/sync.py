@@ -30,7 +30,8 @@ STAGE_ROWS = 500  # rows per staging transaction: the journal waits at most this
 
 STAGE_DDL = [  # beside stage_credentials (edge/store/staging.py)
     "CREATE TABLE stage_revocations(ref TEXT PRIMARY KEY) WITHOUT ROWID",
-    "CREATE TABLE stage_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value)) WITHOUT ROWID",
+    ("CREATE TABLE stage_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT,"
+     " action TEXT NOT NULL DEFAULT 'deny', PRIMARY KEY(kind, value)) WITHOUT ROWID"),
     "CREATE TABLE stage_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID",
     "CREATE TABLE stage_calendar(date TEXT PRIMARY KEY, kind TEXT NOT NULL, as_day TEXT) WITHOUT ROWID",  # P24
 ]
@@ -234,7 +235,7 @@ class Worker:
         now = time.time()
         with self.store.tx() as c:
             write_lists(c, now, upserts=[r.row() for r in b.upserts], deletes=b.deletes,
-                        revoke=[r.ref() for r in b.revoke], block_add=[(*e.key(), e.reason) for e in b.blocklist_add],
+                        revoke=[r.ref() for r in b.revoke], block_add=[e.row() for e in b.blocklist_add],
                         block_remove=[e.key() for e in b.blocklist_remove], keys_add=b.keys_add,
                         keys_remove=b.keys_remove)
             write_calendar(c, days, b.calendar_remove)
@@ -301,7 +302,7 @@ class Worker:
                 write_lists(c, 0.0, upserts=rows[i:i + STAGE_ROWS], into="stage_")
         with self.store.tx():
             write_lists(c, 0.0, revoke=[r.ref() for r in chunk.revoke],
-                        block_add=[(*b.key(), b.reason) for b in chunk.blocklist], keys_add=chunk.keys, into="stage_")
+                        block_add=[b.row() for b in chunk.blocklist], keys_add=chunk.keys, into="stage_")
             write_calendar(c, calendar_rows(chunk.calendar), (), into="stage_")
             self.store.set_meta("snapshot_progress", json.dumps(progress))
 
@@ -316,7 +317,7 @@ class Worker:
             c.execute("DELETE FROM revocations")
             c.execute("INSERT INTO revocations(ref, at) SELECT ref, ? FROM stage_revocations", (now,))
             c.execute("DELETE FROM blocklist")
-            c.execute("INSERT INTO blocklist(kind, value, reason) SELECT kind, value, reason FROM stage_blocklist")
+            c.execute("INSERT INTO blocklist(kind, value, reason, action) SELECT kind, value, reason, action FROM stage_blocklist")
             c.execute("DELETE FROM keys")  # synced keys only: keys from the config are not in this table
             c.execute("INSERT INTO keys(kid, public_key, scope) SELECT kid, public_key, scope FROM stage_keys")
             # P24: the snapshot's calendar replaces the synced one (the config's days are not in this table);

@@ -14,8 +14,8 @@ from edge.store.staging import CREDENTIAL_COLUMNS, CREDENTIAL_VALUES
 
 MAX_LINE = 64 * 1024
 
-_LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash"
-           " FROM credentials WHERE credential=?")
+_LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash,"
+           " private, extended_access FROM credentials WHERE credential=?")
 
 
 def upsert_sql(table: str = "credentials") -> str:
@@ -31,7 +31,7 @@ def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(
                 keys_remove=(), into: str = "") -> None:
     """The one writer of the allow-list's tables, for an import, a batch and a snapshot (`into`: the prefix
     of their staging copies, "stage_" or "import_"). In the caller's transaction. `revoke`: refs;
-    `block_add`: (kind, value, reason)."""
+    `block_add`: (kind, value, reason, action)."""
     p = into
     c.executemany(upsert_sql(p + "credentials"), upserts)
     c.executemany(f"DELETE FROM {p}credentials WHERE credential=?", [(d,) for d in deletes])
@@ -39,7 +39,7 @@ def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(
         c.executemany(f"INSERT OR IGNORE INTO {p}revocations(ref) VALUES(?)", [(r,) for r in revoke])
     else:
         c.executemany("INSERT OR IGNORE INTO revocations(ref, at) VALUES(?, ?)", [(r, now) for r in revoke])
-    c.executemany(f"INSERT OR REPLACE INTO {p}blocklist(kind, value, reason) VALUES(?,?,?)", block_add)
+    c.executemany(f"INSERT OR REPLACE INTO {p}blocklist(kind, value, reason, action) VALUES(?,?,?,?)", block_add)
     c.executemany(f"DELETE FROM {p}blocklist WHERE kind=? AND value=?", block_remove)
     c.executemany(f"INSERT OR REPLACE INTO {p}keys(kid, public_key, scope) VALUES(?,?,?)", [key_row(k) for k in keys_add])
     c.executemany(f"DELETE FROM {p}keys WHERE kid=?", [(k,) for k in keys_remove])
@@ -80,6 +80,7 @@ def lookup_badge(store: Store, ref: str) -> Credential | None:
         kind="badge", ref=ref, holder=r[0], category=r[1], tier=r[2],
         roles=frozenset(r[3].split(",")) if r[3] else frozenset(), areas=tuple(r[4].split(",")) if r[4] else (),
         valid_from=r[5], valid_until=r[6], schedule=r[7], party=r[8], host=r[9], escort=bool(r[10]), id_hash=r[11],
+        private=bool(r[12]), extended_access=bool(r[13]),
     )
 
 
@@ -115,7 +116,7 @@ def parse_item(obj) -> tuple[str, object]:
         return "revoke", ref.ref()
     if set(obj) == {"blocklist"}:
         entry = BlockEntry.model_validate(obj["blocklist"])
-        return "blocklist", (*entry.key(), entry.reason)
+        return "blocklist", entry.row()
     if set(obj) == {"key"}:
         key = TrustedKey.model_validate(obj["key"])
         from edge.passes.keys import load_public_pem  # validated here so a bad PEM fails the whole import

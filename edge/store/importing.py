@@ -34,7 +34,8 @@ REPLACED = "import_old_credentials"
 SMALL = ("import_revocations", "import_blocklist", "import_keys")
 SMALL_DDL = [
     "CREATE TABLE import_revocations(ref TEXT PRIMARY KEY) WITHOUT ROWID",
-    "CREATE TABLE import_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, PRIMARY KEY(kind, value))"
+    "CREATE TABLE import_blocklist(kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT, action TEXT NOT NULL DEFAULT 'deny',"
+    " PRIMARY KEY(kind, value))"
     " WITHOUT ROWID",
     "CREATE TABLE import_keys(kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, scope TEXT) WITHOUT ROWID",
 ]
@@ -294,7 +295,7 @@ def _swap(store: Store, done: Imported, now: float, copied_at: int) -> None:
         c.execute(f"ALTER TABLE credentials RENAME TO {REPLACED}")
         c.execute(f"ALTER TABLE {STAGED} RENAME TO credentials")
         c.execute("INSERT OR IGNORE INTO revocations(ref, at) SELECT ref, ? FROM import_revocations", (now,))
-        c.execute("INSERT OR REPLACE INTO blocklist(kind, value, reason) SELECT kind, value, reason"
+        c.execute("INSERT OR REPLACE INTO blocklist(kind, value, reason, action) SELECT kind, value, reason, action"
                   " FROM import_blocklist")
         c.execute("INSERT OR REPLACE INTO keys(kid, public_key, scope) SELECT kid, public_key, scope FROM import_keys")
         for t in SMALL:

@@ -110,4 +110,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE calendar(date TEXT PRIMARY KEY, kind TEXT NOT NULL, as_day TEXT) WITHOUT ROWID;
     INSERT INTO versions(name, n) VALUES('calendar', 0);
     """ + _counted("calendar", "calendar"),
+    # 11: private guests (P29) and extended access (P30) on allow-list records; a blocklist entry's action (P37:
+    # `alert` grants and raises `watchlist`); the visitors and contractors this gate let in, watched for an overstay
+    # (P36): one row per credential, its deadline indexed while it is not yet raised, so the watch reads only
+    # what is due. Nullable or defaulted columns: nothing is rewritten, however large the cache.
+    """
+    ALTER TABLE credentials ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE credentials ADD COLUMN extended_access INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE blocklist ADD COLUMN action TEXT NOT NULL DEFAULT 'deny';
+    CREATE TABLE overstays(credential TEXT PRIMARY KEY, holder TEXT NOT NULL, category TEXT NOT NULL, host TEXT,
+                           visit TEXT, area TEXT NOT NULL, door TEXT NOT NULL, entered REAL NOT NULL,
+                           deadline REAL NOT NULL, raised REAL, seq INTEGER) WITHOUT ROWID;
+    CREATE INDEX overstays_due ON overstays(deadline) WHERE raised IS NULL;
+    """,
 ]

@@ -24,6 +24,8 @@ class Mirrors:
     revoked: set[str]
     blocked_holders: set[str]
     blocked_idh: set[str]
+    watched_holders: dict[str, str | None]  # P37: holder -> the entry's reason
+    watched_idh: dict[str, str | None]
     consumed: set[str]
     signoffs: set[str]
     presence: dict[str, str]
@@ -46,9 +48,16 @@ class Mirrors:
         if force or counters.get(LISTS) != self._seen.get(LISTS):
             # revocations from the central system, and the gate's own (P4 amendments, returned permits)
             self.revoked = {r[0] for r in c.execute("SELECT ref FROM revocations UNION SELECT ref FROM local_revocations")}
-            self.blocked_holders = {r[0] for r in c.execute("SELECT value FROM blocklist WHERE kind='holder'")}
+            self.blocked_holders = {r[0] for r in c.execute(
+                "SELECT value FROM blocklist WHERE kind='holder' AND action='deny'")}
             # Passes carry only the first 16 hex characters of id_hash (SPEC §3 `idh`): compare on those.
-            self.blocked_idh = {r[0][:16] for r in c.execute("SELECT value FROM blocklist WHERE kind='id_hash'")}
+            self.blocked_idh = {r[0][:16] for r in c.execute(
+                "SELECT value FROM blocklist WHERE kind='id_hash' AND action='deny'")}
+            # P37: the watch list grants as usual and alerts the guards
+            self.watched_holders = dict(c.execute(
+                "SELECT value, reason FROM blocklist WHERE kind='holder' AND action='alert'"))
+            self.watched_idh = {v[:16]: r for v, r in c.execute(
+                "SELECT value, reason FROM blocklist WHERE kind='id_hash' AND action='alert'")}
         if counters.get(KEYS) != self._seen.get(KEYS):
             self.keys_changed = KEYS in self._seen  # the first look is the gate's own start
         if force or counters.get(STATE) != self._seen.get(STATE):
@@ -61,6 +70,12 @@ class Mirrors:
             self.calendar_changed = True
         self._seen = counters
         return True
+
+    def watch_reason(self, holder: str, idh: str | None) -> str | None:
+        """P37: the reason of the watch-list entry naming this holder or ID hash (prefix)."""
+        if holder in self.watched_holders:
+            return self.watched_holders[holder]
+        return self.watched_idh.get(idh[:16]) if idh else None
 
     # -- changes: each in the caller's transaction (or its own), table and mirror together ----------
     def consume(self, visit: str, at: float) -> None:

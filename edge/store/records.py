@@ -61,6 +61,8 @@ class AllowRecord(_Strict):
     escort: bool = False
     id_hash: Annotated[str, Field(pattern=HEX_ID)] | None = None
     name: DisplayName | None = None
+    private: bool = False  # P29: guards see "private guest", never the name or movements
+    extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -73,7 +75,7 @@ class AllowRecord(_Strict):
         return (
             self.credential, self.holder, self.category, self.tier, ",".join(self.roles), ",".join(self.areas),
             _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
-            int(self.escort), self.id_hash, self.name,
+            int(self.escort), self.id_hash, self.name, int(self.private), int(self.extended_access),
         )
 
 
@@ -102,6 +104,11 @@ class BlockEntry(_Strict):
     holder: HolderId | None = None
     id_hash: Annotated[str, Field(pattern=HEX_ID)] | None = None
     reason: Annotated[str, Field(max_length=200)] | None = None
+    action: Literal["deny", "alert"] = "deny"  # P6 refuses; P37 grants as usual and alerts the guards
+
+    def row(self) -> tuple[str, str, str | None, str]:
+        """The entry as stored: (kind, value, reason, action)."""
+        return (*self.key(), self.reason, self.action)
 
     def key(self) -> tuple[str, str]:
         if (self.holder is None) == (self.id_hash is None):

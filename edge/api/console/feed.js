@@ -56,8 +56,10 @@ function show(e) {
 export function describe(type, d) {
   const parts = [];
   const add = (x) => { if (x !== undefined && x !== null && x !== "") parts.push(x); };
-  if (d.holder) add(person({ holder: d.holder, category: d.category }));
+  if (d.holder) add(person({ holder: d.holder, category: d.category, private: d.private }));
+  else if (d.private) add(person({ private: true }));  // P29: the gate told a guard no more than that
   else if (d.credential_ref) add(d.credential_ref);
+  if (type === "visit.overstay" && d.area) add(`${t("area_last")}: ${d.area}`);  // P36
   if (d.door) add(d.direction ? `${d.door} (${word("dir", d.direction)})` : d.door);
   if (d.reason && d.reason !== "ok" && isCode("reason", d.reason)) add(word("reason", d.reason));
   for (const f of d.flags || []) add(word("flag", f));

@@ -16,7 +16,7 @@ function item(h) {
   li.dataset.visit = h.visit;
   const head = document.createElement("div");
   head.className = "held-head";
-  head.append(person({ holder: h.holder, name: h.name, company: h.company, category: "visitor" }));
+  head.append(person({ holder: h.holder, name: h.name, company: h.company, category: "visitor", private: h.private }));
   const meta = document.createElement("div");
   meta.className = "meta";
   meta.append(count("people_count", h.party), ` · ${t("host_label")}: `, h.host ? person({ holder: h.host }) : "—",

@@ -19,7 +19,7 @@ export function person(p) {
   el.dataset.holder = p.holder ?? "";
   const info = { ...(known.get(p.holder) || {}), ...strip(p) };
   draw(el, info);
-  if (p.holder && !info.name && !known.has(p.holder)) ask(p.holder);
+  if (p.holder && !info.name && !info.private && !known.has(p.holder)) ask(p.holder);
   return el;
 }
 

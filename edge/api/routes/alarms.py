@@ -23,7 +23,7 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     async def alarms(who: Caller = Depends(auth.guard)):
         """The alarms nobody has acknowledged yet, newest first, at most 100: whoever journaled them (this
         gate, or a tool such as an import). `priority` is the event's, else high for a forced door."""
-        return await svc.alarms()
+        return await svc.alarms(who.role)
 
     @router.post("/alarms/{seq}/ack", tags=["alarms"], response_model=r.Acknowledged,
                  responses=errors(*AUTH, 404, 409, *BODY, 503))

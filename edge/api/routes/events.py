@@ -24,7 +24,7 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     @router.get("/events", response_model=list[r.Event], responses=errors(*AUTH, 422, 503))
     async def events(who: Caller = Depends(auth.guard), after_seq: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100):
-        return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit)]
+        return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit, who.role)]
 
     @router.get("/events/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -39,19 +39,19 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
             start = int(last)
         else:
             start = after_seq if after_seq is not None else await svc.last_seq()
-        return StreamingResponse(feed(svc, request, start), media_type="text/event-stream",
+        return StreamingResponse(feed(svc, request, start, who.role), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
 
     return router
 
 
-async def feed(svc: RemoteServices, request: Request, seq: int):
+async def feed(svc: RemoteServices, request: Request, seq: int, role: str | None = None):
     quiet = 0.0
     async with svc.appends() as grew:
         yield "retry: 2000\n\n"
         while not svc.stopping and not await request.is_disconnected():
             grew.clear()
-            batch = await svc.events(seq, 200)
+            batch = await svc.events(seq, 200, role)  # P29: a guard's view
             for e in batch:
                 yield f"id: {e.seq}\ndata: {e.envelope_json(svc.source, svc.epoch)}\n\n"
                 seq = e.seq

@@ -35,12 +35,19 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
 
     @router.get("/occupancy", tags=["status"], response_model=r.Occupancy, responses=errors(*AUTH, 503))
     async def occupancy(who: Caller = Depends(auth.guard)):
-        """The muster list (P16): who is on site now, where, since when."""
-        return await svc.occupancy()
+        """The muster list (P16): who is on site now, where, since when. A guard sees a private guest (P29) as
+        `private`, without name or company, under an alias that POST /muster/{holder}/safe accepts."""
+        return await svc.occupancy(who.role)
 
     @router.get("/exits/held", tags=["visits"], response_model=list[r.HeldExit], responses=errors(*AUTH, 503))
     async def held_exits(who: Caller = Depends(auth.guard)):
         """Visitors waiting at an exit for their host's sign-off (P9)."""
-        return await svc.held_exits()
+        return await svc.held_exits(who.role)
+
+    @router.get("/overstays", tags=["visits"], response_model=list[r.Overstay], responses=errors(*AUTH, 503))
+    async def overstays(who: Caller = Depends(auth.guard)):
+        """P36: visitors and contractors this gate let in who are still on site past the end of their pass or
+        permit (a walk-in: past the end of visiting hours), each raised once as `visit.overstay`."""
+        return await svc.overstays(who.role)
 
     return router
