@@ -91,6 +91,7 @@ def prepare(state_dir: Path, broker_port: int | None = None) -> tuple[Path, Path
     secret.write_text(secrets.token_hex(32) + "\n")
     secret.chmod(0o600)
     (state_dir / "walkin.key").unlink(missing_ok=True)
+    text = _round_due_now(text)
     site = state_dir / "site.toml"
     site.write_text(text)
     # P24: the calendar files the config names, beside it as in config/
@@ -268,6 +269,7 @@ def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, 
     readers["io"].send("input 101 off")
     if tail.poll(("mode.changed",)):
         print("- The key switch returns: mode -> normal", flush=True)
+    guard_round(readers, tail)
     print("\nEvery decision above is in the journal: gatekeeper events --config", site, flush=True)
     if central:
         central.send("wait-published")
@@ -293,6 +295,36 @@ def holiday(central: Child, tail: JournalWatch, scan, text: str, site: Path) -> 
     central.send(f"uncalendar {today}")
     if tail.poll(("allowlist.applied",)):
         print("  -> the central system takes the holiday back (calendar_remove)", flush=True)
+
+
+def _round_due_now(text: str) -> str:
+    """P21: the demo's night round starts at this minute (site local time) instead of 22:00, so the story can
+    walk its first round whenever the demo runs; the other five follow every 80 minutes, as at night."""
+    import tomllib
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+    now = datetime.now(ZoneInfo(tomllib.loads(text)["site"]["timezone"]))
+    start, end = now.strftime("%H:%M"), (now + timedelta(hours=8)).strftime("%H:%M")
+    return text.replace('start = "22:00"\nend = "06:00"', f'start = "{start}"\nend = "{end}"', 1)
+
+
+def guard_round(readers: dict[str, Child], tail: JournalWatch) -> None:
+    """P21: Li Wei, a guard, walks the round that is due now: each tap is a checkpoint, never an entry."""
+    print("- Li Wei, on guard duty, walks the patrol round due now (the demo's night round starts at its start)",
+          flush=True)
+    for checkpoint in ("patrol-1", "patrol-2"):
+        readers[checkpoint].send(BADGES["li"])
+        got = tail.poll(("tour.checkpoint",))
+        if got is None:
+            print(f"  (no tap at {checkpoint} within {WAIT_S:.0f} s: is the daemon running?)", flush=True)
+            return
+        d = got[2]
+        print(f"  {checkpoint:<8} tap   {'counted' if d.get('counted') else 'NOT counted'}"
+              f"  round {d.get('round')}  {d.get('order') or d.get('reason')}", flush=True)
+    done = tail.poll(("tour.completed",))
+    if done:
+        print(f"  -> tour.completed: round {done[2]['round']} of {done[2]['tour']} in {done[2]['duration_s']:.0f} s,"
+              " no door opened", flush=True)
 
 
 def _central_report(central: Child, tail: "JournalWatch") -> dict | None:

@@ -34,6 +34,9 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         assert who in line and verdict in line and reason in line, line
     assert any("PRIORITY: special tier" in l for l in lines)  # P12 for the special-tier VIP
     assert any("mode -> lockdown" in l for l in lines)
+    taps = [l for l in lines if " tap " in l]  # P21: the guard's round, due when the demo runs
+    assert len(taps) == 2 and all("counted" in l and "NOT" not in l and "in_order" in l for l in taps), r.stdout
+    assert any("tour.completed: round 1 of night-round" in l for l in lines), r.stdout
     assert any("visit.signed_off received over MQTT" in l for l in lines)
     assert any("0 missing, 0 out of order" in l for l in lines)  # the central simulator got every event
     banner = next(l for l in lines if l.startswith("Guard console: http://127.0.0.1:"))
