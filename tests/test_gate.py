@@ -338,6 +338,25 @@ def test_p15_a_newer_message_for_the_mode_in_force_outranks_a_replay_after_a_cra
         store.close()
 
 
+def test_p16_a_site_message_ignored_in_fire_mode_still_counts_for_the_next_version_after_a_crash(site, gate):
+    """SPEC §2: a site message that fire mode ignores is still seen; the version is committed at once, so
+    after a crash the supervisor's change that ends the fire outranks it, and its replay changes nothing."""
+    gate.modes.inputs(fire=True, key_switch=None)
+    assert gate.mode is Mode.FIRE
+    assert gate.modes.from_site(Mode.LOCKDOWN, "central", "ignored in fire", version=5) is None
+    cfg, base = load_config(site.config)
+    store = Store(site.db)  # the first store is never closed, as in a crash
+    try:
+        g2 = Gate(cfg, store, build_keyring(cfg, base, store))
+        g2.modes.inputs(fire=False, key_switch=None)
+        g2.modes.request(Mode.NORMAL, "s-1", "supervisor", "all clear", "gate")
+        assert g2.modes.state.version == 6 and g2.mode is Mode.NORMAL
+        assert g2.modes.from_site(Mode.LOCKDOWN, "central", "replayed", version=5) is None
+        assert g2.mode is Mode.NORMAL
+    finally:
+        store.close()
+
+
 def test_p9_a_held_exit_survives_a_restart_and_is_released(site, gate):
     now = time.time()
     text = visitor_pass(site, now, holder="h-30")

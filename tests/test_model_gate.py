@@ -235,7 +235,7 @@ class GateMachine(RuleBasedStateMachine):
 
     @rule(holder=st.sampled_from(["h-1", "h-2", "h-3", "h-9", "h-10"]))
     def blocklist_elsewhere(self, holder):
-        self._commit_elsewhere([("blocklist", ("holder", holder, "test"))])
+        self._commit_elsewhere([("blocklist", ("holder", holder, "test", "deny"))])
         self.blocked.add(holder)
 
     @rule(which=st.sampled_from(["v1", "v2"]))

@@ -176,7 +176,10 @@ class Modes:
         by `normal` nor by a drill (P28)."""
         st = self.state
         if st.mode is Mode.FIRE or (mode is not Mode.LOCKDOWN and self.key_switch and st.mode is Mode.LOCKDOWN):
+            seen = st.seen
             st.see(version)
+            if st.seen != seen:  # kept: after a restart, this gate's next change must still outrank it
+                self._keep(st.meta())
             log.warning("site mode %s from %s ignored: %s", mode.value, actor,
                         "fire mode" if st.mode is Mode.FIRE else "the lockdown key switch is on")
             return None
