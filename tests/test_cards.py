@@ -146,7 +146,7 @@ def test_p27_the_guard_marks_the_card_returned_consumed_and_opens_once(gate):
     written = journal(gate, seq)
     assert [t for t, _ in written] == ["card.returned", "visit.checked_out"]
     ret = written[0][1]
-    assert (ret["credential_ref"], ret["door"], ret["by"], ret["actor"], ret["actor_role"], ret["reason"]) == \
+    assert (ret["credential_ref"], ret["door"], ret["taken_by"], ret["actor"], ret["actor_role"], ret["reason"]) == \
         (CARD_REF, "main", "guard", "g-1", "guard", "card in the drawer")
     assert written[1][1]["visit"] == CARD_REF  # what the other gates consume it by
     assert CARD_REF in gate.store.consumed and CARD_REF not in gate.store.presence
@@ -198,7 +198,7 @@ def test_p27_a_collector_lane_opens_only_after_the_capture(lane):
     taken = cards.captured(lane, "main", now + 2)
     assert taken is not None and taken[0] == CARD_REF and taken[1].name == "main"
     written = journal(lane, seq)
-    assert [t for t, _ in written] == ["card.returned", "visit.checked_out"] and written[0][1]["by"] == "collector"
+    assert [t for t, _ in written] == ["card.returned", "visit.checked_out"] and written[0][1]["taken_by"] == "collector"
     assert "actor" not in written[0][1]
     assert CARD_REF in lane.store.consumed
     # the one passage the lane is opened for counts, and takes the holder off site (P7, P11)

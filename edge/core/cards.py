@@ -20,7 +20,7 @@ CARD_HELD = "card_return_required"
 def returned(gate, ref: str, person: str, role: str | None, reason: str, now: float | None = None) -> DoorView | None:
     """A guard took the card `ref` at the exit that holds it. The door to open once, or None when no exit
     holds that card."""
-    return _take(gate, ref, {"by": "guard", "actor": person, "actor_role": role, "reason": reason}, now)
+    return _take(gate, ref, {"taken_by": "guard", "actor": person, "actor_role": role, "reason": reason}, now)
 
 
 def captured(gate, door_name: str, now: float | None = None) -> tuple[str, DoorView] | None:
@@ -32,7 +32,7 @@ def captured(gate, door_name: str, now: float | None = None) -> tuple[str, DoorV
         log.warning("door %s: the collector took a card nobody presented; nothing opens", door_name)
         return None
     ref = min(waiting, key=lambda v: gate.held_at.get(v, 0.0))
-    door = _take(gate, ref, {"by": "collector"}, now)
+    door = _take(gate, ref, {"taken_by": "collector"}, now)
     return (ref, door) if door is not None else None
 
 
