@@ -35,7 +35,7 @@ def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(
     p = into
     c.executemany(upsert_sql(p + "credentials"), upserts)
     c.executemany(f"DELETE FROM {p}credentials WHERE credential=?", [(d,) for d in deletes])
-    if not p and upserts:  # P27: a record sent again issues the card again (a snapshot restates, issues nothing)
+    if not p and upserts:  # P27: a batch sending a card's record again issues it again (a snapshot restates)
         c.executemany("DELETE FROM consumed WHERE visit=?", [(r[0],) for r in upserts if r[0].startswith("badge:")])
     if p:  # the swap stamps them
         c.executemany(f"INSERT OR IGNORE INTO {p}revocations(ref) VALUES(?)", [(r,) for r in revoke])
