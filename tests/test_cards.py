@@ -72,6 +72,13 @@ def test_p27_a_collector_needs_its_input_at_a_perimeter_door(tmp_path, fields, p
         load_config(s.config)
 
 
+def test_p27_a_collector_input_shared_with_another_input_is_named_by_the_check(tmp_path):
+    s = make_site(tmp_path / "s")
+    s.edit_door("main", collector=True, collector_input=2)  # the office door's contact
+    with pytest.raises(ConfigError, match="input 2 of 'io1' is also"):
+        load_config(s.config)
+
+
 # -- the gate ----------------------------------------------------------------------------------------------------
 CARD_REF = "badge:0CA4D000"
 RECORD = {"credential": CARD_REF, "holder": "h-card", "category": "visitor", "areas": ["site/lobby", "site/office"],
