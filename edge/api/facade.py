@@ -285,7 +285,7 @@ class GateServices:
              [({"mode": m.value}, 1.0 if g.mode is m else 0.0) for m in Mode]),
             ("gatekeeper_journal_seq", "gauge", "The last committed event's seq.",
              [({}, float(g.journal.last_seq()))]),
-            ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9).",
+            ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9) or a visitor card (P27).",
              [({}, float(len(g.held_exits)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
