@@ -78,7 +78,7 @@ class Daemon:
             self.link.start(loop)
         # 3. outputs: every lock driven to locked before any reader is listened to (P18)
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
-                               lambda: self.gate.modes.fire, self._on_passage)
+                               lambda: self.gate.modes.fire, self._on_passage, self._on_collector)
         self.gate.door_ready = self.outputs.ready
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         await _first_attempts([m.attempted for m in self.outputs.modules.values()],
@@ -225,6 +225,18 @@ class Daemon:
         _entries, more = self.gate.passage(lane, Direction(direction))
         if more:
             await self.open_door(lane, direction, cause="passage")
+
+    async def _on_collector(self, door: str) -> None:
+        """P27: the door's card collector captured a card: the exit held for it opens once."""
+        from edge.core.cards import captured
+        try:
+            taken = captured(self.gate, door)
+        except Exception:  # a bug must not stop the gate
+            log.exception("door %s: the captured card was not recorded", door)
+            return
+        if taken is not None:
+            _ref, view = taken
+            await self.open_door(view.name, view.direction.value, cause="card_returned")
 
     def _reload_keys(self) -> None:
         """Trusted keys changed through sync (`keys_add`/`keys_remove`): config keys always stay."""

@@ -10,9 +10,10 @@ same address counting its unlocks (so a 3 s pulse can be seen after it ended), a
 1000+N sets discrete input N (a contact, a button, the fire panel, its trouble output).
 
 Turnstile lanes (from `--site`) pulse their passage input once per person: with `--walk-through` after
-every pass pulse, or on `pass LANE in|out`.
+every pass pulse, or on `pass LANE in|out`. A card collector (a door's `collector_input` in `--site`, or
+`--collector DOOR=N`) pulses its input once per card captured, on `collect DOOR`.
 
-Stdin commands: `input N on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `down` (drop every connection and stop answering;
+Stdin commands: `input N on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `collect DOOR`, `down` (drop every connection and stop answering;
 the port stays held), `up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies
 at all), `flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT`
 when serving.
@@ -67,8 +68,10 @@ class Lane:
 class Module:
     """The module's state; the pymodbus datastore is only a view refreshed from it on every read."""
 
-    def __init__(self, doors: list[Door], walk_through: bool, open_s: float, lanes: list[Lane] | None = None):
+    def __init__(self, doors: list[Door], walk_through: bool, open_s: float, lanes: list[Lane] | None = None,
+                 collectors: dict[str, int] | None = None):
         self.doors = doors
+        self.collectors = collectors or {}  # door name -> the input its card collector pulses per card (P27)
         self.lanes = lanes or []
         self.walk_through = walk_through
         self.open_s = open_s
@@ -126,6 +129,13 @@ class Module:
         await asyncio.sleep(0.3)
         self.set_input(addr, False)
 
+    async def collect(self, door: str) -> None:
+        """A visitor card dropped into the door's collector and captured: its input pulses once."""
+        addr = self.collectors[door]
+        self.set_input(addr, True)
+        await asyncio.sleep(0.3)  # long enough for any poll
+        self.set_input(addr, False)
+
     def fill_bits(self, table: dict[int, bool], regs: list[int]) -> None:
         # Bit tables are packed 16 to a register in pymodbus' simulator.
         for i in range(len(regs)):
@@ -162,6 +172,23 @@ def lanes_from_site(path: str, module_name: str) -> list[Lane]:
     return [Lane(d["name"], d["pass_in_coil"], d["pass_out_coil"], d["passage_in_input"], d["passage_out_input"],
                  d.get("free_coil"))
             for d in site.get("doors", []) if d.get("io") == module_name and d.get("kind") == "turnstile"]
+
+
+def collectors_from_site(path: str, module_name: str) -> dict[str, int]:
+    """The card collectors a gate config wires to one module: door name -> input."""
+    with open(path, "rb") as f:
+        site = tomllib.load(f)
+    return {d["name"]: d["collector_input"] for d in site.get("doors", [])
+            if d.get("io") == module_name and isinstance(d.get("collector_input"), int)}
+
+
+def parse_collector(spec: str) -> tuple[str, int]:
+    """`DOOR=N`"""
+    name, _, n = spec.partition("=")
+    try:
+        return name, int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"collector {spec!r}: expected DOOR=N") from None
 
 
 def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int], str, int, int]:
@@ -294,11 +321,13 @@ async def serve(args: argparse.Namespace) -> None:
     inputs: list[int] = []
     host, port, unit = args.host, args.port, args.unit
     lanes: list[Lane] = []
+    collectors = dict(args.collector)
     if args.site:
         doors, inputs, host, site_port, unit = doors_from_site(args.site, args.module)
         lanes = lanes_from_site(args.site, args.module)
+        collectors = {**collectors_from_site(args.site, args.module), **collectors}
         port = site_port if args.port is None else args.port
-    module = Module(doors, args.walk_through, args.open_s, lanes)
+    module = Module(doors, args.walk_through, args.open_s, lanes, collectors)
     for n in inputs + [i for i in (args.fire_input, args.lockdown_input, args.fire_trouble_input) if i is not None]:
         module.inputs.setdefault(n, False)
     panel = panel_inputs(args)
@@ -355,6 +384,11 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
         elif words[:1] == ["pass"] and len(words) == 3 and words[2] in ("in", "out"):
             lane = next(ln for ln in module.lanes if ln.name == words[1])
             await module.pass_through(lane, words[2])
+        elif words[:1] == ["collect"] and len(words) == 2:
+            if words[1] not in module.collectors:
+                print(f"door_io: no card collector at {words[1]!r} (collector_input, --collector DOOR=N)", flush=True)
+            else:
+                await module.collect(words[1])
         elif words[:1] == ["walk"] and len(words) == 2:
             door = next(d for d in module.doors if d.name == words[1])
             await module.walk(door)
@@ -385,7 +419,7 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, down, up, status, "
+            print(f"door_io: unknown command {cmd!r} (input N on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, collect DOOR, down, up, status, "
                   "slow MS, mute, unmute, flap N MS|off)", flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)
@@ -399,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rtu", metavar="DEVICE", help="serve Modbus RTU on this serial device instead of TCP")
     p.add_argument("--baudrate", type=int, default=9600, help="with --rtu")
     p.add_argument("--door", type=parse_door, action="append", default=[], help="NAME:lock=N[,contact=N][,rex=N]")
+    p.add_argument("--collector", type=parse_collector, action="append", default=[],
+                   help="DOOR=N: the door's card collector pulses input N per card (P27; a site's collector_input too)")
     p.add_argument("--fire-input", type=int)
     p.add_argument("--lockdown-input", type=int)
     p.add_argument("--fire-trouble-input", type=int, help="the fire panel's line-fault output (P28)")

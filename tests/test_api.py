@@ -35,6 +35,7 @@ ROUTES = [  # (method, path, body, roles allowed, what an allowed role gets): ev
     ("POST", f"/visits/{NO_VISIT}/areas", {"areas": ["site"], "reason": "tour of the plant"}, SUPERVISOR, 404),
     ("POST", "/visits/v-matrix/signoff", None, ("supervisor", "central"), 200),
     ("POST", "/visits/v-none/release", {"reason": "host confirmed", "host_confirmed": True}, GUARDS, 404),
+    ("POST", "/cards/badge:0CA4D001/returned", {"reason": "card in the drawer"}, GUARDS, 404),  # P27: none held
     ("GET", "/permits", None, GUARDS, 200),
     ("POST", "/permits", PERMIT, SUPERVISOR, 201),
     ("POST", f"/permits/{NO_PERMIT}/renew", {"valid_until": "2099-02-01T00:00:00Z", "reason": "more work"},

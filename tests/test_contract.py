@@ -246,6 +246,7 @@ def test_spec2_p25_a_signoff_names_a_visit_or_a_badge_ref(contract):
 # ---------------------------------------------------------------- what a gate journals, through the code that does
 
 from test_gate import STAFF, SUPERVISOR, visitor_pass  # noqa: E402
+CARD = "badge:0CA4D000"  # a visitor card (P27)
 
 
 @pytest.fixture
@@ -257,6 +258,7 @@ def site(tmp_path):
     r = s.import_lines([
         {"credential": STAFF, "holder": "h-1", "category": "staff", "areas": ["site"]},
         {"credential": SUPERVISOR, "holder": "h-2", "category": "staff", "areas": ["site"], "roles": ["supervisor"]},
+        {"credential": CARD, "holder": "h-card", "category": "contractor", "areas": ["site"], "temporary": True},
         {"blocklist": {"id_hash": id_hash(ID_SECRET.encode(), "B99999999"), "reason": "theft"}},
     ])
     assert r.returncode == 0, r.stderr
@@ -296,6 +298,10 @@ def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site
     assert gate.present("main-in", "pass", signed, now + 2).opens
     gate.sign_off("v-31", "h-1", "central", now + 62)
     assert gate.present("main-out", "pass", signed, now + 63).opens
+    from edge.core.cards import returned
+    assert gate.present("main-in", "badge", CARD, now + 3).opens  # P27: a visitor card held and taken back
+    assert gate.present("main-out", "badge", CARD, now + 64).decision.reason == "card_return_required"
+    assert returned(gate, CARD, "g-1", "guard", "card in the drawer", now + 65) is not None
     gate.modes.request(Mode.LOCKDOWN, "g-1", "guard", "intruder reported", "gate")
     gate.modes.request(Mode.FIRE, "s-1", "supervisor", "smoke on floor 2", "gate")
     gate.mark_safe("h-1", "g-1", "guard", None)
@@ -327,5 +333,5 @@ def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site
     assert {"access.granted", "access.denied", "visitor.arrived", "exit.held", "exit.released", "visit.checked_out",
             "visit.signed_off", "mode.changed", "muster.marked_safe", "alarm.acknowledged", "device.fault",
             "device.recovered", "allowlist.applied", "permit.changed", "door.forced", "visit.checked_in", "visit.amended",
-            "alarm.raised"} <= seen, seen
+            "alarm.raised", "card.returned"} <= seen, seen
     assert not broken, "journal entries out of the MQTT contract:\n" + "\n".join(broken)

@@ -30,6 +30,10 @@ class ReleaseBody(Strict):
     host_confirmed: Literal[True] = Field(description="the guard phoned the host, who confirmed")
 
 
+class CardBody(Strict):
+    reason: Reason
+
+
 class ModeBody(Strict):
     mode: Literal["normal", "lockdown", "fire", "drill"]
     scope: Literal["gate", "site"] = "gate"

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from edge.api.tokens import Tokens
 from edge.hardware.devices import Health
+from edge.core import cards
+from edge.core.cards import CARD_HELD
 from edge.core.metrics import Counts, Gauge
 from edge.core.model import Mode
 from edge.store.journal import Entry, rfc3339
@@ -97,11 +99,20 @@ class HeldExit:
     name: str | None = None  # who the holder is (GateServices.people); None when no record names them
     company: str | None = None
     private: bool = False  # P29: a private guest, shown to a guard without who it is
+    reason: str = "host_signoff_missing"  # why it is held: P9 sign-off, or P27 `card_return_required`
+    collector: bool = False  # P27: the door's collector takes the card; no guard needs to
 
 
 @dataclass(frozen=True, slots=True)
 class Released:
     visit: str
+    door: str
+    opened: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CardReturned:
+    credential_ref: str
     door: str
     opened: bool
 
@@ -218,13 +229,14 @@ class GateServices:
         private = private_holders(self._store.conn, holders)
         out = []
         for v, (reader, cred, door) in held.items():
+            why = {"reason": CARD_HELD, "collector": door.collector} if v in self._gate.card_held else {}  # P27
             if cred.holder in private and hidden(role):
                 out.append(HeldExit(v, None, None, cred.party, door.name, reader, "", rfc3339(at.get(v, 0)),
-                                    private=True))
+                                    private=True, **why))
             else:
                 out.append(HeldExit(v, cred.holder, cred.host, cred.party, door.name, reader, cred.ref,
                                     rfc3339(at.get(v, 0)), *_name_company(known.get(cred.holder)),
-                                    private=cred.holder in private))
+                                    private=cred.holder in private, **why))
         return out
 
     def people(self, holders: list[str], role: str | None = None) -> dict[str, dict]:
@@ -273,7 +285,7 @@ class GateServices:
              [({"mode": m.value}, 1.0 if g.mode is m else 0.0) for m in Mode]),
             ("gatekeeper_journal_seq", "gauge", "The last committed event's seq.",
              [({}, float(g.journal.last_seq()))]),
-            ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9).",
+            ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9) or a visitor card (P27).",
              [({}, float(len(g.held_exits)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
@@ -330,6 +342,15 @@ class GateServices:
         if door is None:
             return None
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))
+
+    async def card_returned(self, credential: str, person: str, reason: str, role: str | None = None) -> CardReturned | None:
+        """P27: the guard took the visitor card whose exit is held: consumed, and that door opens once; None if
+        no exit holds that card."""
+        door = cards.returned(self._gate, credential, person, role, reason)
+        if door is None:
+            return None
+        return CardReturned(credential, door.name,
+                            await self._open_door(door.name, door.direction.value, cause="card_returned"))
 
 
 def _name_company(who: dict | None) -> tuple[str | None, str | None]:

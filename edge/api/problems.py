@@ -45,6 +45,7 @@ CODES: dict[str, str] = {
     "walkin_not_set_up": "Walk-in registration is not set up on this gate.",
     "no_such_visit": "There is no such visit at this gate.",
     "no_held_exit": "No exit is held for this visit.",
+    "no_card_held": "No exit is held for this card.",  # P27
     "blocklisted": "This ID document is blocklisted: do not admit, call the supervisor.",
     "party_too_large": "Too many people on one walk-in pass.",
     "unknown_area": "That is not an area of this site.",

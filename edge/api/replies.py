@@ -134,6 +134,9 @@ class HeldExit(Growing):
     name: str | None = Field(description="the visitor's name; null when no record names them")
     company: str | None
     private: bool = Field(False, description="P29: a private guest; to a guard without holder, host or name")
+    reason: Literal["host_signoff_missing", "card_return_required"] = Field(
+        "host_signoff_missing", description="P9: waiting for the host's sign-off; P27: for the visitor card")
+    collector: bool = Field(False, description="P27: the door's collector takes the card; no guard needs to")
 
 
 class Event(Reply):
@@ -163,6 +166,12 @@ class ModeChange(Reply):
 
 class Released(Reply):
     visit: str
+    door: str
+    opened: bool
+
+
+class CardReturned(Reply):
+    credential_ref: str
     door: str
     opened: bool
 

@@ -215,6 +215,10 @@ class DoorSection(Model):
     passage_out_input: int | None = Field(None, ge=0, le=65535)
     free_coil: int | None = Field(None, ge=0, le=65535)
     passage_timeout_s: float = Field(10.0, gt=0, le=120, description="a grant nobody walks through is undone after this")
+    # P27: a card collector on the exit side: a visitor card's exit opens once the collector has captured the card
+    collector: bool = Field(False, description="P27: the exit side has a card collector (perimeter doors and lanes)")
+    collector_input: int | None = Field(None, ge=0, le=65535, description="P27: discrete input, one pulse per card"
+                                        " captured by the collector")
 
     @model_validator(mode="after")
     def _outputs(self) -> "DoorSection":
@@ -225,6 +229,11 @@ class DoorSection(Model):
                        if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"a turnstile lane needs {', '.join(missing)}")
+        if self.collector and (self.collector_input is None or not self.perimeter):
+            raise ValueError("a card collector (P27) sits at a perimeter exit and reports on collector_input:"
+                             " set perimeter = true and collector_input, or drop collector")
+        if self.collector_input is not None and not self.collector:
+            raise ValueError("collector_input is read only with collector = true (P27)")
         return self
 
     @property

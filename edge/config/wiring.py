@@ -12,7 +12,7 @@ Problem = tuple[tuple, str]  # (key path, message)
 
 # the outputs and inputs of a door, by what each is on its I/O module
 COILS = ("lock_coil", "pass_in_coil", "pass_out_coil", "free_coil")
-INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input")
+INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input", "collector_input")  # P27: collector
 SITE_INPUTS = ("fire_input", "lockdown_input", "fire_trouble_input")
 
 
@@ -64,7 +64,7 @@ def references(raw: dict) -> list[Problem]:
             if d.get("kind", "door") != "door":
                 out.append((("doors", i, "kind"), f"a {d.get('kind')} cannot be on relay board {io!r}: "
                             "a relay board only switches outputs"))
-            for key in ("contact_input", "rex_input"):
+            for key in ("contact_input", "rex_input", "collector_input"):
                 if d.get(key) is not None:
                     out.append((("doors", i, key), f"relay board {io!r} has no inputs"))
             if _int(d.get("lock_coil")) == 0:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from edge.config import GateConfig
 from edge.store.holdback import Holdback
+from edge.core.cards import CARD_HELD
 from edge.core.metrics import Metrics
 from edge.core.overstay import Overstays
 from edge.core.alarms import Alarms
@@ -55,11 +56,13 @@ class Gate:
             self.readers[r.name] = DoorView(
                 name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
+                collector=d.collector,
             )
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
         self.held_at: dict[str, float] = {}
+        self.card_held: set[str] = set()  # P27: the held exits that wait for the card, not a sign-off
         self._load_held_exits()
         self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
@@ -167,6 +170,10 @@ class Gate:
         if d.held:
             self.held_exits[cred.visit_key] = (out.reader, cred, door)
             self.held_at[cred.visit_key] = now
+            if d.reason == CARD_HELD:
+                self.card_held.add(cred.visit_key)
+            else:
+                self.card_held.discard(cred.visit_key)
         elif d.granted:
             if door.passages:  # P11: one grant, up to `party` passages, each counted by the lane
                 self.pending.setdefault((door.name, door.direction), []).append(
@@ -174,6 +181,7 @@ class Gate:
             if cred.visit_key in self.held_exits and door.direction is Direction.OUT:
                 del self.held_exits[cred.visit_key]  # signed off meanwhile: out without a guard
                 self.held_at.pop(cred.visit_key, None)
+                self.card_held.discard(cred.visit_key)
                 released = True
             self._note_escort(cred, door, d, now)
             if cred.category == "staff" and door.direction is Direction.IN:
@@ -208,10 +216,13 @@ class Gate:
             elif self.clock_alarm and d.reason != "clock_invalid" and self.clock_valid(now):
                 self.clock_alarm = False
             if d.held:
+                if d.reason == CARD_HELD:  # P27: whether the lane's collector takes the card, or a guard must
+                    data["collector"] = door.collector
                 entries.append(self.journal.append("exit.held", data, now))
                 assert isinstance(cred, Credential)
-                self.store.conn.execute("INSERT OR REPLACE INTO held_exits(visit, reader, credential, at)"
-                                        " VALUES(?,?,?,?)", (cred.visit_key, out.reader, cred_json(cred), now))
+                self.store.conn.execute("INSERT OR REPLACE INTO held_exits(visit, reader, credential, at, reason)"
+                                        " VALUES(?,?,?,?,?)", (cred.visit_key, out.reader, cred_json(cred), now,
+                                                               d.reason))
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
@@ -395,13 +406,16 @@ class Gate:
 
     # -- P9: held exits survive a restart --------------------------------------------------------------
     def _load_held_exits(self) -> None:
-        for visit, reader, text, at in self.store.conn.execute("SELECT visit, reader, credential, at FROM held_exits"):
+        for visit, reader, text, at, reason in self.store.conn.execute(
+                "SELECT visit, reader, credential, at, reason FROM held_exits"):
             door = self.readers.get(reader)
             if door is None:
                 continue  # the reader left the config: nobody waits there any more
             cred = cred_from_json(text)
             self.held_exits[visit] = (reader, cred, door)
             self.held_at[visit] = at
+            if reason == CARD_HELD:
+                self.card_held.add(visit)
 
     # -- P9: sign-off and release ----------------------------------------------------------------------
     def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None,
@@ -424,7 +438,10 @@ class Gate:
 
     def release(self, visit: str, person: str, role: str, reason: str, now: float | None = None) -> DoorView | None:
         """A guard confirmed with the host and lets the held visitor out: that door, once (P9). The exit
-        counts as the final one: the pass is consumed (P8). None if no exit of that visit is held."""
+        counts as the final one: the pass is consumed (P8). None if no exit of that visit is held for a
+        sign-off (one held for a visitor card ends when the card is returned: P27, edge/core/cards.py)."""
+        if visit in self.card_held:
+            return None
         held = self.held_exits.pop(visit, None)
         self.held_at.pop(visit, None)
         if held is None:

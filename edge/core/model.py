@@ -53,6 +53,12 @@ class Credential:
     visit: str | None = None  # a pass's visit id (P8, P9)
     private: bool = False  # P29: shown to guards as "private guest"; decisions unchanged
     extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
+    temporary: bool = False  # P27: a visitor card, single-visit like a pass; taken back at the perimeter exit
+
+    @property
+    def single_visit(self) -> bool:
+        """P8, P27: used up by the perimeter exit: a visitor's or VIP's pass, a visitor card."""
+        return (self.kind == "pass" and self.category in SINGLE_VISIT) or (self.kind == "badge" and self.temporary)
 
     @property
     def visit_key(self) -> str:
@@ -84,6 +90,7 @@ class DoorView:
     antipassback: str = "auto"  # auto | hard | soft | off
     escort_required: bool = False
     passages: bool = False  # a turnstile lane: presence follows counted passages, not grants
+    collector: bool = False  # P27: an exit lane that captures visitor cards itself
 
 
 @dataclass(frozen=True, slots=True)

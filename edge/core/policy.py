@@ -1,4 +1,4 @@
-"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23).
+"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23, P27).
 
 No I/O here: the gate gathers the facts, this decides, the gate acts and journals.
 Every refusal carries exactly one reason code of POLICY.md; the order of the checks below decides
@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from edge.core.areas import is_within, permits
 from edge.core.calendar import HOLIDAY
 from edge.core.model import (
-    SINGLE_VISIT, STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
+    STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
 )
 from edge.core.window import clock_plausible, window_reason
 
@@ -38,7 +38,7 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         return Decision(False, "blocklisted")
     if facts.revoked:  # P6
         return Decision(False, "revoked")
-    if facts.consumed and cred.category in SINGLE_VISIT and cred.kind == "pass":  # P8
+    if facts.consumed and cred.single_visit:  # P8, P27
         return Decision(False, "pass_consumed")
     if cred.time_bounded:  # P3
         if not clock_plausible(now) or facts.clock_far_off:
@@ -74,13 +74,16 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
 
 def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decision:
     # SPEC §5: leaving is refused only for an unusable credential or a consumed pass, or held (P9).
-    single = cred.kind == "pass" and cred.category in SINGLE_VISIT
-    if facts.consumed and single:  # P8
+    single = cred.single_visit
+    if facts.consumed and single:  # P8, P27
         return Decision(False, "pass_consumed")
-    if facts.mode is Mode.FIRE:  # P16 overrides P9; the pass is not consumed in an evacuation
+    if facts.mode is Mode.FIRE:  # P16 overrides P9 and P27; nothing is consumed in an evacuation
         return Decision(True, "fire_mode")
     if door.perimeter and s.exit_signoff_required and needs_signoff(cred, s) and not facts.signed_off:  # P9, P25
         return Decision(False, "host_signoff_missing", held=True)
+    if door.perimeter and cred.kind == "badge" and cred.temporary:  # P27: the card stays on site
+        # held until the lane's collector captures it, or a guard takes it (edge/core/cards.py)
+        return Decision(False, "card_return_required", held=True)
     flags = () if facts.presence is not None and is_within(facts.presence, door.area) else ("presence_unknown",)
     return Decision(True, "ok", flags, consumes=door.perimeter and single)  # P7, P8
 

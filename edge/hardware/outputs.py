@@ -29,13 +29,13 @@ class IoModule:
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
                  inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
                  record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
-                 on_passage=None, extended_factor: float = 3.0):
+                 on_passage=None, extended_factor: float = 3.0, on_collector=None):
         self.cfg = cfg
         self.doors = doors
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown, fire_trouble)
         supervised = any(d.contact_input is not None or d.rex_input is not None or d.kind == "turnstile"
-                         for d in doors)
+                         or d.collector_input is not None for d in doors)
         self.poll_s = poll_s if (inputs or supervised) else SUPERVISE_S
         self.on_inputs = on_inputs
         self.record = record or (lambda etype, data: None)
@@ -43,6 +43,7 @@ class IoModule:
         self.states = {d.name: _state(d, extended_factor) for d in doors}
         self._seen: dict[int, bool] = {}  # passage inputs as last read, for rising edges
         self.on_passage = on_passage
+        self.on_collector = on_collector  # P27: a card captured by a door's collector (door name)
         self.io: DoorIO = make_door_io(cfg)
         self.attempted = asyncio.Event()  # the first connection was tried (for the daemon's readiness)
         self._relock: dict[int, asyncio.TimerHandle] = {}
@@ -125,8 +126,8 @@ class IoModule:
     async def _poll(self) -> None:
         addrs = set(self.inputs.values())
         for d in self.doors:
-            addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input)
-                          if a is not None)
+            addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input,
+                                     d.collector_input) if a is not None)
         if addrs:
             bits = await self._read_inputs(sorted(addrs))
         else:
@@ -145,6 +146,17 @@ class IoModule:
                 self.record(etype, data)
             for action in step.actions:
                 await self._act(d, action)
+        for d in self.doors:
+            if d.collector_input is not None:
+                await self._collector(d, bits)
+
+    async def _collector(self, d: DoorSection, bits: dict[int, bool]) -> None:
+        """P27: one pulse per card the collector captured (a rising edge); the first read only learns the line."""
+        addr = d.collector_input
+        now_on, was_on = bits.get(addr, False), self._seen.get(addr)
+        self._seen[addr] = now_on
+        if now_on and was_on is False and self.on_collector is not None:
+            await self.on_collector(d.name)
 
     async def _lane(self, d: DoorSection, bits: dict[int, bool], fire: bool) -> None:
         """A turnstile lane: one passage pulse per person; fire mode lets it wheel freely (P16)."""
@@ -229,7 +241,7 @@ class Outputs:
 
     def __init__(self, cfg: GateConfig, board: DeviceBoard, on_inputs: Callable[[dict[str, bool]], None],
                  record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
-                 on_passage=None):
+                 on_passage=None, on_collector=None):
         self.doors = {d.name: d for d in cfg.doors}
         si = cfg.site_inputs
         self.modules: dict[str, IoModule] = {}
@@ -244,7 +256,7 @@ class Outputs:
                     inputs["fire_trouble"] = si.fire_trouble_input  # P28: the fire line's fault
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
                                             (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
-                                            on_passage, cfg.policy.extended_access_factor)
+                                            on_passage, cfg.policy.extended_access_factor, on_collector)
 
     def ready(self, door_name: str) -> bool:
         """Whether the door's output answers now (a grant is flagged when it does not: P18, P19)."""

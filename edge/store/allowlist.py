@@ -15,7 +15,7 @@ from edge.store.staging import CREDENTIAL_COLUMNS, CREDENTIAL_VALUES
 MAX_LINE = 64 * 1024
 
 _LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash,"
-           " private, extended_access FROM credentials WHERE credential=?")
+           " private, extended_access, temporary FROM credentials WHERE credential=?")
 
 
 def upsert_sql(table: str = "credentials") -> str:
@@ -35,6 +35,8 @@ def write_lists(c, now: float, *, upserts=(), deletes=(), revoke=(), block_add=(
     p = into
     c.executemany(upsert_sql(p + "credentials"), upserts)
     c.executemany(f"DELETE FROM {p}credentials WHERE credential=?", [(d,) for d in deletes])
+    if not p and upserts:  # P27: a batch sending a card's record again issues it again (a snapshot restates)
+        c.executemany("DELETE FROM consumed WHERE visit=?", [(r[0],) for r in upserts if r[0].startswith("badge:")])
     if p:  # the swap stamps them
         c.executemany(f"INSERT OR IGNORE INTO {p}revocations(ref) VALUES(?)", [(r,) for r in revoke])
     else:
@@ -80,7 +82,7 @@ def lookup_badge(store: Store, ref: str) -> Credential | None:
         kind="badge", ref=ref, holder=r[0], category=r[1], tier=r[2],
         roles=frozenset(r[3].split(",")) if r[3] else frozenset(), areas=tuple(r[4].split(",")) if r[4] else (),
         valid_from=r[5], valid_until=r[6], schedule=r[7], party=r[8], host=r[9], escort=bool(r[10]), id_hash=r[11],
-        private=bool(r[12]), extended_access=bool(r[13]),
+        private=bool(r[12]), extended_access=bool(r[13]), temporary=bool(r[14]),
     )
 
 

@@ -123,4 +123,10 @@ MIGRATIONS: list[str] = [
                            deadline REAL NOT NULL, raised REAL, seq INTEGER) WITHOUT ROWID;
     CREATE INDEX overstays_due ON overstays(deadline) WHERE raised IS NULL;
     """,
+    # 12: visitor cards (P27): a record's `temporary`; why an exit is held (P9 sign-off or P27 card), so a guard
+    # still sees "take the card" after a restart. Defaulted or nullable: nothing is rewritten.
+    """
+    ALTER TABLE credentials ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE held_exits ADD COLUMN reason TEXT;
+    """,
 ]

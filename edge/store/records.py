@@ -63,6 +63,7 @@ class AllowRecord(_Strict):
     name: DisplayName | None = None
     private: bool = False  # P29: guards see "private guest", never the name or movements
     extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
+    temporary: bool = False  # P27: a visitor card: used up by the perimeter exit until issued again
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -76,6 +77,7 @@ class AllowRecord(_Strict):
             self.credential, self.holder, self.category, self.tier, ",".join(self.roles), ",".join(self.areas),
             _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
             int(self.escort), self.id_hash, self.name, int(self.private), int(self.extended_access),
+            int(self.temporary),
         )
 
 

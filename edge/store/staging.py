@@ -14,6 +14,7 @@ CREDENTIAL_FIELDS = (
     ("schedule", "TEXT"), ("party", "INTEGER NOT NULL DEFAULT 1"), ("host", "TEXT"),
     ("escort", "INTEGER NOT NULL DEFAULT 0"), ("id_hash", "TEXT"), ("name", "TEXT"),
     ("private", "INTEGER NOT NULL DEFAULT 0"), ("extended_access", "INTEGER NOT NULL DEFAULT 0"),  # P29, P30
+    ("temporary", "INTEGER NOT NULL DEFAULT 0"),  # P27
 )
 CREDENTIAL_COLUMNS = ", ".join(column for column, _ in CREDENTIAL_FIELDS)
 CREDENTIAL_VALUES = ",".join("?" * len(CREDENTIAL_FIELDS))  # a row's placeholders

@@ -1,5 +1,7 @@
 // Exits held for the host's sign-off (P9): the visitor by name, the host, the door; the guard phones the host
-// and releases the exit with a reason. The tab's title counts them, so a guard who looks away still sees it.
+// and releases the exit with a reason. Exits held for a visitor card (P27): the guard takes the card and marks it
+// returned, which opens the door once; at a lane with a collector the visitor drops it in and nobody need act.
+// The tab's title counts them, so a guard who looks away still sees it.
 import { api } from "/console/api.js";
 import { person } from "/console/people.js";
 import { count, t, timeOf } from "/console/lang.js";
@@ -22,6 +24,18 @@ function item(h) {
   meta.append(count("people_count", h.party), ` · ${t("host_label")}: `, h.host ? person({ holder: h.host }) : "—",
               ` · ${t("at_door")} ${h.door} · ${t("waiting_since")} ${timeOf(h.since)}`);
   head.append(meta);
+  if (h.reason === "card_return_required") {
+    li.classList.add("card");
+    if (h.collector) {  // the collector opens the lane itself once the card is in
+      const note = document.createElement("p");
+      note.className = "card-note";
+      note.textContent = t("card_into_collector");
+      li.append(head, note);
+      return li;
+    }
+    li.append(head, cardForm(h));
+    return li;
+  }
   const form = document.createElement("form");
   const reason = document.createElement("input");
   reason.required = true; reason.minLength = 3; reason.maxLength = 200;
@@ -47,4 +61,30 @@ function item(h) {
   });
   li.append(head, form);
   return li;
+}
+
+function cardForm(h) {
+  // P27: the visit key of a held card is the card's ref, the one the API takes (a private guest's too)
+  const form = document.createElement("form");
+  const note = document.createElement("p");
+  note.className = "card-note";
+  note.textContent = t("take_card");
+  const reason = document.createElement("input");
+  reason.required = true; reason.minLength = 3; reason.maxLength = 200;
+  reason.placeholder = t("card_reason");
+  reason.setAttribute("aria-label", t("card_reason"));
+  reason.className = "card-reason";
+  const btn = document.createElement("button");
+  btn.type = "submit"; btn.textContent = t("card_taken"); btn.className = "card-taken";
+  const err = document.createElement("p");
+  err.className = "error";
+  form.append(note, reason, btn, err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", `/cards/${encodeURIComponent(h.visit)}/returned`, { reason: reason.value });
+      refresh();
+    } catch (x) { err.textContent = x.message; }
+  });
+  return form;
 }
