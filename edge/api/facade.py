@@ -324,6 +324,26 @@ class GateServices:
         """P9: the host signed the visit off; False if it already was. Opens nothing."""
         return self._gate.sign_off(visit, None, by, role=role) is not None
 
+    # -- P26: vehicles held at a barrier ---------------------------------------------------------------
+    def held_vehicles(self, role: str | None = None) -> list[dict]:
+        """The cars waiting for the guard, oldest first."""
+        return [{"plate": h.plate, "door": h.door.name, "direction": h.door.direction.value, "reader": h.reader,
+                 "reason": h.reason, "since": rfc3339(h.at)}
+                for h in sorted(self._gate.held_vehicles.values(), key=lambda h: h.at)]
+
+    async def admit_vehicle(self, plate: str, person: str, reason: str, role: str | None = None) -> dict | None:
+        """P26: the held car's barrier opens once; None if that plate is not held."""
+        door = self._gate.admit_vehicle("plate:" + plate, person, role, reason)
+        if door is None:
+            return None
+        return {"plate": plate, "door": door.name,
+                "opened": await self._open_door(door.name, door.direction.value, cause="vehicle")}
+
+    def register_vehicle(self, visit: str, plate: str, person: str, role: str | None = None) -> dict:
+        """P26: the visit's pass covers the plate until it ends (edge.errors.Refused when there is no such visit
+        or it has ended). Opens nothing."""
+        return self._gate.register_vehicle(visit, "plate:" + plate, person, role)
+
     async def release(self, visit: str, person: str, reason: str, role: str | None = None) -> Released | None:
         """P9: the held exit of `visit` opens once; None if none is held."""
         door = self._gate.release(visit, person, role, reason)

@@ -19,7 +19,8 @@ MAX_FRAME = 32 * 1024 * 1024  # an answer of 1,000 events with large data is far
 CALLS: dict[str, frozenset[str]] = {
     "svc": frozenset({"health", "status", "occupancy", "held_exits", "recent_visit_ids", "metrics", "events",
                       "last_seq", "override", "request_mode", "sign_off", "release", "people", "alarms",
-                      "acknowledge_alarm", "mark_safe", "overstays"}),
+                      "acknowledge_alarm", "mark_safe", "overstays",
+                      "held_vehicles", "admit_vehicle", "register_vehicle"}),  # P26
     "desk": frozenset({"register", "visit", "amend"}),
     "permits": frozenset({"listing", "create", "renew", "take_back"}),
     "tokens": frozenset({"check", "live"}),

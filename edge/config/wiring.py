@@ -12,7 +12,7 @@ Problem = tuple[tuple, str]  # (key path, message)
 
 # the outputs and inputs of a door, by what each is on its I/O module
 COILS = ("lock_coil", "pass_in_coil", "pass_out_coil", "free_coil")
-INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input")
+INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input", "loop_input")
 SITE_INPUTS = ("fire_input", "lockdown_input", "fire_trouble_input")
 
 
