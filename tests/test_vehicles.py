@@ -240,3 +240,27 @@ def test_p26_allow_list_records_and_revocations_take_plates(site):
     assert r.returncode == 0, r.stderr
     with in_process_gate(site) as g:
         assert g.present("yard-in", "plate", "plate:京A12345").decision.granted
+
+
+def test_p26_the_vehicle_events_conform_to_the_contract(site, gate):
+    """Every entry P26 journals (a held plate in and out, the guard's admission, a registration, a registered
+    car in and out ending its visit), as its envelope goes out, checked against docs/asyncapi.yaml."""
+    from simulators.contract import Contract
+    now = time.time()
+    add_visit(site, gate, now)
+    gate.present("yard-in", "plate", "plate:京A12345", now)
+    gate.admit_vehicle("plate:京A12345", "g-1", "guard", "delivery expected", now + 1)
+    gate.present("yard-out", "plate", "plate:LOST1", now + 2)
+    gate.register_vehicle(VISIT, "plate:粤B8888", "g-1", "guard", now + 3)
+    gate.present("yard-in", "plate", "plate:粤B8888", now + 4)
+    gate.sign_off(VISIT, "h-1", "p-sup", now + 5)
+    gate.present("yard-out", "plate", "plate:粤B8888", now + 6)
+    gate.present("yard-in", "plate", PLATE, now + 7)
+    contract, source, epoch = Contract(), "acs/test/gate-1", gate.store.epoch
+    broken, seen = {}, set()
+    for entry in gate.journal.entries():
+        seen.add(entry.type)
+        for problem in contract.check(f"{source}/events/{entry.type}", entry.envelope_json(source, epoch).encode()):
+            broken[f"{entry.type}: {problem}"] = None
+    assert {"vehicle.held", "override.opened", "visit.amended", "access.granted", "visit.checked_out"} <= seen, seen
+    assert not broken, "journal entries out of the MQTT contract:\n" + "\n".join(broken)
