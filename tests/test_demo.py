@@ -25,6 +25,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         ("Zhang Lei", "HELD", "reason=host_signoff_missing"),
         ("Zhang Lei", "GRANTED", "reason=ok"),  # after the host's sign-off from the central system
         ("Liu Yang", "DENIED", "reason=outside_schedule"),  # P24: a holiday the central system declared
+        ("京A12345", "HELD", "reason=unknown_credential"),  # P26: a van at the barrier, held for the guard
         ("Wang Fang", "DENIED", "reason=lockdown"),
         ("Zhao Min", "GRANTED", "reason=ok"),
     ]
@@ -34,6 +35,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         assert who in line and verdict in line and reason in line, line
     assert any("PRIORITY: special tier" in l for l in lines)  # P12 for the special-tier VIP
     assert any("mode -> lockdown" in l for l in lines)
+    assert any("the guard lets it through once" in l for l in lines)  # P26, through the API
     assert any("visit.signed_off received over MQTT" in l for l in lines)
     assert any("0 missing, 0 out of order" in l for l in lines)  # the central simulator got every event
     banner = next(l for l in lines if l.startswith("Guard console: http://127.0.0.1:"))
