@@ -11,7 +11,7 @@ import pytest
 
 from demo.procs import listen_port
 from mqttkit import Peer
-from sitekit import NO_PORT, make_site, wait_until
+from sitekit import NO_PORT, make_site, metric, wait_until
 from test_e2e_gate import Gate
 
 pytestmark = pytest.mark.e2e
@@ -82,6 +82,7 @@ def test_p26_an_unknown_plate_is_held_and_the_guard_admits_it_once(site):
         "yard", "in", "unknown_credential", "plate:京A12345")
     listed = httpx.get(url + "/vehicles/held", headers=guard, timeout=10).json()
     assert [(v["plate"], v["door"]) for v in listed] == [("京A12345", "yard")]
+    assert metric(httpx.get(url + "/metrics", timeout=10).text, "gatekeeper_held_vehicles") == 1
     assert g.unlocks(COIL) == before  # held: the barrier stays down
     r = httpx.post(url + "/vehicles/" + quote("京a12345") + "/admit", json={"reason": "delivery expected"},
                    headers=guard, timeout=10)
@@ -140,3 +141,24 @@ def test_p26_a_vehicle_registered_to_a_visit_goes_through_at_its_next_read(site)
     wait_until(lambda: g.unlocks(COIL) == before + 1, what="the barrier raised for the registered car")
     gone = httpx.post(url + "/visits/0123456789abcdef/vehicle", json={"plate": "粤B8888"}, headers=guard, timeout=10)
     assert (gone.status_code, gone.json()["code"]) == (404, "no_such_visit")
+
+
+def test_p26_a_barrier_with_a_car_under_it_stays_up_when_its_module_comes_back(site):
+    """The module drops while the barrier is up over a car: on reconnection every output is driven off first
+    (P18), except this barrier, whose loop is read first; it closes once the car has left the loop."""
+    g, camera, central = site
+    g.door_io.send("car yard on")
+    g.door_io.wait_for(f"door_io input {LOOP} on")
+    camera.send(KNOWN)
+    event(central, "access.granted", credential_ref=f"plate:{KNOWN}")
+    wait_until(lambda: not g.locked(COIL), what="the barrier raised")
+    g.door_io.send("down")
+    g.door_io.wait_for("door_io down")
+    g.journal.next("device.fault", device="io1")  # the gate noticed it is gone
+    g.door_io.send("up")
+    g.journal.next("device.recovered", device="io1")  # every output driven off first, then this
+    g.io.close()  # the test's own connection went down with the module too
+    assert g.io.connect()
+    assert not g.locked(COIL)  # the reconnection left it up: a car is on the loop
+    g.door_io.send("car yard off")
+    wait_until(lambda: g.locked(COIL), what="the barrier down once the loop is clear")

@@ -275,6 +275,8 @@ class GateServices:
              [({}, float(g.journal.last_seq()))]),
             ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9).",
              [({}, float(len(g.held_exits)))]),
+            ("gatekeeper_held_vehicles", "gauge", "Vehicles held at a barrier for the guard (P26).",
+             [({}, float(len(g.held_vehicles)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
             *_clock_gauges(self.clock()),
