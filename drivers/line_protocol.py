@@ -62,6 +62,15 @@ def presentation(reader: str, line: str, t_ns: int) -> Presentation:
     return Presentation(reader, kind, value, t_ns)
 
 
+def qr_presentation(reader: str, text: str, t_ns: int) -> Presentation:
+    """A QR code's text as what was shown: as a line, except that a plate is never read from a QR code (P26: a
+    printed `PLATE:` code must not pass for the car a plate camera saw)."""
+    kind, value = classify(text)
+    if kind == "plate":
+        return Presentation(reader, "malformed", "a QR code is not a licence plate", t_ns)
+    return Presentation(reader, kind, value, t_ns)
+
+
 def card(reader: str, uid: bytes, t_ns: int) -> Presentation:
     """A card number read as bytes (OSDP): a badge when its length is a UID's, as if its hex were a line."""
     lo, hi = UID_BYTES

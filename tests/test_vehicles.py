@@ -63,6 +63,13 @@ def test_p26_plate_lines_are_normalized(line, expected):
     assert classify(line) == expected
 
 
+def test_p26_a_qr_code_is_never_a_plate():
+    """A camera reading QR codes: a printed `PLATE:` code must not pass for a car a plate camera saw."""
+    from drivers.line_protocol import qr_presentation
+    assert qr_presentation("cam", "PLATE:沪B77777", 1).kind == "malformed"
+    assert qr_presentation("cam", "04A1B2C3", 1).value == "badge:04A1B2C3"
+
+
 @pytest.mark.parametrize("encoding, sent, expected", [
     ("gbk", "PLATE:京A12345\r\n".encode("gbk"), ("plate", "plate:京A12345")),
     ("utf-8", "PLATE:京A12345\r\n".encode("utf-8"), ("plate", "plate:京A12345")),
