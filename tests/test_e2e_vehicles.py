@@ -162,3 +162,38 @@ def test_p26_a_barrier_with_a_car_under_it_stays_up_when_its_module_comes_back(s
     assert not g.locked(COIL)  # the reconnection left it up: a car is on the loop
     g.door_io.send("car yard off")
     wait_until(lambda: g.locked(COIL), what="the barrier down once the loop is clear")
+
+
+def test_p26_the_guard_lets_a_held_vehicle_through_from_the_console_in_chinese(site):
+    """The console lists the held car with its plate, in Chinese; the guard's reason and one click raise the
+    barrier once, and the car leaves the list."""
+    import os
+    import shutil
+    from playwright.sync_api import expect, sync_playwright
+    from sitekit import WAIT_S
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    assert os.path.exists(chromium), "chromium is missing: run scripts/setup.sh (it installs Debian's chromium)"
+    g, camera, central = site
+    token = g.site.token("guard", "g-wang")
+    before = g.unlocks(COIL)
+    camera.send("京A12345")
+    event(central, "vehicle.held", plate="京A12345")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = b.new_context(locale="zh-CN").new_page()
+            page.goto(g.site.api_url)
+            page.fill("#token", token)
+            page.click("#signin-form button")
+            item = page.locator("#vehicles li", has_text="京A12345")
+            expect(item).to_be_visible(timeout=WAIT_S * 1000)
+            expect(page.locator("h2", has_text="道闸待放行车辆")).to_be_visible()
+            expect(item).to_contain_text("未知卡或通行证")  # the reason, in the guard's language
+            item.locator(".admit-reason").fill("送货车辆，仓库确认")
+            item.locator("button.admit").click()
+            expect(page.locator("#vehicles li")).to_have_count(0, timeout=WAIT_S * 1000)
+        finally:
+            b.close()
+    admitted = event(central, "override.opened", plate="京A12345")["data"]
+    assert (admitted["actor"], admitted["reason"]) == ("g-wang", "送货车辆，仓库确认")
+    wait_until(lambda: g.unlocks(COIL) == before + 1, what="the barrier raised once from the console")
