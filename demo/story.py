@@ -54,7 +54,7 @@ def run_demo(state: str, *, story_only: bool = False) -> int:
             readers["central"] = central
         console_port = start_daemon(site, db, children)
         tail = JournalWatch(db)
-        play_story(readers, tail, passes, site)
+        play_story(readers, tail, passes, site, console_port)
         print(console_banner(console_port, site.parent / "tokens.txt"), flush=True)
         if story_only:
             return 0
@@ -203,12 +203,19 @@ def start_simulators(site: Path, children: list[Child]) -> dict[str, Child]:
     children.append(io)
     text = set_entry_port(text, "io_modules", "io1", listen_port(io.wait_for("door_io listening")))
     readers = {"io": io}
+    barriers = {d["name"] for d in cfg["doors"] if d.get("kind") == "barrier"}
     for r in cfg["readers"]:
         host = r["url"].removeprefix("socket://").rsplit(":", 1)[0]
-        c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:0"), stdin=True,
-                  stderr=STDERR)
+        if r.get("door") in barriers:  # P26: a plate camera, in the reader's encoding
+            c = Child(r["name"], python_module("simulators.plate_camera", "--listen", f"{host}:0", "--encoding",
+                                               r.get("encoding", "utf-8")), stdin=True, stderr=STDERR)
+            ready = "plate_camera listening"
+        else:
+            c = Child(r["name"], python_module("simulators.badge_reader", "--listen", f"{host}:0"), stdin=True,
+                      stderr=STDERR)
+            ready = "badge_reader listening"
         children.append(c)
-        text = set_entry_port(text, "readers", r["name"], listen_port(c.wait_for("badge_reader listening")))
+        text = set_entry_port(text, "readers", r["name"], listen_port(c.wait_for(ready)))
         readers[r["name"]] = c
     site.write_text(text)
     return readers
@@ -225,7 +232,8 @@ def show(etype: str, data: dict) -> None:
     print(f"  {data['door']:<8} {data['direction']:<3}  {verdict}  {who}{party}  reason={data['reason']}{flags}", flush=True)
 
 
-def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, str], site: Path) -> None:
+def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, str], site: Path,
+               api_port: int | None = None) -> None:
     print("\nGatekeeper demo: a day at the gate (site 'demo', gate 'gate-1', no network needed)\n", flush=True)
 
     def scan(reader: str, text: str, say: str) -> None:
@@ -260,6 +268,8 @@ def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, 
         if tail.poll(("visit.checked_out",), timeout=0):  # journaled with the grant, as above
             print("  -> the pass is consumed: it will not open any gate of the site again", flush=True)
         holiday(central, tail, scan, passes["working_days"], site)
+    if api_port and "yard-in" in readers:
+        vehicle(readers, tail, site, api_port)
     print("- The guard turns the lockdown key switch", flush=True)
     readers["io"].send("input 101 on")
     if tail.poll(("mode.changed",)):
@@ -278,6 +288,29 @@ def play_story(readers: dict[str, Child], tail: JournalWatch, passes: dict[str, 
         if report:
             print(f"The central system received {report['received']} events from gate-1 over MQTT: "
                   f"{report['gaps']} missing, {report['out_of_order']} out of order.", flush=True)
+
+
+def vehicle(readers: dict[str, Child], tail: JournalWatch, site: Path, port: int) -> None:
+    """P26: a van nobody registered reaches the barrier: held for the guard, who lets it through once."""
+    print("- A delivery van, plate 京A 12345, reaches the vehicle barrier (the camera sends GBK)", flush=True)
+    readers["yard-in"].send("京A 12345")
+    got = tail.poll(("vehicle.held", "access.granted", "access.denied"))
+    if got is None or got[1] != "vehicle.held":
+        print("  (the plate was not held)", flush=True)
+        return
+    print(f"  yard     in   HELD     plate {got[2]['plate']}  reason={got[2]['reason']}  (shown on the console)",
+          flush=True)
+    import httpx
+    guard = (site.parent / "tokens.txt").read_text().splitlines()[0].split(": ", 1)[1]
+    try:
+        r = httpx.post(f"http://127.0.0.1:{port}/vehicles/{got[2]['plate']}/admit", timeout=10,
+                       json={"reason": "delivery expected by stores"}, headers={"Authorization": f"Bearer {guard}"})
+    except httpx.HTTPError as e:
+        print(f"  (the API did not answer: {e})", flush=True)
+        return
+    if r.status_code == 200 and tail.poll(("override.opened",)):
+        print("  -> the guard lets it through once, with a reason: the barrier rises, journaled as override.opened",
+              flush=True)
 
 
 def holiday(central: Child, tail: JournalWatch, scan, text: str, site: Path) -> None:

@@ -16,7 +16,7 @@ from pyzbar.pyzbar import ZBarSymbol, decode
 
 from drivers.interfaces import LinkState, PresentationCallback, StateCallback
 from drivers.source_thread import MAX_BACKOFF_S, ThreadedSource
-from drivers.line_protocol import presentation
+from drivers.line_protocol import qr_presentation
 
 log = logging.getLogger(__name__)
 
@@ -105,5 +105,5 @@ class CameraReader(ThreadedSource):
             t_ns = time.monotonic_ns()
             for text in decode_frame(frame):
                 if self.dedup.fresh(text, t_ns / 1e9):
-                    self.on_presentation(presentation(self.name, text, t_ns))
+                    self.on_presentation(qr_presentation(self.name, text, t_ns))
         return None

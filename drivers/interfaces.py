@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, ClassVar, Literal, Protocol
 
-Kind = Literal["badge", "pass", "malformed"]
+Kind = Literal["badge", "pass", "plate", "malformed"]
 
 
 class LinkState(StrEnum):
@@ -20,7 +20,8 @@ class LinkState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Presentation:
-    """One credential shown to a reader. `value` is `badge:<HEX>`, the pass text, or why it is malformed;
+    """One credential shown to a reader. `value` is `badge:<HEX>`, the pass text, `plate:<TEXT>` (P26), or why it is
+    malformed;
     `t_ns` is time.monotonic_ns() when its last byte (the line terminator, the frame) arrived."""
 
     reader: str

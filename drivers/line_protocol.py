@@ -1,7 +1,7 @@
 """The serial reader line protocol of SPEC §5: one credential a line, CR and/or LF terminated.
 
 An even count of 8–20 hex digits is a badge UID (`badge:<UPPER HEX>`); a line starting `GK1:` is a pass;
-anything else is `malformed`. Pure functions: the serial reader, the camera, the OSDP reader (a card number
+`PLATE:<text>` is a licence plate from a plate camera (`plate:<TEXT>`, P26); anything else is `malformed`. Pure functions: the serial reader, the camera, the OSDP reader (a card number
 is a badge UID too) and the tests share them, so a credential is classified alike whichever reader saw it.
 """
 from __future__ import annotations
@@ -18,13 +18,33 @@ UID_BYTES = (4, 10)  # a badge UID: 4 to 10 bytes, 8 to 20 hex digits
 _BADGE = re.compile(r"(?:[0-9A-Fa-f]{2}){%d,%d}" % UID_BYTES)
 _TERMINATORS = re.compile(rb"\r|\n")
 OVERLONG = "\x00overlong"  # what LineBuffer yields for a line it had to drop
+PLATE_PREFIX = "PLATE:"
+MAX_PLATE = 16  # characters of a normalized plate; the longest national formats are well below
+# What no plate holds: whitespace (removed first), control characters, line and paragraph separators and
+# bidirectional overrides (they would disguise the plate on the guard's screen), the replacement character (bytes
+# the reader's encoding could not decode) and the ref's own separator.
+_NOT_IN_PLATE = re.compile("[\x00-\x1F\x7F-\x9F\u2028\u2029\u202A-\u202E\u2066-\u2069\uFFFD:]")
+
+
+def normalize_plate(text: str) -> str | None:
+    """P26: a plate as the allow-list keys it: upper case, no spaces (`京a 12345` -> `京A12345`); None when what
+    is left is empty, too long or holds a character no plate has."""
+    plate = "".join(text.split()).upper()
+    if not plate or len(plate) > MAX_PLATE or _NOT_IN_PLATE.search(plate):
+        return None
+    return plate
 
 
 def classify(line: str) -> tuple[str, str]:
-    """(`badge`, `badge:HEX`) | (`pass`, text) | (`malformed`, why)."""
+    """(`badge`, `badge:HEX`) | (`pass`, text) | (`plate`, `plate:TEXT`) | (`malformed`, why)."""
     text = line.strip()
     if text.startswith("GK1:"):
         return "pass", text
+    if text[:len(PLATE_PREFIX)].upper() == PLATE_PREFIX:
+        plate = normalize_plate(text[len(PLATE_PREFIX):])
+        if plate is None:
+            return "malformed", "a plate line without a readable plate"
+        return "plate", "plate:" + plate
     if _BADGE.fullmatch(text):
         return "badge", "badge:" + text.upper()
     if text == OVERLONG:
@@ -42,6 +62,15 @@ def presentation(reader: str, line: str, t_ns: int) -> Presentation:
     return Presentation(reader, kind, value, t_ns)
 
 
+def qr_presentation(reader: str, text: str, t_ns: int) -> Presentation:
+    """A QR code's text as what was shown: as a line, except that a plate is never read from a QR code (P26: a
+    printed `PLATE:` code must not pass for the car a plate camera saw)."""
+    kind, value = classify(text)
+    if kind == "plate":
+        return Presentation(reader, "malformed", "a QR code is not a licence plate", t_ns)
+    return Presentation(reader, kind, value, t_ns)
+
+
 def card(reader: str, uid: bytes, t_ns: int) -> Presentation:
     """A card number read as bytes (OSDP): a badge when its length is a UID's, as if its hex were a line."""
     lo, hi = UID_BYTES
@@ -53,10 +82,12 @@ def card(reader: str, uid: bytes, t_ns: int) -> Presentation:
 
 class LineBuffer:
     """Bytes in, whole lines out. Partial reads are kept until their terminator (pyserial returns
-    partial lines on timeout); a line longer than `max_line` is dropped whole and reported as OVERLONG."""
+    partial lines on timeout); a line longer than `max_line` is dropped whole and reported as OVERLONG. Bytes the
+    encoding cannot decode become U+FFFD, which no badge, pass or plate holds: such a line is `malformed`."""
 
-    def __init__(self, max_line: int = MAX_LINE):
+    def __init__(self, max_line: int = MAX_LINE, encoding: str = "utf-8"):
         self.max_line = max_line
+        self.encoding = encoding  # P26: a plate camera may send its lines in another (GBK for 京A12345)
         self._buf = b""
         self._overflow = False
 
@@ -71,7 +102,7 @@ class LineBuffer:
             elif len(raw) > self.max_line:
                 lines.append(OVERLONG)
             elif raw:  # CRLF leaves an empty piece between CR and LF: not a scan
-                lines.append(raw.decode("ascii", errors="replace"))
+                lines.append(raw.decode(self.encoding, errors="replace"))
         if len(self._buf) > self.max_line:
             self._overflow = True
             self._buf = b""

@@ -34,10 +34,11 @@ class SerialLineReader(ThreadedSource):
 
     def __init__(self, name: str, url: str, *, baudrate: int = 9600, on_presentation: PresentationCallback,
                  on_state: StateCallback, max_backoff_s: float = MAX_BACKOFF_S,
-                 loop: asyncio.AbstractEventLoop | None = None):
+                 loop: asyncio.AbstractEventLoop | None = None, encoding: str = "utf-8"):
         super().__init__(name, on_presentation=on_presentation, on_state=on_state, max_backoff_s=max_backoff_s)
         self.url = url
         self.baudrate = baudrate
+        self.encoding = encoding  # P26: what the line's bytes are (a plate camera may send GBK)
         self.loop = loop
         self._port: serial.SerialBase | None = None
         self._watched: int | None = None  # the descriptor the loop reads, while it does
@@ -48,7 +49,7 @@ class SerialLineReader(ThreadedSource):
     def from_section(cls, s, *, on_presentation: PresentationCallback, on_state: StateCallback,
                      loop: asyncio.AbstractEventLoop | None, scbk: bytes | None = None) -> "SerialLineReader":
         return cls(s.name, s.url, baudrate=s.baudrate or 9600, on_presentation=on_presentation,
-                   on_state=on_state, loop=loop)
+                   on_state=on_state, loop=loop, encoding=getattr(s, "encoding", None) or "utf-8")
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -108,7 +109,7 @@ class SerialLineReader(ThreadedSource):
 
     def _read(self, port: serial.SerialBase) -> str | None:
         """Read on this thread until stopped (None) or the line fails (the error)."""
-        buf = LineBuffer()
+        buf = LineBuffer(encoding=self.encoding)
         while not self._stop.is_set():
             try:
                 data = port.read(max(1, port.in_waiting))
@@ -138,7 +139,7 @@ class SerialLineReader(ThreadedSource):
         if self._stop.is_set():
             self._gone.set()
             return
-        buf = LineBuffer()
+        buf = LineBuffer(encoding=self.encoding)
         fd = port.fileno()
 
         def readable() -> None:

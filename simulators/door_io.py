@@ -9,11 +9,14 @@ stdin), and closes after. For tests that only speak Modbus, each lock coil has a
 same address counting its unlocks (so a 3 s pulse can be seen after it ended), and writing coil
 1000+N sets discrete input N (a contact, a button, the fire panel, its trouble output).
 
+A vehicle barrier (from `--site`, P26) is a door whose coil raises it and whose vehicle loop is an input:
+`car BARRIER on|off` puts a car on its loop or drives it off (as does `input N on|off`, or coil 1000+N).
+
 Turnstile lanes (from `--site`) pulse their passage input once per person: with `--walk-through` after
 every pass pulse, or on `pass LANE in|out`. A card collector (a door's `collector_input` in `--site`, or
 `--collector DOOR=N`) pulses its input once per card captured, on `collect DOOR`.
 
-Stdin commands: `input N on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `collect DOOR`, `down` (drop every connection and stop answering;
+Stdin commands: `input N on|off`, `car BARRIER on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `collect DOOR`, `down` (drop every connection and stop answering;
 the port stays held), `up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies
 at all), `flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT`
 when serving.
@@ -52,6 +55,7 @@ class Door:
     lock: int
     contact: int | None = None
     rex: int | None = None
+    loop: int | None = None  # a barrier's vehicle loop (P26)
 
 
 @dataclass
@@ -198,8 +202,9 @@ def doors_from_site(path: str, module_name: str) -> tuple[list[Door], list[int],
     mod = next((m for m in site.get("io_modules", []) if m.get("name") == module_name), None)
     if mod is None:
         raise SystemExit(f"door_io: {path}: no io_modules entry named {module_name!r}")
-    doors = [Door(d["name"], d["lock_coil"], d.get("contact_input"), d.get("rex_input"))
-             for d in site.get("doors", []) if d.get("io") == module_name and d.get("kind", "door") == "door"]
+    doors = [Door(d["name"], d["lock_coil"], d.get("contact_input"), d.get("rex_input"), d.get("loop_input"))
+             for d in site.get("doors", [])
+             if d.get("io") == module_name and d.get("kind", "door") in ("door", "barrier")]
     si = site.get("site_inputs") or {}
     inputs = [si[k] for k in SITE_INPUTS if si.get("io") == module_name and k in si]
     return doors, inputs, mod.get("host", "127.0.0.1"), int(mod.get("port", 502)), int(mod.get("unit", 1))
@@ -328,7 +333,7 @@ async def serve(args: argparse.Namespace) -> None:
         collectors = {**collectors_from_site(args.site, args.module), **collectors}
         port = site_port if args.port is None else args.port
     module = Module(doors, args.walk_through, args.open_s, lanes, collectors)
-    for n in inputs + [i for i in (args.fire_input, args.lockdown_input, args.fire_trouble_input) if i is not None]:
+    for n in inputs + [d.loop for d in doors if d.loop is not None] + [i for i in (args.fire_input, args.lockdown_input, args.fire_trouble_input) if i is not None]:
         module.inputs.setdefault(n, False)
     panel = panel_inputs(args)
     server = Server(module, host, port or 0, unit, args.rtu, args.baudrate)
@@ -389,6 +394,9 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
                 print(f"door_io: no card collector at {words[1]!r} (collector_input, --collector DOOR=N)", flush=True)
             else:
                 await module.collect(words[1])
+        elif words[:1] == ["car"] and len(words) == 3 and words[2] in ("on", "off"):
+            door = next(d for d in module.doors if d.name == words[1] and d.loop is not None)
+            module.set_input(door.loop, words[2] == "on")
         elif words[:1] == ["walk"] and len(words) == 2:
             door = next(d for d in module.doors if d.name == words[1])
             await module.walk(door)
@@ -419,7 +427,7 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, collect DOOR, down, up, status, "
+            print(f"door_io: unknown command {cmd!r} (input N on|off, car BARRIER on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, collect DOOR, down, up, status, "
                   "slow MS, mute, unmute, flap N MS|off)", flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)

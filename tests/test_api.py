@@ -44,6 +44,9 @@ ROUTES = [  # (method, path, body, roles allowed, what an allowed role gets): ev
     ("GET", "/alarms", None, GUARDS, 200),
     ("POST", "/alarms/999999/ack", {"note": "checked"}, GUARDS, 404),
     ("POST", "/muster/h-1/safe", {}, GUARDS, 409),  # not in fire mode
+    ("GET", "/vehicles/held", None, GUARDS, 200),  # P26
+    ("POST", "/vehicles/AB123/admit", {"reason": "delivery expected"}, GUARDS, 404),
+    ("POST", f"/visits/{NO_VISIT}/vehicle", {"plate": "AB123"}, GUARDS, 404),
 ]
 
 

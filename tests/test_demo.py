@@ -25,6 +25,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
         ("Zhang Lei", "HELD", "reason=host_signoff_missing"),
         ("Zhang Lei", "GRANTED", "reason=ok"),  # after the host's sign-off from the central system
         ("Liu Yang", "DENIED", "reason=outside_schedule"),  # P24: a holiday the central system declared
+        ("京A12345", "HELD", "reason=unknown_credential"),  # P26: a van at the barrier, held for the guard
         ("Wang Fang", "DENIED", "reason=lockdown"),
         ("Zhao Min", "GRANTED", "reason=ok"),
     ]
@@ -37,6 +38,7 @@ def test_demo_story_shows_each_decision_with_its_reason(tmp_path):
     taps = [l for l in lines if " tap " in l]  # P21: the guard's round, due when the demo runs
     assert len(taps) == 2 and all("counted" in l and "NOT" not in l and "in_order" in l for l in taps), r.stdout
     assert any("tour.completed: round 1 of night-round" in l for l in lines), r.stdout
+    assert any("the guard lets it through once" in l for l in lines)  # P26, through the API
     assert any("visit.signed_off received over MQTT" in l for l in lines)
     assert any("0 missing, 0 out of order" in l for l in lines)  # the central simulator got every event
     banner = next(l for l in lines if l.startswith("Guard console: http://127.0.0.1:"))

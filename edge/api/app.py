@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
 from edge.api.problems import CODES, ApiError, problem
-from edge.api.routes import alarms, cards, doors, events, people, permits, session, status, tours, visits
+from edge.api.routes import alarms, cards, doors, events, people, permits, session, status, tours, vehicles, visits
 from edge.core.modes import ModeRefused
 from edge.errors import Refused
 
@@ -120,6 +120,7 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     app.include_router(alarms.make_router(svc, auth))
     app.include_router(tours.make_router(svc, auth))  # P21
     app.include_router(cards.make_router(svc, auth))  # P27
+    app.include_router(vehicles.make_router(svc, auth))  # P26
 
     @app.get("/", include_in_schema=False)
     async def console():

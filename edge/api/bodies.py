@@ -34,6 +34,15 @@ class CardBody(Strict):
     reason: Reason
 
 
+class VehicleBody(Strict):
+    """P26: a plate to register to a visit; spaces and case do not matter (`京a 12345` is `京A12345`)."""
+    plate: Annotated[str, Field(min_length=1, max_length=40, description="the licence plate as written")]
+
+
+class AdmitBody(Strict):
+    reason: Reason
+
+
 class ModeBody(Strict):
     mode: Literal["normal", "lockdown", "fire", "drill"]
     scope: Literal["gate", "site"] = "gate"

@@ -287,6 +287,8 @@ class GateServices:
              [({}, float(g.journal.last_seq()))]),
             ("gatekeeper_held_exits", "gauge", "Exits held for a host's sign-off (P9) or a visitor card (P27).",
              [({}, float(len(g.held_exits)))]),
+            ("gatekeeper_held_vehicles", "gauge", "Vehicles held at a barrier for the guard (P26).",
+             [({}, float(len(g.held_vehicles)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
             *_clock_gauges(self.clock()),
@@ -335,6 +337,26 @@ class GateServices:
     def sign_off(self, visit: str, by: str, role: str | None = None) -> bool:
         """P9: the host signed the visit off; False if it already was. Opens nothing."""
         return self._gate.sign_off(visit, None, by, role=role) is not None
+
+    # -- P26: vehicles held at a barrier ---------------------------------------------------------------
+    def held_vehicles(self, role: str | None = None) -> list[dict]:
+        """The cars waiting for the guard, oldest first."""
+        return [{"plate": h.plate, "door": h.door.name, "direction": h.door.direction.value, "reader": h.reader,
+                 "reason": h.reason, "since": rfc3339(h.at)}
+                for h in sorted(self._gate.held_vehicles.values(), key=lambda h: h.at)]
+
+    async def admit_vehicle(self, plate: str, person: str, reason: str, role: str | None = None) -> dict | None:
+        """P26: the held car's barrier opens once; None if that plate is not held."""
+        door = self._gate.admit_vehicle("plate:" + plate, person, role, reason)
+        if door is None:
+            return None
+        return {"plate": plate, "door": door.name,
+                "opened": await self._open_door(door.name, door.direction.value, cause="vehicle")}
+
+    def register_vehicle(self, visit: str, plate: str, person: str, role: str | None = None) -> dict:
+        """P26: the visit's pass covers the plate until it ends (edge.errors.Refused when there is no such visit
+        or it has ended). Opens nothing."""
+        return self._gate.register_vehicle(visit, "plate:" + plate, person, role)
 
     async def release(self, visit: str, person: str, reason: str, role: str | None = None) -> Released | None:
         """P9: the held exit of `visit` opens once; None if none is held."""

@@ -69,6 +69,9 @@ CODES: dict[str, str] = {
     "already_acknowledged": "This alarm is already acknowledged.",
     "not_mustering": "There is no muster now (no fire or drill).",
     "not_on_site": "This person is not on site.",
+    # vehicles (P26)
+    "no_held_vehicle": "No vehicle with this plate is held at a barrier.",
+    "bad_plate": "Not a licence plate: letters and digits, up to 16 characters.",
     # guard tours (P21)
     "no_such_tour": "There is no tour of that name at this gate.",
 }

@@ -164,6 +164,29 @@ class ModeChange(Reply):
     changed: bool
 
 
+class HeldVehicle(Reply):
+    """P26: a car waiting at a barrier for the guard."""
+    plate: str
+    door: str
+    direction: str
+    reader: str
+    reason: str = Field(description="why it is held: unknown_credential, or the refusal at an `out` reader")
+    since: str
+
+
+class VehicleAdmitted(Reply):
+    plate: str
+    door: str
+    opened: bool
+
+
+class VehicleRegistered(Reply):
+    visit: str
+    plate: str
+    until: str = Field(description="the pass's end: the plate is covered until then, or until the visit ends")
+    new: bool
+
+
 class Released(Reply):
     visit: str
     door: str

@@ -20,7 +20,8 @@ CALLS: dict[str, frozenset[str]] = {
     "svc": frozenset({"health", "status", "occupancy", "held_exits", "recent_visit_ids", "metrics", "events",
                       "last_seq", "override", "request_mode", "sign_off", "release", "people", "alarms",
                       "acknowledge_alarm", "mark_safe", "overstays",
-                      "card_returned"}),
+                      "card_returned",  # P27
+                      "held_vehicles", "admit_vehicle", "register_vehicle"}),  # P26
     "desk": frozenset({"register", "visit", "amend"}),
     "permits": frozenset({"listing", "create", "renew", "take_back"}),
     "tokens": frozenset({"check", "live"}),

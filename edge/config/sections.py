@@ -196,8 +196,11 @@ class DoorSection(Model):
     area: AreaPath = Field(description="the area on the door's inner side, entered by an `in` reader")
     perimeter: bool = Field(False, description="on the site boundary (P8, P9, P12)")
     io: Name = Field(description="io_module driving the lock")
-    kind: Literal["door", "turnstile"] = Field("door", description="a door with a lock, or a turnstile lane")
-    lock_coil: int | None = Field(None, ge=0, le=65535, description="door: coil, 1 = unlocked")
+    kind: Literal["door", "turnstile", "barrier"] = Field(
+        "door", description="a door with a lock, a turnstile lane, or a vehicle barrier read by a plate camera (P26)")
+    lock_coil: int | None = Field(None, ge=0, le=65535, description="door: coil, 1 = unlocked; barrier: coil, 1 = raised")
+    loop_input: int | None = Field(None, ge=0, le=65535, description="barrier: discrete input of the vehicle loop,"
+                                   " 1 = a vehicle on it; the barrier never closes while it is (P26)")
     contact_input: int | None = Field(None, ge=0, le=65535, description="discrete input: 1 = open")
     rex_input: int | None = Field(None, ge=0, le=65535, description="discrete input: request to exit")
     pulse_s: float = Field(3.0, gt=0, le=60, description="unlock time after a grant, seconds")
@@ -222,8 +225,10 @@ class DoorSection(Model):
 
     @model_validator(mode="after")
     def _outputs(self) -> "DoorSection":
-        if self.kind == "door" and self.lock_coil is None:
-            raise ValueError("a door needs lock_coil")
+        if self.kind in ("door", "barrier") and self.lock_coil is None:
+            raise ValueError(f"a {self.kind} needs lock_coil")
+        if self.loop_input is not None and self.kind != "barrier":
+            raise ValueError("loop_input is a barrier's vehicle loop: set kind = \"barrier\" or drop it")
         if self.kind == "turnstile":
             missing = [k for k in ("pass_in_coil", "pass_out_coil", "passage_in_input", "passage_out_input")
                        if getattr(self, k) is None]
@@ -254,6 +259,18 @@ class ReaderSection(Model):
     door: Name | None = Field(None, description="the door this reader admits through; none on a checkpoint reader")
     direction: Literal["in", "out"] | None = Field(None, description="in: enters the door's area; out: leaves it")
     checkpoint: bool = Field(False, description="P21: a guard-tour checkpoint: what it reads is a patrol tap, never an entry (no door)")
+    encoding: str = Field("utf-8", description="serial: the text encoding of its lines (a plate camera may send"
+                                               " `gbk` for 京A12345, P26)")
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        import codecs
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (e.g. utf-8, gbk, gb18030, big5)") from None
+        return v
 
     @model_validator(mode="after")
     def _kind(self) -> "ReaderSection":

@@ -12,7 +12,8 @@ Problem = tuple[tuple, str]  # (key path, message)
 
 # the outputs and inputs of a door, by what each is on its I/O module
 COILS = ("lock_coil", "pass_in_coil", "pass_out_coil", "free_coil")
-INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input", "collector_input")  # P27: collector
+INPUTS = ("contact_input", "rex_input", "passage_in_input", "passage_out_input", "collector_input",  # P27
+          "loop_input")  # P26
 SITE_INPUTS = ("fire_input", "lockdown_input", "fire_trouble_input")
 
 

@@ -27,6 +27,7 @@ from edge.core.model import (
 from edge.errors import Refused
 from edge.passes import KeyRing, PassRejected, verify_pass
 from edge.core.policy import decide
+from edge.core.vehicles import PREFIX as PLATE_PREFIX, HeldVehicle, is_plate, plate_decision
 from edge.store import Store
 from edge.store.allowlist import lookup_badge
 from edge.store.journal import Entry, Journal, rfc3339
@@ -57,6 +58,7 @@ class Gate:
                 name=d.name, area=d.area, direction=Direction(r.direction), perimeter=d.perimeter,
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
                 collector=d.collector,
+                barrier=d.kind == "barrier",
             )
         self.escorts: dict[str, list[EscortScan]] = {}
         self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
@@ -64,6 +66,8 @@ class Gate:
         self.held_at: dict[str, float] = {}
         self.card_held: set[str] = set()  # P27: the held exits that wait for the card, not a sign-off
         self._load_held_exits()
+        self.held_vehicles: dict[str, HeldVehicle] = {}  # P26: plate ref -> the car waiting for the guard
+        self._load_held_vehicles()
         self.pending: dict[tuple[str, Direction], list[Pending]] = {}  # turnstile grants awaiting passages
         self.passage_timeout = {d.name: d.passage_timeout_s for d in cfg.doors}
         self.max_sync_age = cfg.policy.max_sync_age_s
@@ -89,8 +93,11 @@ class Gate:
             log.error("overstay watch: the entries before the stop were not read again: %s", e)
 
     # -- the hot path -------------------------------------------------------------------------
-    def credential(self, kind: str, value: str) -> Credential | Rejected:
+    def credential(self, kind: str, value: str, now: float | None = None) -> Credential | Rejected:
         """P2: turn what a reader read into a verified credential, or the reason it is not one."""
+        if kind == "plate":  # P26: allow-listed, or registered to a visit whose pass still covers it
+            return (lookup_badge(self.store, value) or self.registered_plate(value, now)
+                    or Rejected("unknown_credential", value, "plate"))
         if kind == "badge":
             return lookup_badge(self.store, value) or Rejected("unknown_credential", value, "badge")
         if kind == "pass":
@@ -134,8 +141,13 @@ class Gate:
         if self.store.calendar_changed:  # P24: the synced calendar changed: the day maps are made again, once
             self.store.calendar_changed = False
             self.settings = settings_from(self.cfg, self.store.calendar)
-        cred = self.credential(kind, value)
+        if kind == "plate" and not door.barrier:  # P26: plates are read at vehicle barriers only
+            cred: Credential | Rejected = Rejected("malformed", value, "plate")
+        else:
+            cred = self.credential(kind, value, now)
         decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
+        if door.barrier and is_plate(cred):  # P26: held for the guard rather than refused
+            decision = plate_decision(cred, door, decision)
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)
 
     def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
@@ -164,10 +176,17 @@ class Gate:
         pending grant (P11), escort windows and the people waiting for one (P10). Never deferred, so they
         hold while the database refuses writes too (SPEC §6)."""
         d, cred, door = out.decision, out.cred, out.door
+        if is_plate(cred) and door.barrier:  # P26: a held car waits for the guard; a car let through waits no more
+            if d.held:
+                self.held_vehicles[cred.ref] = HeldVehicle(cred.ref, out.reader, door, d.reason, now)
+            elif d.granted:
+                self.held_vehicles.pop(cred.ref, None)
         if not isinstance(cred, Credential):
             return Effects()
         released, escorted = False, ()
-        if d.held:
+        if d.held and is_plate(cred):
+            pass  # P26: above
+        elif d.held:
             self.held_exits[cred.visit_key] = (out.reader, cred, door)
             self.held_at[cred.visit_key] = now
             if d.reason == CARD_HELD:
@@ -215,7 +234,12 @@ class Gate:
                 entries.append(self.journal.append("alarm.raised", self._clock_alarm_data(now, door.name), now))
             elif self.clock_alarm and d.reason != "clock_invalid" and self.clock_valid(now):
                 self.clock_alarm = False
-            if d.held:
+            if d.held and is_plate(cred):  # P26: the car waits for the guard; nothing is refused
+                entries.append(self.journal.append("vehicle.held", {**data, "plate": cred.ref[len(PLATE_PREFIX):]},
+                                                   now))
+                self.store.conn.execute("INSERT OR REPLACE INTO held_vehicles(plate, reader, reason, at)"
+                                        " VALUES(?,?,?,?)", (cred.ref, out.reader, d.reason, now))
+            elif d.held:
                 if d.reason == CARD_HELD:  # P27: whether the lane's collector takes the card, or a guard must
                     data["collector"] = door.collector
                 entries.append(self.journal.append("exit.held", data, now))
@@ -232,6 +256,8 @@ class Gate:
             else:
                 entries.append(self.journal.append("access.granted", data, now))
                 assert isinstance(cred, Credential)
+                if is_plate(cred) and door.barrier:
+                    self.store.conn.execute("DELETE FROM held_vehicles WHERE plate=?", (cred.ref,))
                 if not door.passages:  # at a lane, presence follows the passages
                     self._move(cred, door, now)
                 if cred.kind == "pass" and door.perimeter and door.direction is Direction.IN:  # P19: entry time
@@ -416,6 +442,74 @@ class Gate:
             self.held_at[visit] = at
             if reason == CARD_HELD:
                 self.card_held.add(visit)
+
+    # -- P26: vehicles -----------------------------------------------------------------------------------
+    def _load_held_vehicles(self) -> None:
+        for ref, reader, reason, at in self.store.conn.execute("SELECT plate, reader, reason, at FROM held_vehicles"):
+            door = self.readers.get(reader)
+            if door is not None:  # a reader gone from the config: nobody waits there any more
+                self.held_vehicles[ref] = HeldVehicle(ref, reader, door, reason, at)
+
+    def registered_plate(self, ref: str, now: float | None = None) -> Credential | None:
+        """P26: the credential of the visit a guard registered this plate to, while its pass covers it: signed,
+        not revoked, not consumed, not ended. The plate is then decided as the pass would be, as a plate."""
+        row = self.store.conn.execute("SELECT v.visit, s.pass FROM vehicles v JOIN visits s ON s.id = v.visit"
+                                      " WHERE v.plate=?", (ref,)).fetchone()
+        if row is None:
+            return None
+        visit, text = row
+        cred = self.credential("pass", text)
+        now = self.clock() if now is None else now
+        if (not isinstance(cred, Credential) or cred.ref in self.store.revoked or visit in self.store.consumed
+                or cred.valid_until is None or now >= cred.valid_until):
+            return None
+        return replace(cred, kind="plate", ref=ref, visit=visit)
+
+    def register_vehicle(self, visit: str, ref: str, person: str, role: str | None,
+                         now: float | None = None) -> dict:
+        """P26: the visit's pass covers the plate until the pass ends. Like a sign-off, it lets the next read
+        through and opens nothing by itself. Registering it again to the same visit changes nothing."""
+        now = self.clock() if now is None else now
+        row = self.store.conn.execute("SELECT holder, pass FROM visits WHERE id=?", (visit,)).fetchone()
+        if row is None:
+            raise Refused(404, None, f"no visit {visit!r} registered at this gate", reason="no_such_visit")
+        holder, text = row
+        cred = self.credential("pass", text)
+        if (not isinstance(cred, Credential) or cred.ref in self.store.revoked or visit in self.store.consumed
+                or cred.valid_until is None or now >= cred.valid_until):
+            raise Refused(409, None, f"visit {visit!r} has ended: its pass covers no vehicle", reason="visit_ended")
+        until = rfc3339(cred.valid_until)
+        taken = self.store.conn.execute("SELECT visit FROM vehicles WHERE plate=?", (ref,)).fetchone()
+        if taken is not None and taken[0] == visit:
+            return {"visit": visit, "plate": ref[len(PLATE_PREFIX):], "until": until, "new": False}
+
+        def write():
+            with self.store.tx() as c:
+                c.execute("INSERT OR REPLACE INTO vehicles(plate, visit, at, actor) VALUES(?,?,?,?)",
+                          (ref, visit, now, person))
+                return self.journal.append("visit.amended", {
+                    "visit": visit, "holder": holder, "plate": ref[len(PLATE_PREFIX):], "credential_ref": ref,
+                    "until": until, "actor": person, "actor_role": role}, now)
+        self.holdback.run(write)
+        return {"visit": visit, "plate": ref[len(PLATE_PREFIX):], "until": until, "new": True}
+
+    def admit_vehicle(self, ref: str, person: str, role: str | None, reason: str,
+                      now: float | None = None) -> DoorView | None:
+        """P26: the guard lets the held car through: that barrier, once. None if the plate is not held."""
+        held = self.held_vehicles.pop(ref, None)
+        if held is None:
+            return None
+        now = self.clock() if now is None else now
+
+        def write():
+            with self.store.tx() as c:
+                c.execute("DELETE FROM held_vehicles WHERE plate=?", (ref,))
+                self.journal.append("override.opened", {
+                    "door": held.door.name, "direction": held.door.direction.value, "plate": held.plate,
+                    "credential_ref": ref, "held_reason": held.reason, "actor": person, "actor_role": role,
+                    "reason": reason}, now)
+        self.holdback.run(write)
+        return held.door
 
     # -- P9: sign-off and release ----------------------------------------------------------------------
     def sign_off(self, visit: str, host: str | None, by: str, now: float | None = None,

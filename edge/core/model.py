@@ -36,8 +36,8 @@ STALE_REFUSED = frozenset({"visitor", "contractor"})
 class Credential:
     """A credential whose origin is verified: an allow-listed badge or a pass with a good signature."""
 
-    kind: str  # "badge" | "pass"
-    ref: str  # "badge:<HEX>" | "pass:<cti hex>"
+    kind: str  # "badge" | "pass" | "plate" (P26: allow-listed, or registered to a visit: then `visit` is set)
+    ref: str  # "badge:<HEX>" | "pass:<cti hex>" | "plate:<TEXT>"
     holder: str
     category: str
     areas: tuple[str, ...]
@@ -76,7 +76,7 @@ class Rejected:
 
     reason: str  # unknown_credential | bad_signature | malformed
     ref: str | None = None  # badge ref when known; None when the signature failed
-    kind: str | None = None  # "badge" | "pass" | None when the input was neither
+    kind: str | None = None  # "badge" | "pass" | "plate" | None when the input was neither
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,7 @@ class DoorView:
     escort_required: bool = False
     passages: bool = False  # a turnstile lane: presence follows counted passages, not grants
     collector: bool = False  # P27: an exit lane that captures visitor cards itself
+    barrier: bool = False  # P26: a vehicle barrier, read by a plate camera
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ class IoModule:
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown, fire_trouble)
         supervised = any(d.contact_input is not None or d.rex_input is not None or d.kind == "turnstile"
-                         or d.collector_input is not None for d in doors)
+                         or d.collector_input is not None or d.loop_input is not None for d in doors)
         self.poll_s = poll_s if (inputs or supervised) else SUPERVISE_S
         self.on_inputs = on_inputs
         self.record = record or (lambda etype, data: None)
@@ -50,6 +50,12 @@ class IoModule:
         self._relock_at: dict[int, float] = {}  # when each pending relock falls due (loop time)
         self.unlocked: set[int] = set()  # coils this gate last commanded on
         self.relock_due = False  # an unlock got no answer: relock as soon as the module answers
+        # P26: a barrier never closes on a vehicle. Its loop as last read, and the closes put off while it was
+        # occupied (each done at the first poll that reads the loop clear).
+        self.loops = {d.lock_coil: d.loop_input for d in doors if d.kind == "barrier" and d.loop_input is not None}
+        self._names = {d.lock_coil: d.name for d in doors if d.kind == "barrier"}
+        self.occupied: dict[int, bool] = {}  # barrier coil -> a vehicle on its loop at the last read
+        self.closing: set[int] = set()
         self.last_error = ""
         board.register(cfg.name, "io_module")
 
@@ -95,7 +101,7 @@ class IoModule:
         self._relock.clear()
         if self.io.connected:
             try:
-                await self._lock_all()
+                await self._lock_all()  # a barrier with a car under it is left up (P26)
             except DriverError as e:
                 log.warning("io module %s: locks not confirmed locked at stop: %s", self.cfg.name, e)
         await self.io.close()
@@ -103,6 +109,11 @@ class IoModule:
     async def _lock_all(self) -> None:
         for d in self.doors:
             for coil in _outputs(d):
+                if coil in self.loops:  # P26: the loop is read first; a barrier with a car under it stays up
+                    self.occupied[coil] = (await self.io.read_discrete_inputs(self.loops[coil], count=1))[0]
+                    if self.occupied[coil]:
+                        self.closing.add(coil)
+                        continue
                 await self._write(coil, False)
 
     async def _write(self, coil: int, on: bool) -> None:
@@ -127,7 +138,7 @@ class IoModule:
         addrs = set(self.inputs.values())
         for d in self.doors:
             addrs.update(a for a in (d.contact_input, d.rex_input, d.passage_in_input, d.passage_out_input,
-                                     d.collector_input) if a is not None)
+                                     d.collector_input, d.loop_input) if a is not None)
         if addrs:
             bits = await self._read_inputs(sorted(addrs))
         else:
@@ -136,6 +147,13 @@ class IoModule:
                 await self.io.read_coils(_outputs(self.doors[0])[0] if self.doors else 0, count=1)
         if self.inputs:
             self.on_inputs({name: bits[a] for name, a in self.inputs.items()})
+        for coil, addr in self.loops.items():  # P26: a close put off for a car is done once the loop is clear
+            self.occupied[coil] = bits[addr]
+            if coil in self.closing and not bits[addr]:
+                self.closing.discard(coil)
+                log.info("barrier %s: its loop is clear, closing", self._names[coil])
+                if coil not in self._relock:  # a new grant meanwhile keeps it up for its own pulse
+                    await self._write(coil, False)
         now, fire = time.monotonic(), self.fire()
         for d in self.doors:
             if d.kind == "turnstile":
@@ -187,7 +205,7 @@ class IoModule:
             if old:
                 old.cancel()
             if old or door.lock_coil in self.unlocked:  # a pulse under way, or a door freed for a fire
-                await self._write(door.lock_coil, False)
+                await self._close(door.lock_coil)
         elif action == UNLOCK_REX:
             await self.pulse(door)
         elif action == FREE:
@@ -226,10 +244,20 @@ class IoModule:
         self._relock_at[coil] = loop.time() + seconds
         return True
 
+    async def _close(self, coil: int) -> None:
+        """Lock a door, end a lane's pass; a barrier with a vehicle on its loop is closed later (P26)."""
+        if self.occupied.get(coil):
+            if coil not in self.closing:
+                log.info("barrier %s: a vehicle on its loop, closing put off until it is clear", self._names[coil])
+            self.closing.add(coil)
+            return
+        self.closing.discard(coil)
+        await self._write(coil, False)
+
     async def _lock(self, coil: int) -> None:
         self._relock.pop(coil, None)
         try:
-            await self._write(coil, False)
+            await self._close(coil)
         except DriverError as e:
             # The reconnect loop relocks everything when the module is back.
             self.board.down(self.cfg.name, str(e))

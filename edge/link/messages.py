@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.store.records import ISO_DATE, AllowRecord, BlockEntry, CalendarItem, RevokeRef, TrustedKey, problem
+from edge.store.records import CREDENTIAL_REF, ISO_DATE, AllowRecord, BlockEntry, CalendarItem, RevokeRef, TrustedKey, problem
 
 MAX_MESSAGE = 1 << 20  # 1 MiB (SPEC §2): anything larger is refused unread
 BADGE = r"^badge:([0-9A-F]{2}){4,10}$"
@@ -25,7 +25,7 @@ class ChangeBatch(_Msg):
     from_version: int = Field(ge=0)
     to_version: int = Field(ge=1)
     upserts: list[AllowRecord] = Field(default_factory=list)
-    deletes: list[Annotated[str, Field(pattern=BADGE)]] = Field(default_factory=list)
+    deletes: list[Annotated[str, Field(pattern=CREDENTIAL_REF)]] = Field(default_factory=list)
     revoke: list[RevokeRef] = Field(default_factory=list)
     blocklist_add: list[BlockEntry] = Field(default_factory=list)
     blocklist_remove: list[BlockEntry] = Field(default_factory=list)

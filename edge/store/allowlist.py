@@ -79,7 +79,7 @@ def lookup_badge(store: Store, ref: str) -> Credential | None:
     if r is None:
         return None
     return Credential(
-        kind="badge", ref=ref, holder=r[0], category=r[1], tier=r[2],
+        kind="plate" if ref.startswith("plate:") else "badge", ref=ref, holder=r[0], category=r[1], tier=r[2],
         roles=frozenset(r[3].split(",")) if r[3] else frozenset(), areas=tuple(r[4].split(",")) if r[4] else (),
         valid_from=r[5], valid_until=r[6], schedule=r[7], party=r[8], host=r[9], escort=bool(r[10]), id_hash=r[11],
         private=bool(r[12]), extended_access=bool(r[13]), temporary=bool(r[14]),

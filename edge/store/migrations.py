@@ -129,4 +129,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE credentials ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE held_exits ADD COLUMN reason TEXT;
     """,
+    # 13: vehicles (P26): plates a guard registered to a visit (covered while the visit's pass is), and plates held
+    # for the guard at a barrier, so a car waiting there is still shown after a restart.
+    """
+    CREATE TABLE vehicles(plate TEXT PRIMARY KEY, visit TEXT NOT NULL, at REAL NOT NULL, actor TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE held_vehicles(plate TEXT PRIMARY KEY, reader TEXT NOT NULL, reason TEXT NOT NULL,
+                               at REAL NOT NULL) WITHOUT ROWID;
+    """,
 ]

@@ -10,6 +10,10 @@ from edge.config import AreaPath
 
 HEX_ID = r"^[0-9a-f]{64}$"
 BADGE_REF = r"^badge:([0-9A-F]{2}){4,10}$"
+# P26: a licence plate as a plate camera's line is normalized (drivers/line_protocol.py normalize_plate): upper
+# case, no whitespace, no control or bidirectional characters, up to 16 characters (京A12345 is a plate).
+PLATE_REF = r"^plate:[^\sa-z:\x00-\x1F\x7F-\x9F\u2028\u2029\u202A-\u202E\u2066-\u2069\uFFFD]{1,16}$"
+CREDENTIAL_REF = f"{BADGE_REF}|{PLATE_REF}"  # what an allow-list record or a revocation names
 HolderId = Annotated[str, Field(min_length=1, max_length=64)]
 # SPEC §2 `name`: a display name in any script. What would break or disguise a line on the guard's screen (C0 and
 # C1 controls, line and paragraph separators, bidirectional overrides and isolates) is refused, not stripped, so
@@ -46,7 +50,7 @@ def _epoch(v: str | None) -> float | None:
 
 
 class AllowRecord(_Strict):
-    credential: Annotated[str, Field(pattern=BADGE_REF)]
+    credential: Annotated[str, Field(pattern=CREDENTIAL_REF)]
     holder: HolderId
     # P1: any other category or tier is stored as it came and refused at every scan as `malformed`
     category: Annotated[str, Field(min_length=1, max_length=32)]
@@ -94,7 +98,7 @@ def unknown_kind_alarm(records, source: str) -> dict | None:
 
 class RevokeRef(_Strict):
     pass_: Annotated[str | None, Field(alias="pass", pattern=r"^[0-9a-f]{16,32}$")] = None
-    credential: Annotated[str, Field(pattern=BADGE_REF)] | None = None
+    credential: Annotated[str, Field(pattern=CREDENTIAL_REF)] | None = None
 
     def ref(self) -> str:
         if (self.pass_ is None) == (self.credential is None):

@@ -6,6 +6,7 @@ import * as desk from "/console/desk.js";
 import * as doors from "/console/doors.js";
 import * as feed from "/console/feed.js";
 import * as held from "/console/held.js";
+import * as vehicles from "/console/vehicles.js";
 import * as muster from "/console/muster.js";
 import * as tours from "/console/tours.js";
 import { setRole } from "/console/people.js";
@@ -45,7 +46,7 @@ async function start() {
   doors.start(me, status);
   await alarms.load(status.last_seq);
   feed.connect(Math.max(0, status.last_seq - 30));
-  await Promise.all([held.refresh(), muster.refresh(), tours.refresh()]);
+  await Promise.all([held.refresh(), vehicles.refresh(), muster.refresh(), tours.refresh()]);
   clearInterval(musterTimer);
   musterTimer = setInterval(() => muster.refresh().catch(() => {}), 10000);
   clearInterval(toursTimer);
@@ -67,6 +68,7 @@ feed.onEvent((e) => {
   if (["access.granted", "access.passage", "exit.released", "muster.marked_safe", "mode.changed",
        "visit.checked_out"].includes(e.type)) soon(muster.refresh);
   if (tours.follows(e)) soon(tours.refresh);
+  if (vehicles.follows(e)) soon(vehicles.refresh);  // P26
 });
 
 $("signin-form").addEventListener("submit", async (ev) => {
