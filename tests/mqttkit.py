@@ -129,3 +129,15 @@ def batch(frm: int, to: int, **lists) -> dict:
 def site_mode(mode: str, version: int, actor: str = "central", reason: str = "set by central") -> dict:
     """A SPEC §2 site-mode message: every field, ordered by `version`."""
     return {"mode": mode, "actor": actor, "reason": reason, "time": rfc3339_now(), "version": version}
+
+
+def event(central: Peer, etype: str, **match) -> dict:
+    """The first event of `etype` whose `data` has every `match` item, as the peer received it (waits for it)."""
+    def found(msgs):
+        for topic, payload, _ in msgs:
+            if topic.endswith("/events/" + etype):
+                e = json.loads(payload)
+                if all(e["data"].get(k) == v for k, v in match.items()):
+                    return e
+        return None
+    return central.wait(found, what=f"{etype} {match}")

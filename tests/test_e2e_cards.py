@@ -3,12 +3,11 @@ real processes. A visitor card leaves through a collector lane once the collecto
 over Modbus), and through a plain door once a guard took it (`exit.held` over MQTT, then the API)."""
 from __future__ import annotations
 
-import json
 
 import httpx
 import pytest
 
-from mqttkit import Peer
+from mqttkit import Peer, event
 from sitekit import NO_PORT, make_site, wait_until
 from test_e2e_gate import Gate
 
@@ -59,17 +58,6 @@ def site(tmp_path, procs, broker):
     yield g, central
     g.io.close()
     central.close()
-
-
-def event(central: Peer, etype: str, **match) -> dict:
-    def found(msgs):
-        for topic, payload, _ in msgs:
-            if topic.endswith("/events/" + etype):
-                e = json.loads(payload)
-                if all(e["data"].get(k) == v for k, v in match.items()):
-                    return e
-        return None
-    return central.wait(found, what=f"{etype} {match}")
 
 
 def post(g: Gate, path: str, body: dict | None, role: str) -> httpx.Response:

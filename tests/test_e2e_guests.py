@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from mqttkit import Peer
+from mqttkit import Peer, event
 from sitekit import DAY, iso, make_site, wait_until
 from test_e2e_gate import Gate
 
@@ -52,17 +52,6 @@ def site(tmp_path, procs, broker):
     yield g, central
     g.io.close()
     central.close()
-
-
-def event(central: Peer, etype: str, **match) -> dict:
-    def found(msgs):
-        for topic, payload, _ in msgs:
-            if topic.endswith("/events/" + etype):
-                e = json.loads(payload)
-                if all(e["data"].get(k) == v for k, v in match.items()):
-                    return e
-        return None
-    return central.wait(found, what=f"{etype} {match}")
 
 
 def unlocked_for(g: Gate, badge: str) -> float:

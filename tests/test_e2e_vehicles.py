@@ -3,14 +3,13 @@ barrier and its vehicle loop, a mosquitto and a central peer, all real processes
 over Modbus, events as the central system receives them, the API as a guard calls it."""
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from demo.procs import listen_port
-from mqttkit import Peer
+from mqttkit import Peer, event
 from sitekit import NO_PORT, make_site, metric, wait_until
 from test_e2e_gate import Gate
 
@@ -58,17 +57,6 @@ def site(tmp_path, procs, broker):
     yield g, camera, central
     g.io.close()
     central.close()
-
-
-def event(central: Peer, etype: str, **match) -> dict:
-    def found(msgs):
-        for topic, payload, _ in msgs:
-            if topic.endswith("/events/" + etype):
-                e = json.loads(payload)
-                if all(e["data"].get(k) == v for k, v in match.items()):
-                    return e
-        return None
-    return central.wait(found, what=f"{etype} {match}")
 
 
 def test_p26_an_unknown_plate_is_held_and_the_guard_admits_it_once(site):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from edge.errors import GatekeeperError
 from edge.core.areas import is_within, parent_of
+from edge.core.calendar import real_date
 from edge.config.tours import TourSection
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -118,12 +119,7 @@ class CalendarDay(Model):
     @field_validator("date")
     @classmethod
     def _date(cls, v: str) -> str:
-        from datetime import date
-        try:
-            date.fromisoformat(v)
-        except ValueError:
-            raise ValueError(f"{v!r} is not a date") from None
-        return v
+        return real_date(v)
 
     @model_validator(mode="after")
     def _as(self) -> "CalendarDay":

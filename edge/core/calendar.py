@@ -13,6 +13,15 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOLIDAY = -1  # in a day map: the schedule's holiday hours apply; 0..6 = the weekday the day counts as
 
 
+def real_date(v: str) -> str:
+    """For a model's validator: `v` is a date that exists (`2026-02-30` is not), else ValueError naming it."""
+    try:
+        date.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a date") from None
+    return v
+
+
 def day_value(kind: str, as_day: str | None) -> int:
     """One calendar entry as a day-map value: HOLIDAY, or the weekday number (Monday 0) a workday counts as."""
     if kind == "holiday":

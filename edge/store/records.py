@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.core.calendar import real_date
 from edge.config import AreaPath
 
 HEX_ID = r"^[0-9a-f]{64}$"
@@ -142,12 +143,7 @@ class CalendarItem(_Strict):
     @field_validator("date")
     @classmethod
     def _date(cls, v: str) -> str:
-        from datetime import date
-        try:
-            date.fromisoformat(v)
-        except ValueError:
-            raise ValueError(f"{v!r} is not a date") from None
-        return v
+        return real_date(v)
 
     def entry(self) -> tuple[str, str, str | None]:
         """(date, kind, as) as stored; ValueError for a workday without `as` or a holiday with one."""
