@@ -40,8 +40,6 @@ def _lines(proc):
 def test_spec2_replay_consumer_asks_a_gate_for_a_gap_and_its_missing_tail(tmp_path):
     """Events acknowledged and then lost (in the middle, and at the end where only the status's last_seq shows
     them) reach the central store by `replay`, each stored once."""
-    import json
-
     from simulators.mosquitto import Broker
     broker = Broker(tmp_path / "broker").start()
     procs = []
@@ -51,33 +49,7 @@ def test_spec2_replay_consumer_asks_a_gate_for_a_gap_and_its_missing_tail(tmp_pa
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(consumer)
         assert consumer.stdout.readline().strip() == "consumer ready"
-        links = subprocess.Popen([sys.executable, "-m", "simulators.gate_links", "--site", f"s1={broker.url}",
-                                  "--gates", "2"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        procs.append(links)
-        assert json.loads(links.stdout.readline()) == {"ready": 2, "gates": 2}
-
-        def gates(cmd):
-            links.stdin.write(json.dumps(cmd) + "\n")
-            links.stdin.flush()
-            return json.loads(links.stdout.readline())
-        gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 3})
-        gates({"cmd": "lose", "gates": ["s1/g0001"], "n": 4})      # seq 4..7 lost: a gap once 8 arrives
-        gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 6})
-        gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 2})
-        gates({"cmd": "lose", "gates": ["s1/g0002"], "n": 3})      # seq 3..5 lost at the tail
-        gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 3})
-        gates({"cmd": "bounce", "gates": ["s1/g0002"]})             # its next status says last_seq 5
-        expect = tmp_path / "expect.json"
-        import time
-        deadline = time.monotonic() + 60
-        while True:
-            gates({"cmd": "dump", "path": str(expect)})
-            consumer.stdin.write(f"report {expect}\n")
-            consumer.stdin.flush()
-            rep = json.loads(consumer.stdout.readline()[len("consumer report "):])
-            if rep["missing"] == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)  # polling the consumer's store: it has no push channel
+        rep, gates = _lose_and_replay(tmp_path, broker, procs, consumer)
         assert rep["missing"] == 0, rep
         assert rep["stored"] == 14 and rep["replay_requests"] >= 2, rep
         assert gates({"cmd": "stats"})["replayed"] >= 7
@@ -93,9 +65,6 @@ def test_spec7_shared_consumers_share_one_store_and_the_leader_replays_from_it(t
     """Two members of one shared subscription write one store; the broker deals each only part of a gate's
     events, so the replay leader judges gaps (in the middle, and the tail a status announces) from the shared
     store and asks once per gap: every event stored once, by both members."""
-    import json
-    import time
-
     from simulators.mosquitto import Broker
     broker = Broker(tmp_path / "broker").start()
     procs = []
@@ -109,32 +78,7 @@ def test_spec7_shared_consumers_share_one_store_and_the_leader_replays_from_it(t
             procs.append(m)
             members.append(m)
             assert m.stdout.readline().strip() == "consumer ready"
-        links = subprocess.Popen([sys.executable, "-m", "simulators.gate_links", "--site", f"s1={broker.url}",
-                                  "--gates", "2"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        procs.append(links)
-        assert json.loads(links.stdout.readline()) == {"ready": 2, "gates": 2}
-
-        def gates(cmd):
-            links.stdin.write(json.dumps(cmd) + "\n")
-            links.stdin.flush()
-            return json.loads(links.stdout.readline())
-        gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 3})
-        gates({"cmd": "lose", "gates": ["s1/g0001"], "n": 4})      # seq 4..7 lost: a gap once 8 arrives
-        gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 6})
-        gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 2})
-        gates({"cmd": "lose", "gates": ["s1/g0002"], "n": 3})      # seq 3..5 lost at the tail
-        gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 3})
-        gates({"cmd": "bounce", "gates": ["s1/g0002"]})             # its next status says last_seq 5
-        expect = tmp_path / "expect.json"
-        deadline = time.monotonic() + 60
-        while True:
-            gates({"cmd": "dump", "path": str(expect)})
-            members[1].stdin.write(f"report {expect}\n")  # any member reports from the shared store
-            members[1].stdin.flush()
-            rep = json.loads(members[1].stdout.readline()[len("consumer report "):])
-            if rep["missing"] == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)  # polling the consumer's store: it has no push channel
+        rep, gates = _lose_and_replay(tmp_path, broker, procs, members[1])  # any member reports from the store
         assert rep["missing"] == 0, rep
         assert rep["stored"] == 14, rep
         # one request per gap: a leader judging from its own half of the events would see gaps everywhere
@@ -177,3 +121,37 @@ def test_spec7_shared_store_a_member_waits_for_another_members_commit(tmp_path):
     assert out == {"new": 1}, out  # e1 was member 1's: a duplicate, not stored twice
     rep = a.report(None)
     assert rep["stored"] == 2 and rep["duplicates"] == 1 and rep["by_member"] == {"central-2": 1}, rep
+
+
+def _lose_and_replay(tmp_path, broker, procs, reporter):
+    """Two simulated gates lose events once acknowledged (4..7 of one, the tail 3..5 of the other, which only
+    its next status shows); the consumer's report is read until nothing is missing (or a minute passed).
+    Returns that report and the gate links' command function."""
+    import json
+    import time
+    links = subprocess.Popen([sys.executable, "-m", "simulators.gate_links", "--site", f"s1={broker.url}",
+                              "--gates", "2"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs.append(links)
+    assert json.loads(links.stdout.readline()) == {"ready": 2, "gates": 2}
+
+    def gates(cmd):
+        links.stdin.write(json.dumps(cmd) + "\n")
+        links.stdin.flush()
+        return json.loads(links.stdout.readline())
+    gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 3})
+    gates({"cmd": "lose", "gates": ["s1/g0001"], "n": 4})      # seq 4..7 lost: a gap once 8 arrives
+    gates({"cmd": "emit", "gates": ["s1/g0001"], "n": 6})
+    gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 2})
+    gates({"cmd": "lose", "gates": ["s1/g0002"], "n": 3})      # seq 3..5 lost at the tail
+    gates({"cmd": "emit", "gates": ["s1/g0002"], "n": 3})
+    gates({"cmd": "bounce", "gates": ["s1/g0002"]})             # its next status says last_seq 5
+    expect = tmp_path / "expect.json"
+    deadline = time.monotonic() + 60
+    while True:
+        gates({"cmd": "dump", "path": str(expect)})
+        reporter.stdin.write(f"report {expect}\n")
+        reporter.stdin.flush()
+        rep = json.loads(reporter.stdout.readline()[len("consumer report "):])
+        if rep["missing"] == 0 or time.monotonic() > deadline:
+            return rep, gates
+        time.sleep(0.2)  # polling the consumer's store: it has no push channel
