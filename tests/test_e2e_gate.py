@@ -11,6 +11,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from demo.procs import listen_port
+from mqttkit import Peer
 from sitekit import DAY, JournalWatch, iso, make_site, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +82,21 @@ class Gate:
 
     def locked(self, coil: int) -> bool:
         return not self.io.read_coils(coil, count=1, device_id=1).bits[0]
+
+
+def running_with_central(site, procs, broker_port: int):
+    """For a fixture: the site's hardware and daemon running, with a central peer on the gate's events;
+    yields (gate, central), then closes both."""
+    central = Peer(broker_port, "acs/test/gate-1/events/#")
+    g = Gate(site, procs)
+    g.start_hardware()
+    g.start_daemon()
+    g.daemon.wait_for("io module io1 ready", already=True)
+    try:
+        yield g, central
+    finally:
+        g.io.close()
+        central.close()
 
 
 def staffed_gate(site, procs) -> Gate:

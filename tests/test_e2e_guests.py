@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from mqttkit import Peer, event
+from mqttkit import event
 from sitekit import DAY, iso, make_site, wait_until
-from test_e2e_gate import Gate
+from test_e2e_gate import Gate, running_with_central
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +44,7 @@ def site(tmp_path, procs, broker):
         {"blocklist": {"holder": "h-w", "reason": "former employee", "action": "alert"}},
     ])
     assert r.returncode == 0, r.stderr
-    central = Peer(broker.port, "acs/test/gate-1/events/#")
-    g = Gate(s, procs)
-    g.start_hardware()
-    g.start_daemon()
-    g.daemon.wait_for("io module io1 ready", already=True)
-    yield g, central
-    g.io.close()
-    central.close()
+    yield from running_with_central(s, procs, broker.port)
 
 
 def unlocked_for(g: Gate, badge: str) -> float:
