@@ -109,12 +109,7 @@ class IoModule:
     async def _lock_all(self) -> None:
         for d in self.doors:
             for coil in _outputs(d):
-                if coil in self.loops:  # P26: the loop is read first; a barrier with a car under it stays up
-                    self.occupied[coil] = (await self.io.read_discrete_inputs(self.loops[coil], count=1))[0]
-                    if self.occupied[coil]:
-                        self.closing.add(coil)
-                        continue
-                await self._write(coil, False)
+                await self._close(coil)  # P26: the loop is read first; a barrier with a car under it stays up
 
     async def _write(self, coil: int, on: bool) -> None:
         """One output, remembered as commanded (a relock then knows what to undo)."""
@@ -246,6 +241,9 @@ class IoModule:
 
     async def _close(self, coil: int) -> None:
         """Lock a door, end a lane's pass; a barrier with a vehicle on its loop is closed later (P26)."""
+        if coil in self.loops:
+            # read the loop now, not at the last poll: a car that drove on since then is under the arm
+            self.occupied[coil] = (await self.io.read_discrete_inputs(self.loops[coil], count=1))[0]
         if self.occupied.get(coil):
             if coil not in self.closing:
                 log.info("barrier %s: a vehicle on its loop, closing put off until it is clear", self._names[coil])
