@@ -188,7 +188,7 @@ def test_p34_a_pin_with_no_card_before_it_is_delivered(procs):
         r.stop()
 
 
-def test_p34_key_presses_without_the_secure_channel_are_dropped(procs, caplog):
+def test_p34_key_presses_without_the_secure_channel_are_dropped(caplog):
     """libosdp never brings our reader up without its secure channel (so a real one cannot send keys then):
     an event handed over while it is not up is refused by the driver."""
     c = Collector()
