@@ -128,23 +128,23 @@ class OsdpReader(ThreadedSource):
         if not isinstance(data, (bytes, bytearray)):
             return 0
         now = time.monotonic_ns()
-        if kind == Event.CardRead:
-            with self._keypad_lock:
+        # handed over under the keypad's lock, so that the core gets a card and a PIN the pause ended on
+        # the poll thread in the order the keypad saw them (a PIN after a card is that card's); the callbacks
+        # only hand over to the caller's loop (CredentialSource), never wait on this reader
+        with self._keypad_lock:
+            if kind == Event.CardRead:
                 self._keypad.card()
-            self.on_presentation(card(self.name, bytes(data), now))
-        elif kind == Event.KeyPress:
-            with self._keypad_lock:
-                pins = self._keypad.keys(bytes(data), now, secure=self._secure(pd))
-            for p in pins:
-                self.on_presentation(p)
+                self.on_presentation(card(self.name, bytes(data), now))
+            elif kind == Event.KeyPress:
+                for p in self._keypad.keys(bytes(data), now, secure=self._secure(pd)):
+                    self.on_presentation(p)
         return 0
 
     def _keypad_tick(self) -> None:
         """An entry paused longer than the keypad's pause ends now (checked on every 100 ms poll)."""
         with self._keypad_lock:
-            pins = self._keypad.expire(time.monotonic_ns())
-        for p in pins:
-            self.on_presentation(p)
+            for p in self._keypad.expire(time.monotonic_ns()):
+                self.on_presentation(p)
 
     def _run(self) -> None:
         down_said = False
