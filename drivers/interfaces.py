@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, ClassVar, Literal, Protocol
 
-Kind = Literal["badge", "pass", "plate", "malformed"]
+Kind = Literal["badge", "pass", "plate", "malformed", "pin"]
 
 
 class LinkState(StrEnum):

@@ -37,6 +37,9 @@ class ThreadedSource:
     def feedback(self, granted: bool) -> None:
         """Most readers only send: they have no way to show the decision."""
 
+    def prompt_pin(self) -> None:
+        """P34: nor to ask for a PIN (an OSDP reader can: its LED)."""
+
     def _run(self) -> None:
         raise NotImplementedError
 

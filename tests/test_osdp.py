@@ -1,7 +1,11 @@
 """OSDP readers against a libosdp peripheral-device simulator in its own process, over a pty bridge."""
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
+from osdp import Event
 
 from drivers.osdp_reader import OsdpReader
 from sitekit import Collector, JournalWatch, make_site
@@ -17,14 +21,14 @@ def bridge(procs):
     return b.wait_for("ptybridge").split()[1:3]
 
 
-def reader_and_sim(procs, sim_key: str = KEY):
+def reader_and_sim(procs, sim_key: str = KEY, **kw):
     """A peripheral simulator on one end of a serial bridge, our control panel on the other."""
     pd_end, cp_end = bridge(procs)
     sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", sim_key, stdin=True)
     sim.wait_for("osdp_reader ready")
     c = Collector()
     r = OsdpReader("side-in", cp_end, scbk=bytes.fromhex(KEY), on_presentation=c.on_presentation,
-                   on_state=c.on_state)
+                   on_state=c.on_state, **kw)
     r.start()
     return pd_end, sim, c, r
 
@@ -102,3 +106,113 @@ direction = "in"
         sim.wait_for("osdp_reader led red")
     finally:
         g.io.close()
+
+
+def keys(sim, text: str) -> int:
+    """Type on the simulator's keypad, one KeyPress event; back once the gate has polled it: the next keys
+    are sure to come in a poll of their own. Returns when they were sent (monotonic ns)."""
+    sim.send(f"keys {text}")
+    at = int(sim.wait_for("osdp_reader keys sent").rsplit("at=", 1)[1])
+    sim.wait_for("osdp_reader keys delivered")
+    return at
+
+
+def pins(c):
+    return [p.value for p in c.presented if p.kind == "pin"]
+
+
+def test_p34_a_pin_typed_over_several_polls_arrives_as_one_and_no_digit_is_logged(procs, caplog):
+    caplog.set_level(logging.DEBUG)
+    # the parts come within a fraction of a second of each other; a pause of 15 s keeps a busy machine
+    # from splitting the entry (the 3 s pause has a test of its own)
+    _, sim, c, r = reader_and_sim(procs, pin_pause_s=15)
+    try:
+        c.wait(lambda: "up" in c.states)
+        keys(sim, "96")
+        keys(sim, "5")
+        keys(sim, "9#")
+        c.wait(lambda: pins(c) == ["9659"])
+        p = c.presented[0]
+        assert (p.reader, p.kind, p.value) == ("side-in", "pin", "9659")
+        keys(sim, "12*")  # `*` clears
+        keys(sim, "5656#")
+        c.wait(lambda: pins(c) == ["9659", "5656"])
+        keys(sim, "569#")  # too short: nothing
+        keys(sim, "9566#")
+        c.wait(lambda: pins(c) == ["9659", "5656", "9566"])
+    finally:
+        r.stop()
+    messages = [rec.getMessage() for rec in caplog.records]
+    assert any("keypad entry at reader side-in ignored" in m for m in messages), messages
+    assert not any(d in m for m in messages for d in "569"), messages
+
+
+def test_p34_a_pause_longer_than_3_s_ends_the_pin(procs):
+    _, sim, c, r = reader_and_sim(procs)  # the pause as shipped
+    try:
+        c.wait(lambda: "up" in c.states)
+        at = keys(sim, "1234")
+        c.wait(lambda: pins(c) == ["1234"])
+        assert time.monotonic_ns() - at > 3e9  # not before the pause was over
+        keys(sim, "5678#")  # a new entry
+        c.wait(lambda: pins(c) == ["1234", "5678"])
+    finally:
+        r.stop()
+
+
+def test_p34_a_second_card_mid_pin_discards_the_digits_and_is_a_card_as_usual(procs):
+    _, sim, c, r = reader_and_sim(procs, pin_pause_s=15)  # only the card may end the entry here
+    try:
+        c.wait(lambda: "up" in c.states)
+        sim.send("card 04a1b2c3")
+        c.wait(lambda: c.values == ["badge:04A1B2C3"])
+        keys(sim, "12")
+        sim.send("card 0a0b0c0d")
+        c.wait(lambda: c.values == ["badge:04A1B2C3", "badge:0A0B0C0D"])
+        keys(sim, "34#")  # two digits since the card: no PIN
+        keys(sim, "4321#")
+        c.wait(lambda: pins(c) == ["4321"])
+        assert c.values == ["badge:04A1B2C3", "badge:0A0B0C0D", "4321"]
+    finally:
+        r.stop()
+
+
+def test_p34_a_pin_with_no_card_before_it_is_delivered(procs):
+    """The core decides what a PIN without a card is; the pause here is the driver's, made short."""
+    _, sim, c, r = reader_and_sim(procs, pin_pause_s=0.5)
+    try:
+        c.wait(lambda: "up" in c.states)
+        keys(sim, "24680#")
+        c.wait(lambda: c.values == ["24680"])
+        keys(sim, "1357")
+        c.wait(lambda: c.values == ["24680", "1357"])
+    finally:
+        r.stop()
+
+
+def test_p34_key_presses_without_the_secure_channel_are_dropped(caplog):
+    """libosdp never brings our reader up without its secure channel (so a real one cannot send keys then):
+    an event handed over while it is not up is refused by the driver."""
+    c = Collector()
+    r = OsdpReader("side-in", "/dev/null", scbk=bytes.fromhex(KEY), on_presentation=c.on_presentation,
+                   on_state=c.on_state)
+    with caplog.at_level(logging.WARNING, logger="drivers.keypad"):
+        r._event(0, {"event": Event.KeyPress, "reader_no": 0, "data": b"1234\r"})
+        r._event(0, {"event": Event.KeyPress, "reader_no": 0, "data": b"56"})
+        r._event(0, {"event": Event.KeyPress, "reader_no": 0, "data": b"78\r"})
+        r._keypad_tick()
+    assert "keypad entry at reader side-in dropped: secure channel down" in caplog.text
+    assert "1234" not in caplog.text and "5678" not in caplog.text
+    assert c.presented == []
+
+
+def test_p34_prompt_pin_shows_the_prompt_colour(procs):
+    _, sim, c, r = reader_and_sim(procs)
+    try:
+        c.wait(lambda: "up" in c.states)
+        r.prompt_pin()
+        sim.wait_for("osdp_reader led amber")
+        r.feedback(True)
+        sim.wait_for("osdp_reader led green")
+    finally:
+        r.stop()
