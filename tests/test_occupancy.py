@@ -166,6 +166,10 @@ def test_p35_a_correction_is_journaled_and_outlives_a_restart(site):
         import json
         assert json.loads(e[0].data) == {"area": "site/office", "count": 3, "previous": 1, "max_occupancy": 3,
                                          "actor": "p-sup", "actor_role": "supervisor", "reason": "counted at the door"}
+        from simulators.contract import Contract  # the event as published is in docs/asyncapi.yaml
+        source = "acs/test/gate-1"
+        assert Contract().check(f"{source}/events/occupancy.corrected",
+                                e[0].envelope_json(source, g.store.epoch).encode()) == []
         with pytest.raises(Refused) as r:
             g.correct_occupancy("site/lobby", 1, "p-sup", "supervisor", "no limit there")
         assert (r.value.status, r.value.reason) == (404, "no_occupancy_limit")
