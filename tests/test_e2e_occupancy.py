@@ -105,3 +105,39 @@ def test_p35_a_supervisor_corrects_a_count_through_the_api_journaled_and_a_guard
     # the correction holds: the clean room is full for the next one
     _, etype, data = g.scan("clean-in", hexof(BADGES[1]), credential_ref=BADGES[1])
     assert (etype, data["reason"]) == ("access.denied", "area_full")
+
+
+def test_p35_p7_two_gates_share_the_count_gate_2_refuses_after_gate_1_filled_the_area_and_applies_its_correction(
+        tmp_path, procs, broker):
+    gates = []
+    for name in ("gate-1", "gate-2"):
+        site = limited_site(tmp_path / name, broker_port=broker.port, gate=name, api=name == "gate-1",
+                            private_key=gates[0].site.private_key if gates else None)
+        g = Gate(site, procs)
+        g.start_hardware()
+        g.start_daemon()
+        gates.append(g)
+    g1, g2 = gates
+    supervisor = g1.site.token("supervisor")
+    for b in BADGES[:3]:
+        assert g1.scan("office-in", hexof(b), credential_ref=b)[1] == "access.granted"
+
+    def in_office(g) -> int:
+        return g.site.query("SELECT coalesce(sum(party), 0) FROM presence WHERE area LIKE 'site/office%'")[0]
+    wait_until(lambda: in_office(g2) == 3, what="gate-2 hearing of gate-1's three entries")
+    _, etype, data = g2.scan("office-in", hexof(BADGES[3]), credential_ref=BADGES[3])
+    assert (etype, data["reason"]) == ("access.denied", "area_full")
+    g1.site.wait_api()
+    with httpx.Client(base_url=g1.site.api_url, timeout=WAIT_S) as client:
+        r = call(client, "POST", "/areas/site/office/occupancy", supervisor,
+                 {"count": 2, "reason": "one left through the fire door"})
+        assert r.status_code == 200, r.text
+
+    def adjusted(g):
+        row = g.site.query("SELECT adjust FROM occupancy_offsets WHERE area='site/office'")
+        return row[0] if row else None
+    wait_until(lambda: adjusted(g2) == -1, what="gate-2 applying gate-1's correction")
+    _, etype, data = g2.scan("office-in", hexof(BADGES[3]), credential_ref=BADGES[3])
+    assert (etype, data["reason"]) == ("access.granted", "ok")
+    for g in gates:
+        g.io.close()
