@@ -2,9 +2,9 @@
 areas, exits, corrections that outlive a restart, presence another process or a peer moved)."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -163,7 +163,6 @@ def test_p35_a_correction_is_journaled_and_outlives_a_restart(site):
         assert (got["count"], got["previous"], got["max_occupancy"]) == (3, 1, 3)
         e = [x for x in g.journal.entries() if x.type == "occupancy.corrected"]
         assert len(e) == 1 and e[0].seq == got["event_seq"]
-        import json
         assert json.loads(e[0].data) == {"area": "site/office", "count": 3, "previous": 1, "max_occupancy": 3,
                                          "actor": "p-sup", "actor_role": "supervisor", "reason": "counted at the door"}
         from simulators.contract import Contract  # the event as published is in docs/asyncapi.yaml
@@ -219,6 +218,22 @@ def test_p35_presence_another_process_or_a_peer_moved_fills_the_area(site):
         assert counts(g)["site/office"] == (1, 0)
         g.store.move_presence("badge:BB", "h-b", "staff", "site/office/clean", 5, now + 2)
         assert counts(g) == {"site/office": (6, 0), "site/office/clean": (5, 0)}
+
+
+def test_p35_places_taken_while_the_database_refuses_writes_hold_until_the_writes_are_replayed(site):
+    """SPEC §6: the grants' presence moves are held back, their places are not: the limit holds at once."""
+    now = time.time()
+    with in_process_gate(site) as g:
+        g.store.conn.execute("PRAGMA query_only = ON")
+        for i in range(3):
+            out = g.present("office-in", "badge", BADGES[i], now + i)
+            assert out.opens and out.entries == ()  # held
+        assert counts(g)["site/office"] == (0, 3)  # reserved: presence waits for the database
+        assert g.present("office-in", "badge", BADGES[3], now + 4).decision.reason == "area_full"
+        g.store.conn.execute("PRAGMA query_only = OFF")
+        assert g.holdback.flush(g.store.tx)
+        assert counts(g)["site/office"] == (3, 0)
+        assert g.present("office-in", "badge", BADGES[3], now + 5).decision.reason == "area_full"
 
 
 LANE_LIMIT = 'max_occupancy = {"site/lobby" = 1}'
