@@ -144,6 +144,9 @@ def test_p35_nested_an_entry_deeper_counts_toward_every_limit_above_once(site):
         assert g.present("office-in", "badge", BADGES[3], now + 6).decision.reason == "area_full"  # 3 of 3
         assert g.present("clean-out", "badge", BADGES[1], now + 7).opens  # into site/office: no place freed there
         assert g.present("office-in", "badge", BADGES[3], now + 8).decision.reason == "area_full"
+        # the office is full, and one of its people goes deeper: already counted there, so in they go
+        assert g.present("clean-in", "badge", BADGES[1], now + 9).decision.reason == "ok"
+        assert counts(g) == {"site/office": (3, 0), "site/office/clean": (1, 0)}
 
 
 def test_p35_exits_are_never_refused_even_above_the_limit(site):
