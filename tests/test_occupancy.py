@@ -290,3 +290,25 @@ def test_p35_check_counts_a_turnstile_as_seeing_its_exits(tmp_path):
     from test_e2e_turnstile import LANE
     site = limited_site(tmp_path / "site", LANE_LIMIT, LANE.format(port=NO_PORT))
     assert _check(site) == ""
+
+
+@pytest.mark.parametrize("limit, admitted", [(1, False), (2, True)])
+def test_p35_p10_the_escorted_after_a_staff_grant_need_a_place_left_by_it(tmp_path, limit, admitted):
+    """The visitor waiting for an escort is decided again once the staff member is granted: with that member's
+    place already taken, so the last place is never given twice."""
+    site = limited_site(tmp_path / "site", f'max_occupancy = {{"site/office/clean" = {limit}}}')
+    text = site.config.read_text().replace('escort_required = ["site/production"]',
+                                           'escort_required = ["site/production", "site/office/clean"]')
+    site.config.write_text(text)
+    now = time.time()
+    visitor = site.issue(holder="h-v", category="visitor", areas=["site/office"], valid_from=now - 60,
+                         valid_until=now + 3600, host="h-0")
+    with in_process_gate(site) as g:
+        assert g.present("office-in", "pass", visitor, now).opens
+        assert g.present("office-in", "badge", BADGES[0], now).opens
+        assert g.present("clean-in", "pass", visitor, now + 1).decision.reason == "escort_required"
+        out = g.present("clean-in", "badge", BADGES[0], now + 2)
+        assert out.opens
+        granted = [json.loads(e.data)["holder"] for e in out.entries if e.type == "access.granted"]
+        assert granted == (["h-0", "h-v"] if admitted else ["h-0"])
+        assert counts(g)["site/office/clean"] == (2 if admitted else 1, 0)
