@@ -46,7 +46,7 @@ ROOT = "acs"
 CE_CONTENT_TYPE = "application/cloudevents+json"
 # the event types that carry site state, the only ones a gate reads from its peers (SPEC §2)
 PEER_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended",
-              "permit.changed")
+              "permit.changed", "occupancy.corrected")
 MAX_INFLIGHT = 20  # per link: a gate's outbox drains in order, a few at a time
 REPLAY_BATCH = 50  # replayed events sent per turn of the loop, behind live traffic
 

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 CLOUDEVENTS = "application/cloudevents+json"
 # what a gate reads of its peers (SPEC §2; the broker ACL grants the same)
-PEER_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended")
+PEER_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended",
+              "occupancy.corrected")
 NOT_READ = ("access.denied", "alarm.raised", "door.forced", "visit.checked_in", "permit.changed")
 
 

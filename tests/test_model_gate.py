@@ -9,6 +9,8 @@ agree with a model that knows only the rules (POLICY, SPEC §2 site-mode orderin
 - outside fire mode every lock is locked once its pulse has ended, and no lane wheels freely; in a drill
   (P28) no door is freed at all;
 - while the fire line is in fault (P28) the fire input is not believed: the fire state is the last known;
+- no grant at this gate takes an area with a `max_occupancy` beyond it (P35), and the gate's count of it is
+  what its presence table says;
 - no committed or held event is lost: once the database takes writes, every decision is in the journal,
   `seq` is gapless and the chain verifies.
 
@@ -57,6 +59,7 @@ BADGES = {  # credential -> (holder, category, roles)
 UNKNOWN = "badge:0BADBADB"
 READERS = ("main-in", "main-out", "office-in")
 FIRE, KEY, TROUBLE = 100, 101, 102  # the site inputs (sitekit's config, and the fire line's trouble input)
+LOBBY_LIMIT = 2  # P35: the lobby's max_occupancy, below the people who may come in
 LANE_COILS = (10, 11, 12)  # a turnstile lane's pass and free-wheel outputs (test_e2e_turnstile.LANE)
 
 
@@ -103,6 +106,8 @@ class GateMachine(RuleBasedStateMachine):
         text = self.site.config.read_text()
         text = text.replace("[policy]", f"[policy]\nmax_sync_age_s = {MAX_SYNC_AGE_S}")
         text = text.replace("lockdown_input = 101", f"lockdown_input = {KEY}\nfire_trouble_input = {TROUBLE}")
+        text = text.replace('escort_required = ["site/production"]',
+                            f'escort_required = ["site/production"]\nmax_occupancy = {{"site/lobby" = {LOBBY_LIMIT}}}')
         self.site.config.write_text(text + LANE.format(port=NO_PORT))
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
@@ -403,6 +408,17 @@ class GateMachine(RuleBasedStateMachine):
             assert not self.module.coils.get(coil), f"lane output {coil} on outside fire mode"
         if drill:  # P28: a drill frees nothing
             assert not any(s.freed for s in self.io.states.values()), "a door or lane freed in a drill"
+
+    @invariant()
+    def no_grant_here_fills_a_limited_area_beyond_its_limit(self):
+        """P35: only this gate's grants fill the lobby here (no peers, no corrections), so it never holds more."""
+        assert self.gate.occupancy.taken("site/lobby") <= LOBBY_LIMIT, self.gate.occupancy.areas()
+        if self.outage or self.full or self.gate.holdback.held:
+            return  # the presence table catches up when the held writes are replayed
+        n = self.store.conn.execute("SELECT coalesce(sum(party), 0) FROM presence WHERE area = 'site/lobby'"
+                                    " OR area LIKE 'site/lobby/%'").fetchone()[0]
+        assert n <= LOBBY_LIMIT, f"{n} people in the lobby"
+        assert self.gate.occupancy.count("site/lobby") == n, (self.gate.occupancy.areas(), n)
 
     @invariant()
     def nothing_lost_and_the_chain_holds(self):

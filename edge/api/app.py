@@ -27,6 +27,7 @@ from edge.api.auth import Sessions, access
 from edge.api.child import RemoteServices
 from edge.api.problems import CODES, ApiError, problem
 from edge.api.routes import alarms, cards, doors, events, people, permits, session, status, tours, vehicles, visits
+from edge.api.routes import occupancy  # P35
 from edge.core.modes import ModeRefused
 from edge.errors import Refused
 
@@ -121,6 +122,7 @@ def create_app(svc: RemoteServices, *, secure_cookie: bool = False) -> FastAPI:
     app.include_router(tours.make_router(svc, auth))  # P21
     app.include_router(cards.make_router(svc, auth))  # P27
     app.include_router(vehicles.make_router(svc, auth))  # P26
+    app.include_router(occupancy.make_router(svc, auth))  # P35
 
     @app.get("/", include_in_schema=False)
     async def console():

@@ -99,5 +99,11 @@ class AckBody(Strict):
     note: Note | None = Field(None, description="what the guard found or did: journaled with the person (P19)")
 
 
+class OccupancyBody(Strict):
+    """P35: how many people the area holds now, by a supervisor's count."""
+    count: int = Field(ge=0, le=1_000_000, description="people in the area and below it, parties counted in full")
+    reason: Reason
+
+
 class SafeBody(Strict):
     reason: Note | None = Field(None, description="how the person was accounted for: journaled with the guard")

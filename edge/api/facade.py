@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from edge.api.tokens import Tokens
@@ -84,6 +84,7 @@ class Occupancy:
     count: int  # everybody on site, parties counted whole
     people: list[dict]  # each with `safe`: null, or {"by", "at"} once a guard marked them safe (P16)
     unaccounted: int  # on site and not marked safe, parties counted whole
+    areas: list[dict] = field(default_factory=list)  # P35: each limited area's count, reserved places and limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,12 @@ class GateServices:
             if p["private"] and hidden(role):
                 p["holder"], p["name"], p["company"] = self._aliases.of(p["holder"]), None, None
         return Occupancy(self._gate.mode.value, sum(p["party"] for p in present), present,
-                         sum(p["party"] for p in present if p["safe"] is None))
+                         sum(p["party"] for p in present if p["safe"] is None), self._gate.occupancy.areas())
+
+    def correct_occupancy(self, area: str, count: int, person: str, role: str, reason: str) -> dict:
+        """P35: a supervisor sets a limited area's count, journaled (edge.errors.Refused: 404 for an area
+        without a limit)."""
+        return self._gate.correct_occupancy(area, count, person, role, reason)
 
     def alarms(self, role: str | None = None) -> list[dict]:
         """P17, P18: the alarms nobody has acknowledged yet, newest first (at most 100); a private guest's
@@ -291,6 +297,7 @@ class GateServices:
              [({}, float(len(g.held_vehicles)))]),
             ("gatekeeper_on_site", "gauge", "People on site (the muster count).",
              [({}, float(people_on_site(self._store.conn)))]),
+            *_occupancy_gauges(g.occupancy.areas()),  # P35
             *_clock_gauges(self.clock()),
         ]
 
@@ -377,6 +384,17 @@ class GateServices:
 
 def _name_company(who: dict | None) -> tuple[str | None, str | None]:
     return (None, None) if who is None else (who["name"], who["company"])
+
+
+def _occupancy_gauges(areas: list[dict]) -> list[Gauge]:
+    """P35: each limited area's count (reserved places included: they are taken) and its limit."""
+    return [
+        ("gatekeeper_area_occupancy", "gauge", "People in an area with a max_occupancy, its areas below included,"
+         " with the places of grants on their way in (P35).",
+         [({"area": a["area"]}, float(a["count"] + a["reserved"])) for a in areas]),
+        ("gatekeeper_area_max_occupancy", "gauge", "An area's max_occupancy (P35).",
+         [({"area": a["area"]}, float(a["max_occupancy"])) for a in areas]),
+    ]
 
 
 def _clock_gauges(c: ClockState) -> list[Gauge]:

@@ -74,6 +74,9 @@ CODES: dict[str, str] = {
     "bad_plate": "Not a licence plate: letters and digits, up to 16 characters.",
     # guard tours (P21)
     "no_such_tour": "There is no tour of that name at this gate.",
+    # occupancy limits (P35)
+    "no_such_area": "There is no area of that name.",
+    "no_occupancy_limit": "This area has no occupancy limit: nothing is counted there.",
 }
 
 BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

@@ -115,11 +115,28 @@ class OnSite(Growing):
     safe: Marked | None = Field(description="null, or who marked them safe at the assembly point and when (P16)")
 
 
+class AreaOccupancy(Growing):
+    area: str
+    count: int = Field(description="P35: people in the area and below it, parties counted in full, as corrected")
+    reserved: int = Field(description="places held by grants whose people have not walked in yet")
+    max_occupancy: int
+
+
 class Occupancy(Growing):
     mode: str
     count: int = Field(description="people on site, parties counted in full")
     people: list[OnSite]
     unaccounted: int = Field(description="on site and not marked safe, parties counted in full")
+    areas: list[AreaOccupancy] = Field(default_factory=list, description="P35: the areas with a max_occupancy")
+
+
+class OccupancyCorrected(Reply):
+    area: str
+    count: int
+    previous: int = Field(description="the count it replaced")
+    reserved: int
+    max_occupancy: int
+    event_seq: int = Field(description="seq of the `occupancy.corrected` event")
 
 
 class HeldExit(Growing):

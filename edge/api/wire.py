@@ -21,6 +21,7 @@ CALLS: dict[str, frozenset[str]] = {
                       "last_seq", "override", "request_mode", "sign_off", "release", "people", "alarms",
                       "acknowledge_alarm", "mark_safe", "overstays",
                       "card_returned",  # P27
+                      "correct_occupancy",  # P35
                       "held_vehicles", "admit_vehicle", "register_vehicle"}),  # P26
     "desk": frozenset({"register", "visit", "amend"}),
     "permits": frozenset({"listing", "create", "renew", "take_back"}),

@@ -70,6 +70,10 @@ class PolicySection(Model):
 class AreasSection(Model):
     tree: list[AreaPath] = Field(min_length=1, description="every area as a path; a child's parent must be listed")
     escort_required: list[AreaPath] = Field(default_factory=list, description="P10: areas (and all below) needing a staff escort")
+    max_occupancy: dict[AreaPath, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict, description="P35: area -> the most people (parties counted whole) it holds, the areas "
+                                          "below it included; entries beyond are refused `area_full`. Every door "
+                                          "into it needs an `out` reader or must be a turnstile (exits counted)")
     # the tree's shape (one root, every parent listed) is checked with the other references: wiring.py
 
 

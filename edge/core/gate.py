@@ -16,6 +16,7 @@ from edge.store.holdback import Holdback
 from edge.core.cards import CARD_HELD
 from edge.core.metrics import Metrics
 from edge.core.overstay import Overstays
+from edge.core.occupancy import Occupancy
 from edge.core.alarms import Alarms
 from edge.core.modes import MUSTERING, Modes
 from edge.core.outcome import (
@@ -87,6 +88,7 @@ class Gate:
         self.modes.listeners.append(self._muster_over)
         self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
         self.overstays = Overstays(store, self.journal, lambda: self.settings)  # P36
+        self.occupancy = Occupancy(cfg.areas.max_occupancy, store)  # P35
         try:
             self.overstays.recover()
         except sqlite3.Error as e:  # a full disk at start: the doors come first, the catch-up is lost
@@ -125,6 +127,9 @@ class Gate:
             clock_far_off=cred.time_bounded and self.central_clock.far_off(now),
             # only an escorted entry looks at recent staff scans; everyone else skips the work
             escorts=tuple(self._escorts_at(door.name, now)) if (door.escort_required or cred.escort) else (),
+            # P35: only an entry into a limited area looks at the counts
+            area_full=(door.direction is Direction.IN and bool(self.occupancy.limited(door.area))
+                       and self.occupancy.full(door.area, cred.party, s.presence.get(cred.ref))),
         )
 
     def evaluate(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
@@ -194,6 +199,7 @@ class Gate:
             else:
                 self.card_held.discard(cred.visit_key)
         elif d.granted:
+            self._reserve(cred, door)  # P35: before the escorted after it are decided
             if door.passages:  # P11: one grant, up to `party` passages, each counted by the lane
                 self.pending.setdefault((door.name, door.direction), []).append(
                     Pending(cred, door, cred.party or 1, now + self.passage_timeout[door.name]))
@@ -297,9 +303,15 @@ class Gate:
                 continue
             dec = replace(dec, flags=dec.flags + ("escorted_after",))
             admitted.append(Outcome(reader, door, cred, dec, 0))
+            self._reserve(cred, door)  # P35: the next one waiting is decided with this one's place taken
             self._note_escort(cred, door, dec, now)
         self.waiting[door.name] = still
         return tuple(admitted)
+
+    def _reserve(self, cred: Credential, door: DoorView) -> None:
+        """P35: an entry's places are taken at once, until its presence moves (or a lane's grant is undone)."""
+        if door.direction is Direction.IN and self.occupancy.limited(door.area):
+            self.occupancy.reserve(cred.ref, door.area, cred.party, self.store.presence.get(cred.ref))
 
     def _move(self, cred: Credential, door: DoorView, now: float) -> None:
         """P7: presence follows grants (passage sensors take over in the hardware layer)."""
@@ -310,6 +322,25 @@ class Gate:
         """P16: who is on site now, where and since when: the API's occupancy and the retained muster."""
         rows = self.store.conn.execute("SELECT holder, category, area, since, party FROM presence ORDER BY area, since")
         return [{"holder": h, "category": c, "area": a, "since": rfc3339(s), "party": p} for h, c, a, s, p in rows]
+
+    def correct_occupancy(self, area: str, count: int, person: str, role: str | None, reason: str,
+                          now: float | None = None) -> dict:
+        """P35: a supervisor says how many people a limited area holds now; journaled as `occupancy.corrected`,
+        which the site's other gates apply too (the count is site-wide)."""
+        occ = self.occupancy
+        if area not in occ.limits:
+            known = area in self.cfg.areas.tree
+            raise Refused(404, None, f"area {area!r} has no max_occupancy" if known else f"no area {area!r}",
+                          reason="no_occupancy_limit" if known else "no_such_area")
+        now = self.clock() if now is None else now
+        with self.store.tx():
+            previous = occ.correct(area, count, now, person, reason)
+            entry = self.journal.append("occupancy.corrected", {
+                "area": area, "count": count, "previous": previous, "max_occupancy": occ.limits[area],
+                "actor": person, "actor_role": role, "reason": reason}, now)
+        log.warning("occupancy of %s corrected from %d to %d by %s: %s", area, previous, count, person, reason)
+        return {"area": area, "count": count, "previous": previous, "max_occupancy": occ.limits[area],
+                "reserved": occ.reserved_n[area], "event_seq": entry.seq}
 
     def accounted(self) -> dict[str, dict]:
         """P16: the people a guard marked safe at the assembly point, by holder: `{"by", "at"}`. None
@@ -600,6 +631,7 @@ class Gate:
             while queue and queue[0].deadline <= now:
                 p = queue.pop(0)
                 if p.walked == 0:
+                    self.occupancy.release(p.cred.ref)  # P35: the places it held are free again
                     e = self.record("access.undone", {
                         "door": door_name, "direction": direction.value, "credential_ref": p.cred.ref,
                         "holder": p.cred.holder, "area": p.door.area}, now)

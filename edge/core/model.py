@@ -118,6 +118,7 @@ class Facts:
     escorts: tuple[EscortScan, ...] = ()
     clock_far_off: bool = False  # P3: more than a day off the central system's time
     watchlisted: bool = False  # P37: a blocklist entry with action `alert` names the holder
+    area_full: bool = False  # P35: this entry would take more places than a limited area has left
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,8 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         escort_by = find_escort(door.area, now, facts, s)
         if escort_by is None:
             return Decision(False, "escort_required")
+    if facts.area_full:  # P35: last, so a person who may not enter at all is refused for that first
+        return Decision(False, "area_full")
     arrival = door.perimeter and cred.category == "vip"  # P12
     return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival)
 

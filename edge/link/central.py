@@ -407,6 +407,10 @@ class CentralLink:
                 self.store.revoke_locally(d["revoked"], now, e.source)
             elif e.type == "visit.signed_off" and isinstance(d.get("visit"), str):
                 self.store.sign_off(d["visit"], d.get("host"), now)
+            elif e.type == "occupancy.corrected" and d.get("area") in self.gate.occupancy.limits \
+                    and type(d.get("count")) is int and d["count"] >= 0:
+                # P35: an area's count is site-wide: a supervisor's correction at another gate holds here too
+                self.gate.occupancy.correct(d["area"], d["count"], now, d.get("actor"), d.get("reason"))
 
 
 def _epoch(t) -> float | None:

@@ -128,8 +128,9 @@ class GateKey(_Msg):
 # permit reaches the other gates as an allow-list record from the central system (P14), which alone writes
 # the allow-list, so a gate (or whoever holds its broker credentials) cannot admit a card at another gate by
 # announcing a permit; a returned card is back in the supervisor's hand, and the central's next batch
-# removes it everywhere.
-PEER_EVENT_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended")
+# removes it everywhere. A supervisor's correction of an area's count (P35) is site-wide, as the count is.
+PEER_EVENT_TYPES = ("access.granted", "access.passage", "visit.checked_out", "visit.signed_off", "visit.amended",
+                    "occupancy.corrected")
 
 
 class PeerEvent(_Msg):

@@ -136,4 +136,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE held_vehicles(plate TEXT PRIMARY KEY, reader TEXT NOT NULL, reason TEXT NOT NULL,
                                at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 16: occupancy limits (P35): a supervisor's correction of an area's count, kept as the offset from what
+    # presence says, so it outlives a restart (presence itself is stored); the last correction's who and why.
+    """
+    CREATE TABLE occupancy_offsets(area TEXT PRIMARY KEY, adjust INTEGER NOT NULL, at REAL NOT NULL, actor TEXT,
+                                   reason TEXT) WITHOUT ROWID;
+    """,
 ]

@@ -32,6 +32,7 @@ class Mirrors:
     permits: dict[str, Credential]
     calendar: list[tuple[str, str, str | None]]  # P24: the synced days (date, kind, as)
     calendar_changed: bool  # the gate makes its day maps again when this is set
+    presence_watch = None  # P35: told of every presence move and reload (edge/core/occupancy.py), when set
 
     def _data_version(self) -> int:
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
@@ -64,6 +65,8 @@ class Mirrors:
             self.consumed = {r[0] for r in c.execute("SELECT visit FROM consumed")} | self.overlay["consumed"]
             self.signoffs = {r[0] for r in c.execute("SELECT visit FROM signoffs")} | self.overlay["signoffs"]
             self.presence = {r[0]: r[1] for r in c.execute("SELECT credential, area FROM presence")}
+            if self.presence_watch is not None:
+                self.presence_watch.reloaded()
             self.permits = active_permits(c)  # P14: permits made here outlive any snapshot
         if force or counters.get(CALENDAR) != self._seen.get(CALENDAR):
             self.calendar = [tuple(r) for r in c.execute("SELECT date, kind, as_day FROM calendar ORDER BY date")]
@@ -122,6 +125,8 @@ class Mirrors:
             self.overlay["signoffs"].discard(ref)
         else:
             self.presence[ref] = area
+        if self.presence_watch is not None:
+            self.presence_watch.moved(ref, area, party)
 
     def permits_changed(self) -> None:
         """P14: a permit made, renewed or returned here: the active permits as the table now says."""

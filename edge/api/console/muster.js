@@ -2,7 +2,8 @@
 // area, a count of those not yet accounted for that falls as they badge out or a guard marks them safe at the
 // assembly point, and a printout for the person with the clipboard.
 import { api } from "/console/api.js";
-import { categoryOf, person } from "/console/people.js";
+import { categoryOf, person, roleNow } from "/console/people.js";
+import * as limits from "/console/limits.js";
 import { count, t, timeOf } from "/console/lang.js";
 
 let emergency = false;
@@ -25,6 +26,7 @@ export async function refresh() {
   document.getElementById("mv-nobody").hidden = m.count > 0;
   document.getElementById("muster-nobody").hidden = m.count > 0;
   draw(document.getElementById("muster-areas"), m.people, false);
+  limits.draw(document.getElementById("muster-limits"), m.areas, roleNow() === "supervisor", refresh);  // P35
   draw(document.getElementById("mv-areas"), m.people, emergency);
 }
 

@@ -11,6 +11,7 @@ let role = "guard";
 let timer = null;
 
 export function setRole(r) { role = r; }
+export function roleNow() { return role; }
 
 // `p`: {holder, name?, company?, category?, private?}; a missing name is looked up
 export function person(p) {

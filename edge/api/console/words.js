@@ -90,6 +90,9 @@ export const WORDS = {
     "alarm.bad_message": "bad message from the network", "alarm.handler_failed": "message not handled",
     "alarm.replay_unavailable": "history no longer available", "alarm.forced": "door forced",
     "alarm.held_open": "door held open", "alarm.watchlist": "watch list: a person to watch came in",
+    "event.occupancy.corrected": "Occupancy corrected", limit_reserved: "on their way in", limit_full: "FULL",
+    limit_count_now: "People there now", limit_reason: "Why the count is corrected", limit_correct: "Correct the count",
+    limit_confirm: "Set the count of {area} to {n}? Every gate of the site counts from it.",
   },
   zh: {
     title: "门岗控制台", sign_in: "登录", sign_out: "退出", token: "令牌",
@@ -179,5 +182,8 @@ export const WORDS = {
     "alarm.bad_message": "网络消息错误", "alarm.handler_failed": "消息未处理",
     "alarm.replay_unavailable": "历史记录已不可用", "alarm.forced": "强行开门",
     "alarm.held_open": "门长开", "alarm.watchlist": "关注名单人员进入",
+    "event.occupancy.corrected": "人数已校正", limit_reserved: "人正在进入", limit_full: "已满",
+    limit_count_now: "现在区域内人数", limit_reason: "校正人数的原因", limit_correct: "校正人数",
+    limit_confirm: "把{area}的人数设为{n}？全厂各门岗都按这个人数继续计数。",
   },
 };
