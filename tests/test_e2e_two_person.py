@@ -5,65 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from mqttkit import Peer, event
-from sitekit import NO_PORT, make_site, wait_until
-from test_e2e_gate import STAFF, SUPERVISOR, Gate, _denied_without_pulse
+from mqttkit import event
+from sitekit import NO_PORT, wait_until
+from test_e2e_gate import STAFF, SUPERVISOR, _denied_without_pulse, running_with_central
+from test_gate_p31_p33 import two_person_site
 
 pytestmark = pytest.mark.e2e
 
-CANTEEN, VAULT = 3, 4  # lock coils
-
-DOORS = f"""
-[[doors]]
-name = "canteen"
-area = "site/canteen"
-io = "io1"
-lock_coil = {CANTEEN}
-pulse_s = 0.3
-antipassback = "timed"
-
-[[doors]]
-name = "vault"
-area = "site/vault"
-io = "io1"
-lock_coil = {VAULT}
-pulse_s = 0.3
-
-[[readers]]
-name = "canteen-in"
-url = "socket://127.0.0.1:{NO_PORT}"
-door = "canteen"
-direction = "in"
-
-[[readers]]
-name = "vault-in"
-url = "socket://127.0.0.1:{NO_PORT}"
-door = "vault"
-direction = "in"
-"""
+CANTEEN, VAULT = 3, 4  # lock coils (test_gate_p31_p33.DOORS)
 
 
 @pytest.fixture
 def running(tmp_path, procs, broker):
-    site = make_site(tmp_path / "site", broker_port=broker.port)
-    text = site.config.read_text().replace('tree = ["site", ', 'tree = ["site", "site/canteen", "site/vault", ', 1)
-    text = text.replace('escort_required = ["site/production"]',
-                        'escort_required = ["site/production"]\ntwo_person = ["site/vault"]')
-    site.config.write_text(text + DOORS)
-    site.reader_ports.update({"canteen-in": NO_PORT, "vault-in": NO_PORT})
-    r = site.import_lines([
-        {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
-        {"credential": f"badge:{SUPERVISOR}", "holder": "h-2", "category": "staff", "areas": ["site"]},
-    ])
-    assert r.returncode == 0, r.stderr
-    central = Peer(broker.port, "acs/test/gate-1/events/#")
-    g = Gate(site, procs)
-    g.start_hardware()
-    g.start_daemon()
-    g.daemon.wait_for("io module io1 ready", already=True)
-    yield g, central
-    g.io.close()
-    central.close()
+    site = two_person_site(tmp_path / "site", broker_port=broker.port)
+    site.reader_ports.update({name: NO_PORT for name in ("canteen-in", "vault-in", "vault-out", "cage-in")})
+    yield from running_with_central(site, procs, broker.port)
 
 
 def test_p33_two_badges_at_a_two_person_door_make_one_unlock_pulse(running):

@@ -19,6 +19,7 @@ name = "canteen"
 area = "site/canteen"
 io = "io1"
 lock_coil = 3
+pulse_s = 0.3
 antipassback = "timed"
 antipassback_s = 60
 
@@ -27,12 +28,14 @@ name = "vault"
 area = "site/vault"
 io = "io1"
 lock_coil = 4
+pulse_s = 0.3
 
 [[doors]]
 name = "cage"
 area = "site/production/cage"
 io = "io1"
 lock_coil = 5
+pulse_s = 0.3
 
 [[readers]]
 name = "canteen-in"
@@ -60,10 +63,10 @@ direction = "in"
 """
 
 
-def two_person_site(path, lane: bool = False):
+def two_person_site(path, lane: bool = False, **kw):
     """The test site with a timed canteen door (60 s), a two-person vault and a two-person cage in the
-    escort-required production area; with `lane`, the lobby's turnstile lane is timed too."""
-    s = make_site(path)
+    escort-required production area; with `lane`, the lobby's turnstile lane is timed too. `kw`: make_site's."""
+    s = make_site(path, **kw)
     text = s.config.read_text().replace('tree = ["site", ', 'tree = ["site", "site/canteen", "site/vault", '
                                         '"site/production/cage", ', 1)
     text = text.replace('escort_required = ["site/production"]',
