@@ -114,7 +114,8 @@ class Gate:
                 return Rejected(e.reason, None, "pass")
         return Rejected("malformed")
 
-    def facts(self, cred: Credential | Rejected, door: DoorView, now: float, partner: Credential | None = None) -> Facts:
+    def facts(self, cred: Credential | Rejected, door: DoorView, now: float,
+              partner: Credential | None = None) -> Facts:
         """What the decision needs; `partner`: the one presenting now, whom a waiting first of a pair would be
         admitted with (P33)."""
         if isinstance(cred, Rejected):
@@ -122,6 +123,7 @@ class Gate:
         s = self.store
         idh = cred.id_hash[:16] if cred.id_hash else None
         vk = cred.visit_key
+        entry = door.direction is Direction.IN
         return Facts(
             mode=self.mode,
             blocklisted=cred.holder in s.blocked_holders or (idh is not None and idh in s.blocked_idh),
@@ -134,15 +136,17 @@ class Gate:
             clock_far_off=cred.time_bounded and self.central_clock.far_off(now),
             # only an escorted entry looks at recent staff scans; everyone else skips the work
             escorts=tuple(self._escorts_at(door.name, now)) if (door.escort_required or cred.escort) else (),
-            last_entry=self.last_entries.last(door.name, cred.ref)
-            if door.antipassback == "timed" and door.direction is Direction.IN else None,  # P31
-            partners=((as_partner(partner, now),) if partner is not None else self._partners(cred, door, now))
-            if door.two_person and door.direction is Direction.IN else (),  # P33
+            last_entry=self.last_entries.last(door.name, cred.ref) if entry and door.antipassback == "timed" else None,
+            partners=self._partners(cred, door, now, partner) if entry and door.two_person else (),
         )
 
-    def _partners(self, cred: Credential, door: DoorView, now: float) -> tuple[Partner, ...]:
+    def _partners(self, cred: Credential, door: DoorView, now: float,
+                  partner: Credential | None) -> tuple[Partner, ...]:
         """P33: who waits at this door for a second person and would be admitted together with `cred` now,
-        every other rule checked (a pair whose first was revoked meanwhile is no pair)."""
+        every other rule checked (a pair whose first was revoked meanwhile is no pair); for a waiting first
+        decided again, the `partner` presenting now."""
+        if partner is not None:
+            return (as_partner(partner, now),)
         found = []
         for _reader, first, at in self.waiting.get(door.name, ()):
             if first.holder == cred.holder or now - at > self.settings.two_person_window_s:
@@ -227,6 +231,8 @@ class Gate:
                 self.card_held.discard(cred.visit_key)
                 released = True
             self._note_escort(cred, door, d, now)
+            if door.direction is Direction.IN and door.name in self.waiting:  # in now: waits here no more (P10, P33)
+                self.waiting[door.name] = [w for w in self.waiting[door.name] if w[1].ref != cred.ref]
             if door.direction is Direction.IN and (cred.category == "staff" or d.partner):
                 escorted = self._escorted_after(door, now, cred, d)
             if door.antipassback == "timed" and door.direction is Direction.IN:  # P31: the pair's both entered

@@ -86,7 +86,8 @@ def access_data(out: Outcome) -> dict:
     if isinstance(cred, Credential):
         base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
                     category=cred.category, tier=cred.tier, party=cred.party)
-        if d.granted and not door.passages and door.tracks_presence:  # where presence goes, so peers follow it (P7, P31)
+        # where presence goes, so peers can follow it (P7); a timed door records none (P31)
+        if d.granted and not door.passages and door.tracks_presence:
             base["to_area"] = destination(door)
         if d.escort_by:
             base["escort_by"] = d.escort_by
