@@ -1,4 +1,4 @@
-"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23, P27).
+"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23, P27, P31, P33).
 
 No I/O here: the gate gathers the facts, this decides, the gate acts and journals.
 Every refusal carries exactly one reason code of POLICY.md; the order of the checks below decides
