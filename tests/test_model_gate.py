@@ -11,6 +11,9 @@ agree with a model that knows only the rules (POLICY, SPEC §2 site-mode orderin
 - while the fire line is in fault (P28) the fire input is not believed: the fire state is the last known;
 - no grant at this gate takes an area with a `max_occupancy` beyond it (P35), and the gate's count of it is
   what its presence table says;
+- at the two-person vault (P33, in the escort-required production area, P10) no grant without a second, different
+  holder refused there within the window, the pair including a staff member; at that timed anti-passback door
+  (P31) no credential enters again within its time, across restarts, and no presence is recorded;
 - no committed or held event is lost: once the database takes writes, every decision is in the journal,
   `seq` is gapless and the chain verifies.
 
@@ -55,9 +58,27 @@ BADGES = {  # credential -> (holder, category, roles)
     "badge:0A000002": ("h-2", "staff", ["supervisor"]),
     "badge:0A000003": ("h-3", "contractor", []),
     "badge:0A000004": ("h-4", "salesman", []),  # P1: stored, refused everywhere
+    "badge:0A000005": ("h-1", "staff", []),  # h-1's second card: no pair with the first (P33)
 }
 UNKNOWN = "badge:0BADBADB"
-READERS = ("main-in", "main-out", "office-in")
+READERS = ("main-in", "main-out", "office-in", "vault-in")
+VAULT_AREA, VAULT_COIL = "site/production/vault", 5
+VAULT = f"""
+[[doors]]
+name = "vault"
+area = "{VAULT_AREA}"
+io = "io1"
+lock_coil = {VAULT_COIL}
+pulse_s = {{pulse}}
+antipassback = "timed"
+
+[[readers]]
+name = "vault-in"
+url = "socket://127.0.0.1:{NO_PORT}"
+door = "vault"
+direction = "in"
+"""
+TWO_PERSON_WINDOW_S, ANTIPASSBACK_S = 30, 300  # the defaults
 FIRE, KEY, TROUBLE = 100, 101, 102  # the site inputs (sitekit's config, and the fire line's trouble input)
 LOBBY_LIMIT = 2  # P35: the lobby's max_occupancy, below the people who may come in
 LANE_COILS = (10, 11, 12)  # a turnstile lane's pass and free-wheel outputs (test_e2e_turnstile.LANE)
@@ -106,9 +127,11 @@ class GateMachine(RuleBasedStateMachine):
         text = self.site.config.read_text()
         text = text.replace("[policy]", f"[policy]\nmax_sync_age_s = {MAX_SYNC_AGE_S}")
         text = text.replace("lockdown_input = 101", f"lockdown_input = {KEY}\nfire_trouble_input = {TROUBLE}")
+        text = text.replace('"site/production/workshop-1"]', f'"site/production/workshop-1", "{VAULT_AREA}"]', 1)
         text = text.replace('escort_required = ["site/production"]',
-                            f'escort_required = ["site/production"]\nmax_occupancy = {{"site/lobby" = {LOBBY_LIMIT}}}')
-        self.site.config.write_text(text + LANE.format(port=NO_PORT))
+                            f'escort_required = ["site/production"]\ntwo_person = ["{VAULT_AREA}"]\n'
+                            f'max_occupancy = {{"site/lobby" = {LOBBY_LIMIT}}}')
+        self.site.config.write_text(text + LANE.format(port=NO_PORT) + VAULT.format(pulse=PULSE_S))
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
         self.cfg, self.base = load_config(self.site.config)
@@ -139,6 +162,8 @@ class GateMachine(RuleBasedStateMachine):
         self.trouble = False  # the fire line in fault (P28)
         self.heard_at = float(self.store.meta("created_at"))
         self.decisions = 0  # decisions made; every one must reach the journal
+        self.vault_first: dict[str, tuple[float, str, str]] = {}  # P33: refused there, waiting: ref -> (at, holder, category)
+        self.vault_entries: dict[str, float] = {}  # P31: ref -> its last entry through the vault door
         self.outage = False
         self.full = False
         records = [AllowRecord(credential=c, holder=h, category=cat, areas=["site"], roles=roles)
@@ -220,10 +245,38 @@ class GateMachine(RuleBasedStateMachine):
                     assert self.now - self.heard_at <= MAX_SYNC_AGE_S, f"stale allow-list, {key} granted"
                 if self.mode is Mode.LOCKDOWN:
                     assert BADGES.get(key, (0, 0, []))[2] == ["supervisor"], f"{key} granted in lockdown"
+            if reader == "vault-in":
+                self._vault_pair(ref, holder, category, d.partner)
             if out.opens:
                 self._run(self.outputs.pulse(out.door.name, out.door.direction.value))
+        elif reader == "vault-in" and d.reason in ("second_person_required", "escort_required"):
+            self.vault_first[ref] = (self.now, holder, category)
         if d.consumes:
             self.consumed.add(key)
+
+    def _vault_pair(self, ref, holder, category, partner):
+        """P33: granted only with a different holder refused there within the window, one of the two staff (P10);
+        P31: neither of the pair entered through the vault door within its time; no presence recorded there."""
+        assert partner in self.vault_first, f"{ref} granted at the vault without a waiting partner"
+        at, partner_holder, partner_category = self.vault_first.pop(partner)
+        assert self.now - at <= TWO_PERSON_WINDOW_S, f"{ref} paired with {partner} after the window"
+        assert partner_holder != holder, f"{holder} paired with their own other credential"
+        assert "staff" in (category, partner_category), f"a pair without staff at the vault: {ref}, {partner}"
+        for r in (ref, partner):
+            last = self.vault_entries.get(r)
+            assert last is None or abs(self.now - last) >= ANTIPASSBACK_S, f"{r} entered the vault again early"
+            self.vault_entries[r] = self.now
+            assert self.store.presence.get(r) != VAULT_AREA, f"presence recorded at the timed vault door for {r}"
+
+    @rule(people=st.lists(st.sampled_from(sorted(BADGES) + ["v1", "v2"]), min_size=2, max_size=4))
+    def people_at_the_vault(self, people):
+        """P33, P31: scans at the vault in a row, so that sequences reach pairs (one holder's two cards, a pair's
+        member coming back with someone else) often."""
+        for which in people:
+            if which in BADGES:
+                self.scan_badge("vault-in", which)
+            else:
+                self.scan_pass("vault-in", which)
 
     @rule(which=st.sampled_from(["v1", "v2"]))
     def a_whole_visit(self, which):
@@ -358,6 +411,7 @@ class GateMachine(RuleBasedStateMachine):
         assert self.gate.holdback.close(self.store.tx) == 0
         self.store.close()
         self._open()  # its first poll reads the site inputs again
+        self.vault_first.clear()  # who waits for a second person is remembered in memory only (P33)
         self.key_switch = None
         self.fire_input = False  # the last reading lives in memory: a gate started on a faulty line knows none
         self._inputs_read(self.module.inputs.get(FIRE, False), self.module.inputs.get(KEY, False),
@@ -400,7 +454,7 @@ class GateMachine(RuleBasedStateMachine):
         if any(self.module.coils.values()):
             self._run(asyncio.sleep(PULSE_S * 2))  # pulses end: their relock timers run on the loop  # a freed door relocks on the poll after fire ends (at once if shut)
         drill = self.gate.mode is Mode.DRILL
-        for door, coil, contact in (("main", 0, 0), ("office", 1, 2)):
+        for door, coil, contact in (("main", 0, 0), ("office", 1, 2), ("vault", VAULT_COIL, 3)):
             if self.module.coils.get(coil) and self.module.inputs.get(contact):
                 continue  # a door freed for a fire (ended since) and still standing open locks as it shuts
             assert not self.module.coils.get(coil), f"{door} unlocked outside fire mode after its pulse"

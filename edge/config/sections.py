@@ -57,6 +57,8 @@ class PolicySection(Model):
         description="P25: whose perimeter exit needs the host's sign-off: categories, `vip:<tier>` (e.g. `vip:second`)")
     escort_window_s: float = Field(30, gt=0, le=600, description="P10: seconds between the staff scan and the escorted scan")
     escort_max: int = Field(5, ge=1, le=100, description="P10: people one staff credential escorts per window")
+    two_person_window_s: float = Field(30, gt=0, le=600, description="P33: seconds within which the second of a pair"
+                                       " must present at the same door of a two-person area")
     max_sync_age_s: float | None = Field(None, gt=0, description="P23: refuse visitors/contractors when central is silent longer (seconds); unset = off")
     lobby: AreaPath | None = Field(None, description="P13: area every walk-in pass admits")
     guard_room: AreaPath | None = Field(None, description="P13: the only area a frontline host's walk-in admits")
@@ -74,6 +76,8 @@ class AreasSection(Model):
         default_factory=dict, description="P35: area -> the most people (parties counted whole) it holds, the areas "
                                           "below it included; entries beyond are refused `area_full`. Every door "
                                           "into it needs an `out` reader or must be a turnstile (exits counted)")
+    two_person: list[AreaPath] = Field(default_factory=list, description="P33: areas (and all below) entered only by"
+                                       " two different holders together (policy.two_person_window_s)")
     # the tree's shape (one root, every parent listed) is checked with the other references: wiring.py
 
 
@@ -210,7 +214,11 @@ class DoorSection(Model):
     extended_held_open_s: float | None = Field(None, gt=0, le=14400, description="P30: held-open limit for extended"
                                                " access, seconds; unset = held_open_s x policy.extended_access_factor")
     fail_mode: Literal["fail_secure", "fail_safe"] = Field("fail_secure", description="what the hardware does on power or link loss (P18)")
-    antipassback: Literal["auto", "hard", "soft", "off"] = Field("auto", description="P7; auto = soft for staff, hard for others")
+    antipassback: Literal["auto", "hard", "soft", "off", "timed"] = Field(
+        "auto", description="P7; auto = soft for staff, hard for others; timed (P31): no re-entry through this door"
+        " within antipassback_s, and no presence recorded here (for a door without an exit reader)")
+    antipassback_s: float | None = Field(None, gt=0, le=86400, description="P31: with antipassback = \"timed\", seconds"
+                                         " before the same credential may enter here again; unset = 300")
     # turnstile lanes (SPEC §5): pass pulses out, one passage pulse in per person, free-wheel for fire mode
     pass_in_coil: int | None = Field(None, ge=0, le=65535)
     pass_out_coil: int | None = Field(None, ge=0, le=65535)
@@ -239,6 +247,9 @@ class DoorSection(Model):
                              " set perimeter = true and collector_input, or drop collector")
         if self.collector_input is not None and not self.collector:
             raise ValueError("collector_input is read only with collector = true (P27)")
+        if self.antipassback_s is not None and self.antipassback != "timed":
+            raise ValueError("antipassback_s is the time of a timed anti-passback (P31): set antipassback = \"timed\""
+                             " or drop it")
         return self
 
     @property
@@ -422,6 +433,10 @@ class GateConfig(Model):
 
     def escort_required(self, area: str) -> bool:
         return any(is_within(area, a) for a in self.areas.escort_required)
+
+    def two_person(self, area: str) -> bool:
+        """P33: the area, or one above it, is marked two-person."""
+        return any(is_within(area, a) for a in self.areas.two_person)
 
     def event_source(self) -> str:
         """SPEC §2 `source` of this gate's events: its topic prefix, the same over MQTT, the API and the CLI."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from edge.core.areas import parent_of
+from edge.core.areas import is_within, parent_of
 
 Problem = tuple[tuple, str]  # (key path, message)
 
@@ -70,6 +70,7 @@ def references(raw: dict) -> list[Problem]:
                     out.append((("doors", i, key), f"relay board {io!r} has no inputs"))
             if _int(d.get("lock_coil")) == 0:
                 out.append((("doors", i, "lock_coil"), "a relay board's channels start at 1"))
+    out += _two_person_lanes(raw)  # P33
     for i, r in entries(raw, "readers"):
         if not isinstance(r.get("door"), str):
             continue
@@ -110,6 +111,21 @@ def references(raw: dict) -> list[Problem]:
     return out
 
 
+def _two_person_lanes(raw: dict) -> list[Problem]:
+    """P33: a pair is admitted with one opening of a door; a turnstile lane or a barrier lets one through a pass."""
+    listed = raw["areas"].get("two_person") if isinstance(raw.get("areas"), dict) else None
+    if not isinstance(listed, list):
+        return []
+    marked = [a for a in listed if isinstance(a, str)]
+    out: list[Problem] = []
+    for i, d in entries(raw, "doors"):
+        area, kind = d.get("area"), d.get("kind", "door")
+        if kind != "door" and isinstance(area, str) and any(is_within(area, a) for a in marked):
+            out.append((("doors", i, "kind"), f"{area!r} is a two-person area (P33): its doors admit a pair with one"
+                        f" opening, which a {kind} cannot: make it a door or leave the area out of two_person"))
+    return out
+
+
 def _tree(raw: dict, tree: list, areas: set[str]) -> list[Problem]:
     out: list[Problem] = []
     for a in tree:
@@ -118,10 +134,11 @@ def _tree(raw: dict, tree: list, areas: set[str]) -> list[Problem]:
     roots = [a for a in tree if isinstance(a, str) and parent_of(a) is None]
     if len(roots) != 1:
         out.append((("areas", "tree"), f"the tree needs exactly one root area, found {roots}"))
-    esc = raw["areas"].get("escort_required")
-    for a in esc if isinstance(esc, list) else ():
-        if isinstance(a, str) and a not in areas:
-            out.append((("areas", "escort_required"), f"{a!r} is not in the tree"))
+    for key in ("escort_required", "two_person"):  # P10, P33
+        listed = raw["areas"].get(key)
+        for a in listed if isinstance(listed, list) else ():
+            if isinstance(a, str) and a not in areas:
+                out.append((("areas", key), f"{a!r} is not in the tree"))
     return out
 
 

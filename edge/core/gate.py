@@ -23,8 +23,10 @@ from edge.core.outcome import (
     Effects, Outcome, Pending, access_data, cred_from_json, cred_json, destination, pass_credential, settings_from,
 )
 from edge.core.model import (
-    Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Rejected,
+    Credential, Decision, Direction, DoorView, EscortScan, Facts, Mode, Partner, Rejected,
 )
+from edge.core.timed_apb import ANTIPASSBACK_S, LastEntries
+from edge.core.two_person import FIRST as TWO_PERSON_FIRST, as_partner
 from edge.errors import Refused
 from edge.passes import KeyRing, PassRejected, verify_pass
 from edge.core.policy import decide
@@ -60,9 +62,14 @@ class Gate:
                 antipassback=d.antipassback, escort_required=cfg.escort_required(d.area), passages=d.passages,
                 collector=d.collector,
                 barrier=d.kind == "barrier",
+                antipassback_s=d.antipassback_s or ANTIPASSBACK_S, two_person=cfg.two_person(d.area),  # P31, P33
             )
+        # P31: the last entries through the timed anti-passback doors, kept across a restart
+        self.last_entries = LastEntries({d.name: d.antipassback_s or ANTIPASSBACK_S for d in cfg.doors
+                                         if d.antipassback == "timed"})
+        self.last_entries.load(store.conn, clock())
         self.escorts: dict[str, list[EscortScan]] = {}
-        self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10: escorted-first scans
+        self.waiting: dict[str, list[tuple[str, Credential, float]]] = {}  # P10, P33: escorted-first, pair-first scans
         self.held_exits: dict[str, tuple[str, Credential, DoorView]] = {}  # P9: visit -> its held exit
         self.held_at: dict[str, float] = {}
         self.card_held: set[str] = set()  # P27: the held exits that wait for the card, not a sign-off
@@ -109,12 +116,16 @@ class Gate:
                 return Rejected(e.reason, None, "pass")
         return Rejected("malformed")
 
-    def facts(self, cred: Credential | Rejected, door: DoorView, now: float) -> Facts:
+    def facts(self, cred: Credential | Rejected, door: DoorView, now: float,
+              partner: Credential | None = None) -> Facts:
+        """What the decision needs; `partner`: the one presenting now, whom a waiting first of a pair would be
+        admitted with (P33)."""
         if isinstance(cred, Rejected):
             return Facts(mode=self.mode)
         s = self.store
         idh = cred.id_hash[:16] if cred.id_hash else None
         vk = cred.visit_key
+        entry = door.direction is Direction.IN
         return Facts(
             mode=self.mode,
             blocklisted=cred.holder in s.blocked_holders or (idh is not None and idh in s.blocked_idh),
@@ -128,9 +139,26 @@ class Gate:
             # only an escorted entry looks at recent staff scans; everyone else skips the work
             escorts=tuple(self._escorts_at(door.name, now)) if (door.escort_required or cred.escort) else (),
             # P35: only an entry into a limited area looks at the counts
-            area_full=(door.direction is Direction.IN and bool(self.occupancy.limited(door.area))
+            area_full=(entry and bool(self.occupancy.limited(door.area))
                        and self.occupancy.full(door.area, cred.party, s.presence.get(cred.ref))),
+            last_entry=self.last_entries.last(door.name, cred.ref) if entry and door.antipassback == "timed" else None,
+            partners=self._partners(cred, door, now, partner) if entry and door.two_person else (),
         )
+
+    def _partners(self, cred: Credential, door: DoorView, now: float,
+                  partner: Credential | None) -> tuple[Partner, ...]:
+        """P33: who waits at this door for a second person and would be admitted together with `cred` now,
+        every other rule checked (a pair whose first was revoked meanwhile is no pair); for a waiting first
+        decided again, the `partner` presenting now."""
+        if partner is not None:
+            return (as_partner(partner, now),)
+        found = []
+        for _reader, first, at in self.waiting.get(door.name, ()):
+            if first.holder == cred.holder or now - at > self.settings.two_person_window_s:
+                continue
+            if decide(first, door, now, self.facts(first, door, now, partner=cred), self.settings).granted:
+                found.append(Partner(first.ref, first.holder, first.category == "staff", first.areas, at))
+        return tuple(found)
 
     def evaluate(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
         """Decide without journaling (the benchmark's 'without the journal')."""
@@ -209,15 +237,23 @@ class Gate:
                 self.card_held.discard(cred.visit_key)
                 released = True
             self._note_escort(cred, door, d, now)
-            if cred.category == "staff" and door.direction is Direction.IN:
-                escorted = self._escorted_after(door, now)
+            if door.direction is Direction.IN and door.name in self.waiting:  # in now: waits here no more (P10, P33)
+                self.waiting[door.name] = [w for w in self.waiting[door.name] if w[1].ref != cred.ref]
+            if door.direction is Direction.IN and (cred.category == "staff" or d.partner):
+                escorted = self._escorted_after(door, now, cred, d)
+            if door.antipassback == "timed" and door.direction is Direction.IN:  # P31: the pair's both entered
+                for c in (cred, *(o.cred for o in escorted)):
+                    self.last_entries.entered(door.name, c.ref, now)
             if door.direction is Direction.IN and not door.passages:  # P36: the last entry is here (memory only)
                 self.overstays.entered(cred, door.name, door.area, now)
                 for o in escorted:
                     self.overstays.entered(o.cred, door.name, door.area, now)
-        elif d.reason == "escort_required":
-            # P10: escorted first; granted on its own if the staff scan follows within the window
-            self.waiting.setdefault(door.name, []).append((out.reader, cred, now))
+        elif d.reason in ("escort_required", "second_person_required"):
+            # P10: escorted first; granted on its own if the staff scan follows within the window.
+            # P33: the first of a pair; granted with the second's opening if a second comes within the window.
+            window = max(self.settings.escort_window_s, self.settings.two_person_window_s)
+            self.waiting[door.name] = [w for w in self.waiting.get(door.name, ())  # once each, the latest scan
+                                       if w[1].ref != cred.ref and now - w[2] <= window] + [(out.reader, cred, now)]
         return Effects(released, escorted)
 
     def commit(self, out: Outcome, now: float, fx: Effects) -> tuple[Entry, ...]:
@@ -284,24 +320,32 @@ class Gate:
                     }, now))
                 if fx.released:
                     self.store.conn.execute("DELETE FROM held_exits WHERE visit=?", (cred.visit_key,))
-                for o in fx.escorted:  # P10: admitted with this staff grant, through the door it opened
+                for o in fx.escorted:  # P10, P33: admitted with this grant, through the door it opened
                     entries.append(self.journal.append("access.granted", access_data(o), now))
                     self._move(o.cred, door, now)
+                if door.antipassback == "timed" and door.direction is Direction.IN:  # P31
+                    for c in (cred, *(o.cred for o in fx.escorted)):
+                        self.last_entries.write(self.store.conn, door.name, c.ref, now)
         return tuple(entries)
 
-    def _escorted_after(self, door: DoorView, now: float) -> tuple[Outcome, ...]:
+    def _escorted_after(self, door: DoorView, now: float, by: Credential, d: Decision) -> tuple[Outcome, ...]:
         """P10: the people refused for want of an escort a moment ago go through with this staff grant.
-        The door the staff member just opened admits them; no second pulse is needed."""
+        P33: at a two-person door, only the first of this grant's pair, with this grant as its second.
+        The door just opened admits them; no second pulse is needed."""
         admitted: list[Outcome] = []
         still = []
+        window = self.settings.two_person_window_s if door.two_person else self.settings.escort_window_s
         for reader, cred, at in self.waiting.get(door.name, []):
-            if now - at > self.settings.escort_window_s:
+            if now - at > window:
                 continue
-            dec = decide(cred, door, now, self.facts(cred, door, now), self.settings)
-            if not (dec.granted and dec.escort_by):
+            if door.two_person and cred.ref != d.partner:
                 still.append((reader, cred, at))
                 continue
-            dec = replace(dec, flags=dec.flags + ("escorted_after",))
+            dec = decide(cred, door, now, self.facts(cred, door, now, partner=by), self.settings)
+            if not (dec.granted and (dec.escort_by or dec.partner)):
+                still.append((reader, cred, at))
+                continue
+            dec = replace(dec, flags=dec.flags + (TWO_PERSON_FIRST if dec.partner else "escorted_after",))
             admitted.append(Outcome(reader, door, cred, dec, 0))
             self._reserve(cred, door)  # P35: the next one waiting is decided with this one's place taken
             self._note_escort(cred, door, dec, now)
@@ -314,7 +358,10 @@ class Gate:
             self.occupancy.reserve(cred.ref, door.area, cred.party, self.store.presence.get(cred.ref))
 
     def _move(self, cred: Credential, door: DoorView, now: float) -> None:
-        """P7: presence follows grants (passage sensors take over in the hardware layer)."""
+        """P7: presence follows grants (passage sensors take over in the hardware layer); not at a timed
+        anti-passback door, which sees nobody leave (P31)."""
+        if not door.tracks_presence:
+            return
         self.store.move_presence(cred.ref, cred.holder, cred.category, destination(door), cred.party, now)
 
 
@@ -608,16 +655,19 @@ class Gate:
         if not more:
             queue.pop(0)
         cred, walked, to = p.cred, p.walked, destination(p.door)
+        tracked = p.door.tracks_presence  # P31: a timed lane records no presence, here or at the peers
         if walked == 1 and direction is Direction.IN:  # P36: this gate now holds the last entry (memory only)
             self.overstays.entered(cred, door_name, p.door.area, now)
 
         def write():
             with self.store.tx():
-                entry = self.journal.append("access.passage", {
-                    "door": door_name, "direction": direction.value, "credential_ref": cred.ref,
-                    "holder": cred.holder, "category": cred.category, "area": p.door.area, "to_area": to,
-                    "count": walked, "party": cred.party}, now)
-                if walked == 1:
+                data = {"door": door_name, "direction": direction.value, "credential_ref": cred.ref,
+                        "holder": cred.holder, "category": cred.category, "area": p.door.area, "to_area": to,
+                        "count": walked, "party": cred.party}
+                if not tracked:
+                    del data["to_area"]
+                entry = self.journal.append("access.passage", data, now)
+                if walked == 1 and tracked:
                     self.store.move_presence(cred.ref, cred.holder, cred.category, to, cred.party, now)
                 return entry
         entry = self.holdback.run(write)
@@ -632,12 +682,21 @@ class Gate:
                 p = queue.pop(0)
                 if p.walked == 0:
                     self.occupancy.release(p.cred.ref)  # P35: the places it held are free again
-                    e = self.record("access.undone", {
-                        "door": door_name, "direction": direction.value, "credential_ref": p.cred.ref,
-                        "holder": p.cred.holder, "area": p.door.area}, now)
+                    timed = p.door.antipassback == "timed" and direction is Direction.IN
+                    if timed:  # P31: nobody walked through: no entry
+                        self.last_entries.undone(door_name, p.cred.ref)
+                    e = self.holdback.run(self._undone, p, now, timed)
                     if e:
                         entries.append(e)
         return entries
+
+    def _undone(self, p: Pending, now: float, timed: bool) -> Entry:
+        with self.store.tx() as c:
+            if timed:
+                LastEntries.erase(c, p.door.name, p.cred.ref)
+            return self.journal.append("access.undone", {
+                "door": p.door.name, "direction": p.door.direction.value, "credential_ref": p.cred.ref,
+                "holder": p.cred.holder, "area": p.door.area}, now)
 
     # -- P36, P30: after the decision ----------------------------------------------------------------
     def watch_overstays(self, now: float | None = None, due: bool = True) -> list[Entry]:

@@ -87,11 +87,18 @@ class DoorView:
     area: str
     direction: Direction
     perimeter: bool = False
-    antipassback: str = "auto"  # auto | hard | soft | off
+    antipassback: str = "auto"  # auto | hard | soft | off | timed (P31)
     escort_required: bool = False
     passages: bool = False  # a turnstile lane: presence follows counted passages, not grants
     collector: bool = False  # P27: an exit lane that captures visitor cards itself
     barrier: bool = False  # P26: a vehicle barrier, read by a plate camera
+    antipassback_s: float = 300.0  # P31: with antipassback "timed", no re-entry through this door within this
+    two_person: bool = False  # P33: its area admits two different holders together, never one alone
+
+    @property
+    def tracks_presence(self) -> bool:
+        """P31: a timed anti-passback door has no exit reader to follow people out: it records no presence."""
+        return self.antipassback != "timed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,18 @@ class EscortScan:
     areas: tuple[str, ...]
     at: float
     used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """P33: someone refused a moment ago at this door for want of a second person (or an escort), who would be
+    admitted together with the credential now presented (the gate checked it with every other rule)."""
+
+    ref: str
+    holder: str
+    staff: bool
+    areas: tuple[str, ...]
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +138,8 @@ class Facts:
     clock_far_off: bool = False  # P3: more than a day off the central system's time
     watchlisted: bool = False  # P37: a blocklist entry with action `alert` names the holder
     area_full: bool = False  # P35: this entry would take more places than a limited area has left
+    last_entry: float | None = None  # P31: the credential's last entry through this door (a timed one)
+    partners: tuple[Partner, ...] = ()  # P33: who would be admitted with this credential at a two-person door
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +155,7 @@ class Settings:
     holiday_hours: dict = field(default_factory=dict)  # P24: schedule name -> (start_min, end_min); absent = closed
     escort_window_s: float = 30.0
     escort_max: int = 5
+    two_person_window_s: float = 30.0  # P33
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +168,4 @@ class Decision:
     consumes: bool = False  # P8: this grant consumes the pass
     arrival: bool = False  # P12: a VIP arrived at the perimeter
     watchlist: bool = False  # P37: the guards are alerted, whatever was decided
+    partner: str | None = None  # P33: the credential admitted together with this one

@@ -29,7 +29,7 @@ class Pending:
 class Effects:
     """What a decision changed in memory that its journal entries must say too."""
     released: bool = False  # a held exit of the same visit ended by this grant (P9)
-    escorted: tuple["Outcome", ...] = ()  # people admitted with this staff grant (P10)
+    escorted: tuple["Outcome", ...] = ()  # people admitted with this grant: escorted by it (P10), its pair (P33)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ def settings_from(cfg: GateConfig, synced: Iterable[tuple[str, str, str | None]]
         skew_s=cfg.policy.clock_skew_s, tz=ZoneInfo(cfg.site.timezone), schedules=cfg.schedule_windows(),
         exit_signoff_required=cfg.policy.exit_signoff_required, escort_window_s=cfg.policy.escort_window_s,
         escort_max=cfg.policy.escort_max, exit_signoff=frozenset(cfg.policy.exit_signoff),
+        two_person_window_s=cfg.policy.two_person_window_s,
         calendar_days=calendar_days(cfg, synced), holiday_hours=cfg.holiday_hours(),
     )
 
@@ -85,10 +86,13 @@ def access_data(out: Outcome) -> dict:
     if isinstance(cred, Credential):
         base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=cred.holder,
                     category=cred.category, tier=cred.tier, party=cred.party)
-        if d.granted and not door.passages:  # where presence goes, so peers can follow it (P7)
+        # where presence goes, so peers can follow it (P7); a timed door records none (P31)
+        if d.granted and not door.passages and door.tracks_presence:
             base["to_area"] = destination(door)
         if d.escort_by:
             base["escort_by"] = d.escort_by
+        if d.partner:  # P33: the other of the pair admitted with one opening
+            base["partner_ref"] = d.partner
     else:
         base.update(credential_kind=cred.kind, credential_ref=cred.ref, holder=None, category=None, tier=None, party=None)
     return base

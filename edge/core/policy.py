@@ -1,4 +1,4 @@
-"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23, P27).
+"""The decision: a pure function of credential, door, time, facts and settings (P2–P12, P15, P16, P23, P27, P31, P33).
 
 No I/O here: the gate gathers the facts, this decides, the gate acts and journals.
 Every refusal carries exactly one reason code of POLICY.md; the order of the checks below decides
@@ -14,6 +14,7 @@ from edge.core.calendar import HOLIDAY
 from edge.core.model import (
     STALE_REFUSED, Credential, known_kind, Decision, Direction, DoorView, Facts, Mode, Rejected, Settings,
 )
+from edge.core.two_person import find_partner, pair_escort
 from edge.core.window import clock_plausible, window_reason
 
 _UTC = timezone.utc
@@ -55,7 +56,11 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
     if not in_schedule(cred, now, s):  # P5
         return Decision(False, "outside_schedule")
     flags: tuple[str, ...] = ()
-    if facts.presence is not None and is_within(facts.presence, door.area):  # P7
+    if door.antipassback == "timed":  # P31: no presence here; the same credential not again within the time
+        # either side of the last entry: a clock stepped back locks nobody out for longer than the time
+        if facts.last_entry is not None and abs(now - facts.last_entry) < door.antipassback_s:
+            return Decision(False, "antipassback")
+    elif facts.presence is not None and is_within(facts.presence, door.area):  # P7
         mode = door.antipassback
         if mode == "auto":
             mode = "soft" if cred.category == "staff" else "hard"
@@ -65,13 +70,19 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
             flags = ("antipassback_soft",)
     escort_by = None
     if cred.category != "staff" and (door.escort_required or cred.escort):  # P10
-        escort_by = find_escort(door.area, now, facts, s)
+        # P33: at a two-person door the pair's own staff member escorts it
+        escort_by = pair_escort(cred, door, now, facts, s) if door.two_person else find_escort(door.area, now, facts, s)
         if escort_by is None:
             return Decision(False, "escort_required")
+    partner = None
+    if door.two_person:  # P33
+        partner = find_partner(cred, now, facts, s, escort_by)
+        if partner is None:
+            return Decision(False, "second_person_required")
     if facts.area_full:  # P35: last, so a person who may not enter at all is refused for that first
         return Decision(False, "area_full")
     arrival = door.perimeter and cred.category == "vip"  # P12
-    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival)
+    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, partner=partner)
 
 
 def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decision:
@@ -86,7 +97,8 @@ def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decisi
     if door.perimeter and cred.kind == "badge" and cred.temporary:  # P27: the card stays on site
         # held until the lane's collector captures it, or a guard takes it (edge/core/cards.py)
         return Decision(False, "card_return_required", held=True)
-    flags = () if facts.presence is not None and is_within(facts.presence, door.area) else ("presence_unknown",)
+    known = facts.presence is not None and is_within(facts.presence, door.area)
+    flags = () if known or not door.tracks_presence else ("presence_unknown",)  # P31: none recorded there
     return Decision(True, "ok", flags, consumes=door.perimeter and single)  # P7, P8
 
 

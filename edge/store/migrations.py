@@ -136,6 +136,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE held_vehicles(plate TEXT PRIMARY KEY, reader TEXT NOT NULL, reason TEXT NOT NULL,
                                at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 14: timed anti-passback (P31): the last entry of a credential through a timed door, written with its grant, so
+    # a restart lets nobody in again early; rows past the door's time are deleted as new entries come.
+    """
+    CREATE TABLE timed_entries(door TEXT NOT NULL, credential TEXT NOT NULL, at REAL NOT NULL,
+                               PRIMARY KEY(door, credential)) WITHOUT ROWID;
     # 16: occupancy limits (P35): a supervisor's correction of an area's count, kept as the offset from what
     # presence says, so it outlives a restart (presence itself is stored); the last correction's who and why.
     """
