@@ -141,6 +141,7 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE timed_entries(door TEXT NOT NULL, credential TEXT NOT NULL, at REAL NOT NULL,
                                PRIMARY KEY(door, credential)) WITHOUT ROWID;
+    """,
     # 16: occupancy limits (P35): a supervisor's correction of an area's count, kept as the offset from what
     # presence says, so it outlives a restart (presence itself is stored); the last correction's who and why.
     """
