@@ -54,6 +54,7 @@ class Credential:
     private: bool = False  # P29: shown to guards as "private guest"; decisions unchanged
     extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
     temporary: bool = False  # P27: a visitor card, single-visit like a pass; taken back at the perimeter exit
+    pin_required: bool = False  # P34: the holder gives the PIN at every keypad reader (the hashes stay in the store)
 
     @property
     def single_visit(self) -> bool:
@@ -92,6 +93,8 @@ class DoorView:
     passages: bool = False  # a turnstile lane: presence follows counted passages, not grants
     collector: bool = False  # P27: an exit lane that captures visitor cards itself
     barrier: bool = False  # P26: a vehicle barrier, read by a plate camera
+    pin_required: bool = False  # P34: the door admits a card only with its PIN (every `in` reader has a keypad)
+    keypad: bool = False  # P34: this reader has a keypad: a holder with `pin_required` gives the PIN here
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,9 @@ class Facts:
     escorts: tuple[EscortScan, ...] = ()
     clock_far_off: bool = False  # P3: more than a day off the central system's time
     watchlisted: bool = False  # P37: a blocklist entry with action `alert` names the holder
+    # P34: the PIN given after the card at this reader, as the gate checked it (edge/core/pin.py): "ok", "duress",
+    # "incorrect", "locked" (too many wrong PINs lately), "missing" (none, or none can be given); None = not asked
+    pin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +151,4 @@ class Decision:
     consumes: bool = False  # P8: this grant consumes the pass
     arrival: bool = False  # P12: a VIP arrived at the perimeter
     watchlist: bool = False  # P37: the guards are alerted, whatever was decided
+    duress: bool = False  # P34: granted with the duress PIN: `alarm.duress`, nothing else differs

@@ -68,8 +68,28 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         escort_by = find_escort(door.area, now, facts, s)
         if escort_by is None:
             return Decision(False, "escort_required")
+    if needs_pin(cred, door):  # P34: the card, then its PIN at this reader
+        why = pin_reason(facts.pin)
+        if why:
+            return Decision(False, why)
     arrival = door.perimeter and cred.category == "vip"  # P12
-    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival)
+    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, duress=facts.pin == "duress")
+
+
+def needs_pin(cred: Credential, door: DoorView) -> bool:
+    """P34 (entries only): a PIN door, or a keypad reader for a holder whose record asks for the PIN."""
+    return door.pin_required or (door.keypad and cred.pin_required)
+
+
+def pin_reason(pin: str | None) -> str | None:
+    """P34: the refusal a PIN fact makes; None when the PIN (or the duress PIN) was right."""
+    if pin in ("ok", "duress"):
+        return None
+    if pin == "incorrect":
+        return "pin_incorrect"
+    if pin == "locked":
+        return "pin_locked"
+    return "pin_required"  # none given (yet), or none can be: a pass, a holder without a PIN
 
 
 def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decision:

@@ -136,4 +136,12 @@ MIGRATIONS: list[str] = [
     CREATE TABLE held_vehicles(plate TEXT PRIMARY KEY, reader TEXT NOT NULL, reason TEXT NOT NULL,
                                at REAL NOT NULL) WITHOUT ROWID;
     """,
+    # 15: card and PIN (P34): a record's `pin_required` and its PIN and duress PIN hashes (defaulted or nullable:
+    # nothing is rewritten); the wrong PINs given at this gate's keypads, so a restart does not forget a lockout.
+    """
+    ALTER TABLE credentials ADD COLUMN pin_required INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE credentials ADD COLUMN pin_hash TEXT;
+    ALTER TABLE credentials ADD COLUMN duress_hash TEXT;
+    CREATE TABLE pin_failures(credential TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(credential, at)) WITHOUT ROWID;
+    """,
 ]
