@@ -347,3 +347,56 @@ def test_p34_duress_grants_as_a_good_pin_and_raises_alarm_duress(gate):
     assert granted["flags"] == []
     assert {k: v for k, v in other.items() if k not in ("decision_us", "flags")} == \
         {k: v for k, v in granted.items() if k not in ("decision_us", "flags")}  # (here: antipassback_soft)
+
+
+# -- the outbox: alarm.duress ahead of any backlog ---------------------------------------------------------
+def _outbox(store, sent, window=10):
+    from edge.link.outbox import Outbox
+    mids = iter(range(1, 10_000))
+
+    def publish(topic, payload):
+        sent.append((topic, json.loads(payload)["seq"]))
+        return next(mids)
+    return Outbox(store, publish, lambda t: t, "acs/test/gate-1", window)
+
+
+def test_p34_alarm_duress_is_published_ahead_of_the_backlog_and_once(tmp_path):
+    from edge.store import Store
+    from edge.store.journal import Journal
+    store = Store(tmp_path / "j.db")
+    try:
+        j = Journal(store)
+        for i in range(30):  # a backlog while the broker was away
+            j.append("access.granted", {"i": i})
+        duress = j.append("alarm.duress", {"alarm": "duress"})
+        j.append("access.denied", {})
+        sent: list = []
+        outbox = _outbox(store, sent)
+        outbox.expedite(duress.seq)
+        outbox.pump()
+        assert sent[0] == ("alarm.duress", duress.seq)  # first, whatever waits before it
+        assert [s for _, s in sent[1:]] == list(range(1, 10))  # then the backlog in order, in what the window leaves
+        outbox.on_acks(list(range(1, 12)))
+        while outbox.pump():
+            outbox.on_acks(list(range(1, 100)))
+        seqs = [s for _, s in sent]
+        assert sorted(seqs) == list(range(1, 33)) and seqs.count(duress.seq) == 1  # once, and nothing lost
+        assert outbox.acked == 32  # the watermark crossed it in seq order
+    finally:
+        store.close()
+
+
+def test_p34_an_unsent_alarm_duress_goes_first_after_a_restart(tmp_path):
+    from edge.store import Store
+    from edge.store.journal import Journal
+    store = Store(tmp_path / "j.db")
+    try:
+        j = Journal(store)
+        for i in range(5):
+            j.append("access.granted", {"i": i})
+        duress = j.append("alarm.duress", {"alarm": "duress"})
+        sent: list = []
+        _outbox(store, sent, window=2).pump()  # a new outbox over an unsent journal: what a restart builds
+        assert sent[0] == ("alarm.duress", duress.seq)
+    finally:
+        store.close()
