@@ -366,13 +366,13 @@ def test_p34_alarm_duress_is_published_ahead_of_the_backlog_and_once(tmp_path):
     store = Store(tmp_path / "j.db")
     try:
         j = Journal(store)
+        sent: list = []
+        outbox = _outbox(store, sent)
         for i in range(30):  # a backlog while the broker was away
             j.append("access.granted", {"i": i})
         duress = j.append("alarm.duress", {"alarm": "duress"})
         j.append("access.denied", {})
-        sent: list = []
-        outbox = _outbox(store, sent)
-        outbox.expedite(duress.seq)
+        outbox.expedite(duress.seq)  # as the gate does the moment it is journaled
         outbox.pump()
         assert sent[0] == ("alarm.duress", duress.seq)  # first, whatever waits before it
         assert [s for _, s in sent[1:]] == list(range(1, 10))  # then the backlog in order, in what the window leaves
