@@ -400,3 +400,26 @@ def test_p34_an_unsent_alarm_duress_goes_first_after_a_restart(tmp_path):
         assert sent[0] == ("alarm.duress", duress.seq)
     finally:
         store.close()
+
+
+# -- a costlier hash arriving: refused with a clear error, nothing applied ------------------------------------
+COSTLY = "scrypt$16384$8$1$MDEyMzQ1Njc4OWFiY2RlZg==$" + "A" * 43 + "="
+
+
+def test_p34_an_import_with_a_costlier_hash_is_refused_naming_the_line(tmp_path):
+    site = pin_site(tmp_path)
+    r = site.import_lines([
+        {"credential": NOPIN, "holder": "h-2", "category": "staff", "areas": ["site"]},
+        {"credential": CARD, "holder": "h-1", "category": "staff", "areas": ["site"], "pin_hash": COSTLY},
+    ])
+    assert r.returncode != 0
+    assert ":2:" in r.stderr and "pin_hash" in r.stderr and "up to 2^13" in r.stderr
+    assert site.query("SELECT count(*) FROM credentials")[0] == 0  # all or nothing
+
+
+def test_p34_a_batch_with_a_costlier_hash_is_a_bad_message():
+    from edge.link.messages import BadMessage, ChangeBatch, parse
+    rec = {"credential": CARD, "holder": "h-1", "category": "staff", "areas": ["site"], "duress_hash": COSTLY}
+    with pytest.raises(BadMessage) as e:
+        parse(ChangeBatch, json.dumps({"from_version": 1, "to_version": 2, "upserts": [rec]}).encode())
+    assert "upserts.0.duress_hash" in str(e.value) and "up to 2^13" in str(e.value)
