@@ -334,7 +334,7 @@ def test_p34_duress_grants_as_a_good_pin_and_raises_alarm_duress(gate):
     assert [e.type for e in out.entries] == ["access.granted", "alarm.duress"]
     granted, alarm = (json.loads(e.data) for e in out.entries)
     assert "duress" not in json.dumps(granted)
-    assert alarm == {"alarm": "duress", "priority": "high", "door": "office", "reader": "office-in",
+    assert alarm == {"priority": "high", "door": "office", "reader": "office-in",
                      "holder": "h-1", "credential_ref": CARD}
     assert urgent == [out.entries[1]]
     # never a guard's alarm to acknowledge

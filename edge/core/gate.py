@@ -351,7 +351,7 @@ class Gate:
                 assert isinstance(cred, Credential)
                 if d.duress:  # P34: the grant says nothing of it; the central system and supervisors are told
                     entries.append(self.journal.append("alarm.duress", {
-                        "alarm": "duress", "priority": "high", "door": door.name, "reader": out.reader,
+                        "priority": "high", "door": door.name, "reader": out.reader,
                         "holder": cred.holder, "credential_ref": cred.ref}, now))
                 if is_plate(cred) and door.barrier:
                     self.store.conn.execute("DELETE FROM held_vehicles WHERE plate=?", (cred.ref,))
