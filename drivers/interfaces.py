@@ -20,8 +20,8 @@ class LinkState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Presentation:
-    """One credential shown to a reader. `value` is `badge:<HEX>`, the pass text, `plate:<TEXT>` (P26), or why it is
-    malformed;
+    """One credential shown to a reader. `value` is `badge:<HEX>`, the pass text, `plate:<TEXT>` (P26), the 4–8
+    digits of a PIN typed on the reader's keypad (P34: a secret, never logged), or why it is malformed;
     `t_ns` is time.monotonic_ns() when its last byte (the line terminator, the frame) arrived."""
 
     reader: str
@@ -52,6 +52,9 @@ class CredentialSource(Protocol):
 
     def feedback(self, granted: bool) -> None:
         """Show the decision on the reader (LED, buzzer); nothing where the reader has no way to."""
+
+    # P34: a source that can show "enter PIN" (an OSDP reader's LED) has `prompt_pin(self) -> None`; the core calls
+    # it, when the source has it, as a card starts waiting for its PIN at that reader. A serial keypad has no way to.
 
 
 class DoorIO(Protocol):

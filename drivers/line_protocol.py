@@ -1,7 +1,9 @@
 """The serial reader line protocol of SPEC §5: one credential a line, CR and/or LF terminated.
 
 An even count of 8–20 hex digits is a badge UID (`badge:<UPPER HEX>`); a line starting `GK1:` is a pass;
-`PLATE:<text>` is a licence plate from a plate camera (`plate:<TEXT>`, P26); anything else is `malformed`. Pure functions: the serial reader, the camera, the OSDP reader (a card number
+`PLATE:<text>` is a licence plate from a plate camera (`plate:<TEXT>`, P26); `PIN:<4–8 digits>` is a PIN typed on
+the reader's keypad (P34: kind `pin`, the digits as value; they are a secret: what is said of a malformed PIN line
+never repeats them); anything else is `malformed`. Pure functions: the serial reader, the camera, the OSDP reader (a card number
 is a badge UID too) and the tests share them, so a credential is classified alike whichever reader saw it.
 """
 from __future__ import annotations
@@ -19,6 +21,8 @@ _BADGE = re.compile(r"(?:[0-9A-Fa-f]{2}){%d,%d}" % UID_BYTES)
 _TERMINATORS = re.compile(rb"\r|\n")
 OVERLONG = "\x00overlong"  # what LineBuffer yields for a line it had to drop
 PLATE_PREFIX = "PLATE:"
+PIN_PREFIX = "PIN:"
+_PIN = re.compile(r"[0-9]{4,8}")
 MAX_PLATE = 16  # characters of a normalized plate; the longest national formats are well below
 # What no plate holds: whitespace (removed first), control characters, line and paragraph separators and
 # bidirectional overrides (they would disguise the plate on the guard's screen), the replacement character (bytes
@@ -36,10 +40,15 @@ def normalize_plate(text: str) -> str | None:
 
 
 def classify(line: str) -> tuple[str, str]:
-    """(`badge`, `badge:HEX`) | (`pass`, text) | (`plate`, `plate:TEXT`) | (`malformed`, why)."""
+    """(`badge`, `badge:HEX`) | (`pass`, text) | (`plate`, `plate:TEXT`) | (`pin`, digits) | (`malformed`, why)."""
     text = line.strip()
     if text.startswith("GK1:"):
         return "pass", text
+    if text[:len(PIN_PREFIX)].upper() == PIN_PREFIX:  # P34: the why never quotes the line (a mistyped PIN is a PIN)
+        pin = text[len(PIN_PREFIX):]
+        if _PIN.fullmatch(pin):
+            return "pin", pin
+        return "malformed", "a PIN line without 4 to 8 digits"
     if text[:len(PLATE_PREFIX)].upper() == PLATE_PREFIX:
         plate = normalize_plate(text[len(PLATE_PREFIX):])
         if plate is None:
@@ -68,6 +77,8 @@ def qr_presentation(reader: str, text: str, t_ns: int) -> Presentation:
     kind, value = classify(text)
     if kind == "plate":
         return Presentation(reader, "malformed", "a QR code is not a licence plate", t_ns)
+    if kind == "pin":  # P34: PINs come from a keypad only, never from a printed code
+        return Presentation(reader, "malformed", "a QR code is not a PIN", t_ns)
     return Presentation(reader, kind, value, t_ns)
 
 

@@ -58,6 +58,8 @@ class Daemon:
         si = self.cfg.site_inputs
         self.fire_line = FireLine(self.board) if si and si.fire_trouble_input is not None else None  # P28
         self.gate.reload_keys = self._reload_keys
+        if self.cfg.pin is not None:  # P34: the site's PIN pepper, read once; never logged
+            self.gate.pin_pepper = read_pepper(self.cfg, self.base)
         # the front desk: walk-ins signed with the gate's own key (P13), contractors' permits (P14)
         self.desk = None
         if self.cfg.walkin is not None:
@@ -102,6 +104,8 @@ class Daemon:
         tasks.append(asyncio.create_task(self._watch_overstays(), name="overstays"))
         if any(d.kind == "turnstile" for d in self.cfg.doors):
             tasks.append(asyncio.create_task(self._expire_passages(), name="passages"))
+        if any(r.keypad for r in self.cfg.readers):  # P34: a card whose PIN does not come is refused on time
+            tasks.append(asyncio.create_task(self._expire_pins(), name="pins"))
         if self.cfg.tours:
             tasks.append(asyncio.create_task(self._watch_tours(), name="tours"))
         if self.link:
@@ -211,6 +215,12 @@ class Daemon:
                 out = self.gate.present(p.reader, p.kind, p.value)
             except Exception:  # a bug must not stop the gate; the scan is logged and dropped
                 log.exception("reader %s: scan could not be decided", p.reader)
+                continue
+            if out is None:  # P34: a card now waiting for its PIN (shown "enter PIN" where the reader can), or a
+                if p.kind != "pin" and self.gate.pin_waiting(p.reader):  # PIN no card waited for
+                    prompt = getattr(self.readers[p.reader], "prompt_pin", None)
+                    if prompt is not None:
+                        prompt()
                 continue
             if out.opens:  # the door first: one durable commit and the coil write are the scan's path;
                 # the reader's feedback, the log line and the outbox come once the lock is driven
@@ -349,6 +359,19 @@ class Daemon:
             await asyncio.sleep(0.5)
             self.gate.expire_passages()
 
+    async def _expire_pins(self) -> None:
+        """P34: a card whose PIN did not come within 10 s is refused `pin_required`, and the reader says so."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                outs = self.gate.expire_pins()
+            except Exception:  # a bug must not stop the gate
+                log.exception("the cards waiting for their PIN could not be ended")
+                continue
+            for out in outs:
+                self.readers[out.reader].feedback(out.opens)
+                _log_outcome(out)
+
     async def _watchdog(self, every: float) -> None:
         # Fed from the loop itself: if the loop stalls, systemd restarts us.
         while True:
@@ -374,6 +397,19 @@ def make_reader(r, base: Path, loop: asyncio.AbstractEventLoop, on_presentation,
     # the key file is named relative to the config's folder, which only the core knows
     scbk = bytes.fromhex(resolve(base, r.scbk_file).read_text().strip()) if r.scbk_file else None
     return make_source(r, on_presentation=on_presentation, on_state=on_state, loop=loop, scbk=scbk)
+
+
+def read_pepper(cfg: GateConfig, base: Path) -> bytes:
+    """P34: the site's PIN pepper from its file (or systemd credential); ConfigError naming the file, never its bytes."""
+    from edge.config import ConfigError
+    try:
+        pepper = resolve(base, cfg.pin.pepper_file).read_bytes().strip()
+    except OSError as e:
+        raise ConfigError([f"pin.pepper_file: {cfg.pin.pepper_file}: {e.strerror or e}"]) from None
+    if len(pepper) < 16:
+        raise ConfigError([f"pin.pepper_file: {cfg.pin.pepper_file} holds {len(pepper)} bytes: the pepper needs"
+                           " at least 16"])
+    return pepper
 
 
 def _log_outcome(out: Outcome) -> None:

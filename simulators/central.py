@@ -23,6 +23,8 @@ broker acknowledged (PUBACK), so whoever waits for the line knows the broker has
         -> one change batch each on {root}/{site}/allowlist/changes: `central batch V->V+1`
     batch FILE.jsonl      one batch of every line (a record, {"delete"|"revoke"|"blocklist"|"unblock"|"key"|"unkey"
                           |"calendar"|"uncalendar": x})
+    pin CREDENTIAL PIN [DURESS_PIN]   (P34) the record asks for its PIN at every keypad reader, with the hashes of
+                          PIN (and the duress PIN) under the site's pepper (`--pin-pepper-file`): one change batch
     drop-next             the next batch changes the state and uses its version but is never sent (a lost message)
     signoff VISIT HOST    mode lockdown|drill|normal REASON...    heartbeat    snapshot GATE    muster GATE
     raw TOPIC PAYLOAD...  raw-retained TOPIC PAYLOAD...  big TOPIC NBYTES   (anything, for garbage tests)
@@ -113,6 +115,19 @@ def parse_item(obj, allowed: set[str]) -> tuple[str, object]:
         raise BadInput(f"{kind!r} lines are not allowed here")
     check_value(kind, value)
     return kind, value
+
+
+def pin_hash(pin: str, pepper: bytes, n: int = 1 << 13) -> str:
+    """SPEC §2 (P34): `scrypt$N$r$p$salt_b64$hash_b64` of HMAC-SHA256(pepper, the PIN's ASCII digits), r = 8, p = 1,
+    a 16-byte random salt and a 32-byte hash: what the central system stores, computed here on its own."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(hmac.new(pepper, pin.encode("ascii"), hashlib.sha256).digest(), salt=salt, n=n, r=8, p=1,
+                            dklen=32, maxmem=64 * 1024 * 1024)
+    return f"scrypt${n}$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def check_value(kind: str, value) -> None:
@@ -753,6 +768,18 @@ class Central:
             if not rest:
                 raise BadInput("usage: batch FILE.jsonl")
             self.send_batch(read_jsonl(rest, set(BATCH_LISTS)))
+        elif cmd == "pin":
+            args = rest.split()
+            if len(args) not in (2, 3) or not all(a.isdigit() and 4 <= len(a) <= 8 for a in args[1:]):
+                raise BadInput("usage: pin CREDENTIAL PIN [DURESS_PIN] (4 to 8 digits each)")
+            if self.args.pin_pepper is None:
+                raise BadInput("pin needs --pin-pepper-file")
+            record = self.state.records.get(args[0])
+            if record is None:
+                raise BadInput(f"no record {args[0]}")
+            record = {**record, "pin_required": True, "pin_hash": pin_hash(args[1], self.args.pin_pepper),
+                      "duress_hash": pin_hash(args[2], self.args.pin_pepper) if len(args) == 3 else None}
+            self.send_batch([("upsert", record)])
         elif cmd == "drop-next":
             self.drop_next = True
             say("will drop the next batch")
@@ -959,6 +986,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--events-out", metavar="FILE", help="append every well-formed event received, one a line")
     p.add_argument("--no-contract", action="store_true",
                    help="do not check received messages against docs/asyncapi.yaml (for speed)")
+    p.add_argument("--pin-pepper-file", metavar="FILE", help="P34: the site's PIN pepper, for the `pin` command")
     p.add_argument("--username")
     p.add_argument("--password-file")
     p.add_argument("--cafile")
@@ -978,6 +1006,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.password = f.read().rstrip("\r\n")
         except OSError as e:
             p.error(f"cannot read {args.password_file}: {e.strerror}")
+    args.pin_pepper = None
+    if args.pin_pepper_file:
+        try:
+            with open(args.pin_pepper_file, "rb") as f:
+                args.pin_pepper = f.read().strip()
+        except OSError as e:
+            p.error(f"cannot read {args.pin_pepper_file}: {e.strerror}")
     try:
         int(args.broker.rpartition(":")[2])
     except ValueError:

@@ -3,6 +3,8 @@ connection, revocations, blocklist entries, site modes, fire, drills, the fire l
 MQTT messages good and malformed, restarts on the same file, database outages and a full disk. After every step the gate must
 agree with a model that knows only the rules (POLICY, SPEC §2 site-mode ordering, SPEC §6):
 
+- no entry at a keypad reader is granted to a holder who must give a PIN (P34) without a correct or duress PIN
+  given after the card, nor while 5 wrong PINs within 10 minutes lock the credential;
 - no entry is granted to a revoked, blocklisted, consumed, expired or unknown-category credential as of
   the last commit by anyone, nor to a visitor while the allow-list is stale, nor in lockdown to anyone
   but a supervisor; a consumed pass leaves no more;
@@ -48,6 +50,7 @@ from edge.store.allowlist import apply_items
 from edge.store.journal import Journal, rfc3339
 from sitekit import NO_PORT, make_site
 from test_e2e_turnstile import LANE
+from test_pin import FAST_N, PEPPER
 
 PULSE_S = 0.02
 MAX_SYNC_AGE_S = 600
@@ -59,7 +62,10 @@ BADGES = {  # credential -> (holder, category, roles)
     "badge:0A000003": ("h-3", "contractor", []),
     "badge:0A000004": ("h-4", "salesman", []),  # P1: stored, refused everywhere
     "badge:0A000005": ("h-1", "staff", []),  # h-1's second card: no pair with the first (P33)
+    "badge:0A000006": ("h-5", "staff", []),  # P34: gives a PIN at every keypad reader (office-in has one)
 }
+PINNED = "badge:0A000006"
+PINS = {"good": "2468", "duress": "1357", "wrong": "0000"}
 UNKNOWN = "badge:0BADBADB"
 READERS = ("main-in", "main-out", "office-in", "vault-in")
 VAULT_AREA, VAULT_COIL = "site/production/vault", 5
@@ -131,7 +137,10 @@ class GateMachine(RuleBasedStateMachine):
         text = text.replace('escort_required = ["site/production"]',
                             f'escort_required = ["site/production"]\ntwo_person = ["{VAULT_AREA}"]\n'
                             f'max_occupancy = {{"site/lobby" = {LOBBY_LIMIT}}}')
-        self.site.config.write_text(text + LANE.format(port=NO_PORT) + VAULT.format(pulse=PULSE_S))
+        (self.site.dir / "pin.pepper").write_bytes(PEPPER)
+        text = text.replace('name = "office-in"\n', 'name = "office-in"\nkeypad = true\n', 1)
+        self.site.config.write_text(text + LANE.format(port=NO_PORT) + VAULT.format(pulse=PULSE_S)
+                                    + '\n[pin]\npepper_file = "pin.pepper"\n')
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
         self.cfg, self.base = load_config(self.site.config)
@@ -166,8 +175,13 @@ class GateMachine(RuleBasedStateMachine):
         self.vault_entries: dict[str, float] = {}  # P31: ref -> its last entry through the vault door
         self.outage = False
         self.full = False
-        records = [AllowRecord(credential=c, holder=h, category=cat, areas=["site"], roles=roles)
+        from edge.core.pin import make
+        hashes = {"pin_required": True, "pin_hash": make(PINS["good"], PEPPER, n=FAST_N),
+                  "duress_hash": make(PINS["duress"], PEPPER, n=FAST_N)}
+        records = [AllowRecord(credential=c, holder=h, category=cat, areas=["site"], roles=roles,
+                               **(hashes if c == PINNED else {}))
                    for c, (h, cat, roles) in BADGES.items()]
+        self.wrong_pins: list[float] = []  # P34: when wrong PINs were given for PINNED
         self._commit_elsewhere([("record", r) for r in records])
 
     # -- the gate, opened (again) on its file ---------------------------------------------------------
@@ -177,6 +191,7 @@ class GateMachine(RuleBasedStateMachine):
         # time is carried forward as the model's clock moves (P3)
         self.gate = Gate(self.cfg, self.store, build_keyring(self.cfg, self.base, self.store), clock=lambda: self.now,
                          steady_clock=lambda: self.now)
+        self.gate.pin_pepper = PEPPER
         self.board = DeviceBoard(self.gate.record)
         fire_line = FireLine(self.board)  # as the daemon wires the site inputs (P28)
         self.outputs = Outputs(self.cfg, self.board,
@@ -225,9 +240,25 @@ class GateMachine(RuleBasedStateMachine):
         holder, cat, until = self.pass_info[which]
         self._scan(reader, "pass", self.passes[which], holder, cat, until, which)
 
-    def _scan(self, reader, kind, value, holder, category, until, key):
+    @rule(which=st.sampled_from(sorted(PINS)))
+    def enter_pin(self, which):
+        """P34: a PIN at the keypad reader: it decides the card waiting there, if one does."""
+        self._scan("office-in", "pin", PINS[which], "h-5", "staff", None, PINNED, pin=which)
+
+    def _scan(self, reader, kind, value, holder, category, until, key, pin=None):
         out = self.gate.present(reader, kind, value)
+        if out is None:  # P34: a card waiting for its PIN, or a PIN no card waits for
+            assert kind == "pin" or (reader == "office-in" and key == PINNED), f"{key} at {reader} left undecided"
+            return
         self.decisions += 1
+        if reader == "office-in" and key == PINNED and out.decision.granted:  # P34
+            assert pin in ("good", "duress"), f"granted at a keypad reader without its PIN ({pin})"
+            last = self.wrong_pins[-5:]
+            assert not (len(last) == 5 and last[-1] - last[0] <= 600 and self.now - last[-1] < 600), \
+                "granted while locked out"
+        if kind == "pin" and out.decision.reason == "pin_incorrect":
+            assert pin == "wrong"
+            self.wrong_pins.append(self.now)
         d = out.decision
         entry = reader.endswith("-in")
         assert d.reason != "fire_mode" or self.mode is Mode.FIRE, f"{d.reason} outside fire mode ({self.mode})"

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 OpenDoor = Callable[..., Awaitable[bool]]  # the daemon's open_door(door, direction, cause=...)
 
+# P34: events a guard never sees (GET /events gives them to a supervisor; the live stream, to nobody)
+SUPERVISOR_ONLY = frozenset({"alarm.duress"})
+DURESS_READERS = frozenset({"supervisor", "central"})
+
 
 @dataclass(frozen=True, slots=True)
 class SiteInfo:
@@ -302,9 +306,12 @@ class GateServices:
         ]
 
     # -- the journal --------------------------------------------------------------------------------
-    def events(self, after_seq: int, limit: int, role: str | None = None) -> list[Entry]:
-        """A page of the journal; for a guard, the events about a private guest without who it was (P29)."""
+    def events(self, after_seq: int, limit: int, role: str | None = None, duress: bool = False) -> list[Entry]:
+        """A page of the journal; for a guard, the events about a private guest without who it was (P29).
+        P34: `alarm.duress` only with `duress` (a page asked for, never the live feed) for a supervisor."""
         page = list(self._gate.journal.entries(after_seq, limit))
+        if not (duress and role in DURESS_READERS):
+            page = [e for e in page if e.type not in SUPERVISOR_ONLY]
         if not hidden(role):
             return page
         return redact_entries(page, private_holders(self._store.conn, entry_holders(page)))

@@ -8,7 +8,7 @@ names each file in it `credentials_<its path in the folder, / as _>`. So `passwo
 systemd (root) reads and the service user never does. The name is given once, in the config; a secret the
 site does not use has no file, and nothing else names it. Any other path is a plain file, as before.
 
-The secrets: readers' scbk_file, mqtt.password_file and key_file, api.tls_key_file, walkin.id_secret_file.
+The secrets: readers' scbk_file, mqtt.password_file and key_file, api.tls_key_file, walkin.id_secret_file, pin.pepper_file (P34).
 Certificates and public keys are no secrets: they stay plain files, read by the service user.
 """
 from __future__ import annotations
@@ -64,4 +64,6 @@ def with_credentials(cfg: GateConfig) -> GateConfig:
         update["api"] = cfg.api.model_copy(update={"tls_key_file": cred(cfg.api.tls_key_file)})
     if cfg.walkin is not None:
         update["walkin"] = cfg.walkin.model_copy(update={"id_secret_file": cred(cfg.walkin.id_secret_file)})
+    if cfg.pin is not None:  # P34
+        update["pin"] = cfg.pin.model_copy(update={"pepper_file": cred(cfg.pin.pepper_file)})
     return cfg.model_copy(update=update)

@@ -84,6 +84,9 @@ def file_problems(raw: dict, base: Path, user: User) -> list[Problem]:
             want(("walkin", "signing_key_file"), str(key_path), "ed25519_private")
         elif key_path is not None:
             made_here.append((("walkin", "signing_key_file"), key_path))
+    pin = raw.get("pin") if isinstance(raw.get("pin"), dict) else None
+    if pin is not None:  # P34: the pepper keys every PIN hash of the site: a short one could be guessed
+        want(("pin", "pepper_file"), pin.get("pepper_file"), "secret", min_len=16)
     if db is not None:
         made_here.append((("storage", "path"), db))
 

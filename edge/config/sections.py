@@ -230,6 +230,8 @@ class DoorSection(Model):
     collector: bool = Field(False, description="P27: the exit side has a card collector (perimeter doors and lanes)")
     collector_input: int | None = Field(None, ge=0, le=65535, description="P27: discrete input, one pulse per card"
                                         " captured by the collector")
+    pin_required: bool = Field(False, description="P34: an entry here needs the card, then its PIN within 10 s at the"
+                               " same reader (every `in` reader of the door needs keypad = true)")
 
     @model_validator(mode="after")
     def _outputs(self) -> "DoorSection":
@@ -272,6 +274,8 @@ class ReaderSection(Model):
     checkpoint: bool = Field(False, description="P21: a guard-tour checkpoint: what it reads is a patrol tap, never an entry (no door)")
     encoding: str = Field("utf-8", description="serial: the text encoding of its lines (a plate camera may send"
                                                " `gbk` for 京A12345, P26)")
+    keypad: bool = Field(False, description="P34: the reader has a keypad (a serial reader sends `PIN:<digits>`"
+                         " lines, an OSDP reader its key presses): a holder with pin_required gives the PIN here")
 
     @field_validator("encoding")
     @classmethod
@@ -368,6 +372,12 @@ class WalkinSection(Model):
     max_party: int = Field(5, ge=1, le=50, description="people one walk-in pass admits at most")
 
 
+class PinSection(Model):
+    """P34 card and PIN: the site's PIN pepper, needed wherever a reader has a keypad."""
+    pepper_file: str = Field(description="the site's PIN pepper (a secret file, at least 16 bytes): the key of the"
+                             " HMAC-SHA256 of a PIN that scrypt hashes; the same on every gate and the central system")
+
+
 class PermitSection(Model):
     """P14 contractor permits made at this gate (supervisor only)."""
     deposit: float = Field(10, ge=0, description="default deposit for a contractor's card")
@@ -396,6 +406,7 @@ class GateConfig(Model):
     mqtt: MqttSection | None = None
     api: ApiSection | None = None
     walkin: WalkinSection | None = None
+    pin: PinSection | None = None  # P34
     permits: PermitSection = PermitSection()
     log: LogSection = LogSection()
     tours: list[TourSection] = Field(default_factory=list, description="P21 guard tours over this gate's checkpoint readers")

@@ -102,6 +102,7 @@ def references(raw: dict) -> list[Problem]:
     out += tour_references(raw, entries)  # P21
     from edge.config.occupancy import occupancy_references
     out += occupancy_references(raw, areas, entries)  # P35
+    out += pin_references(raw)  # P34
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)
@@ -123,6 +124,23 @@ def _two_person_lanes(raw: dict) -> list[Problem]:
         if kind != "door" and isinstance(area, str) and any(is_within(area, a) for a in marked):
             out.append((("doors", i, "kind"), f"{area!r} is a two-person area (P33): its doors admit a pair with one"
                         f" opening, which a {kind} cannot: make it a door or leave the area out of two_person"))
+    return out
+
+
+def pin_references(raw: dict) -> list[Problem]:
+    """P34: every `in` reader of a PIN door has a keypad, and a gate with keypads has the site's PIN pepper."""
+    out: list[Problem] = []
+    pin_doors = {_name(d) for _, d in entries(raw, "doors") if d.get("pin_required") is True}
+    keypads = False
+    for i, r in entries(raw, "readers"):
+        keypads = keypads or r.get("keypad") is True
+        door = r.get("door")
+        if isinstance(door, str) and door in pin_doors and r.get("direction") == "in" and r.get("keypad") is not True:
+            out.append((("readers", i, "keypad"), f"door {door!r} has pin_required: its `in` reader"
+                        f" {_name(r)!r} needs a keypad (keypad = true)"))
+    if (keypads or pin_doors) and not isinstance(raw.get("pin"), dict):
+        out.append((("pin",), "keypad readers and pin_required doors check PINs with the site's PIN pepper:"
+                    " add [pin] pepper_file"))
     return out
 
 

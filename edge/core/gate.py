@@ -29,7 +29,8 @@ from edge.core.timed_apb import ANTIPASSBACK_S, LastEntries
 from edge.core.two_person import FIRST as TWO_PERSON_FIRST, as_partner
 from edge.errors import Refused
 from edge.passes import KeyRing, PassRejected, verify_pass
-from edge.core.policy import decide
+from edge.core.pinpad import FAILURE_WINDOW_S, LOCK_S, PinPad, WaitingCard
+from edge.core.policy import decide, needs_pin
 from edge.core.vehicles import PREFIX as PLATE_PREFIX, HeldVehicle, is_plate, plate_decision
 from edge.store import Store
 from edge.store.allowlist import lookup_badge
@@ -39,6 +40,7 @@ from edge.core.clock import CentralClock, JumpWatch, steady
 
 log = logging.getLogger(__name__)
 
+PIN_FORGET_S = FAILURE_WINDOW_S + LOCK_S  # P34: a wrong PIN older than this can lock nothing any more
 MAX_ESCORT_SCANS = 32  # recent staff scans remembered per door for P10
 
 
@@ -63,6 +65,7 @@ class Gate:
                 collector=d.collector,
                 barrier=d.kind == "barrier",
                 antipassback_s=d.antipassback_s or ANTIPASSBACK_S, two_person=cfg.two_person(d.area),  # P31, P33
+                pin_required=d.pin_required, keypad=r.keypad,  # P34
             )
         # P31: the last entries through the timed anti-passback doors, kept across a restart
         self.last_entries = LastEntries({d.name: d.antipassback_s or ANTIPASSBACK_S for d in cfg.doors
@@ -96,6 +99,12 @@ class Gate:
         self.alarms = Alarms(store, self.journal)  # P17, P18: what guards acknowledge
         self.overstays = Overstays(store, self.journal, lambda: self.settings)  # P36
         self.occupancy = Occupancy(cfg.areas.max_occupancy, store)  # P35
+        # P34: the cards waiting for their PIN, the wrong PINs (kept across restarts), the site's pepper (the daemon
+        # reads it from its file), and where an `alarm.duress` goes the moment it is journaled (the outbox)
+        self.pinpad = PinPad(self._load_pin_failures())
+        self.pin_pepper: bytes | None = None
+        self.urgent: Callable[[Entry], None] = lambda entry: None
+        self._pin_fact: str | None = None
         try:
             self.overstays.recover()
         except sqlite3.Error as e:  # a full disk at start: the doors come first, the catch-up is lost
@@ -160,8 +169,10 @@ class Gate:
                 found.append(Partner(first.ref, first.holder, first.category == "staff", first.areas, at))
         return tuple(found)
 
-    def evaluate(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
-        """Decide without journaling (the benchmark's 'without the journal')."""
+    def evaluate(self, reader: str, kind: str, value: str, now: float | None = None, *,
+                 cred: Credential | None = None, pin: str | None = None) -> Outcome:
+        """Decide without journaling (the benchmark's 'without the journal'). P34: `cred` is a card that waited
+        for its PIN, `pin` what the PIN check said of it."""
         t0 = time.perf_counter_ns()
         door = self.readers[reader]
         now = self.clock() if now is None else now
@@ -174,21 +185,92 @@ class Gate:
         if self.store.calendar_changed:  # P24: the synced calendar changed: the day maps are made again, once
             self.store.calendar_changed = False
             self.settings = settings_from(self.cfg, self.store.calendar)
-        if kind == "plate" and not door.barrier:  # P26: plates are read at vehicle barriers only
-            cred: Credential | Rejected = Rejected("malformed", value, "plate")
+        if cred is not None:
+            pass  # P34: the card read before its PIN
+        elif kind == "plate" and not door.barrier:  # P26: plates are read at vehicle barriers only
+            cred = Rejected("malformed", value, "plate")
         else:
             cred = self.credential(kind, value, now)
-        decision = decide(cred, door, now, self.facts(cred, door, now), self.settings)
+        facts = self.facts(cred, door, now)
+        self._pin_fact = None
+        if isinstance(cred, Credential) and door.direction is Direction.IN and needs_pin(cred, door):
+            self._pin_fact = pin if pin is not None else self._pin_at_card(cred, now)
+            facts = replace(facts, pin=self._pin_fact)
+        decision = decide(cred, door, now, facts, self.settings)
         if door.barrier and is_plate(cred):  # P26: held for the guard rather than refused
             decision = plate_decision(cred, door, decision)
         return Outcome(reader, door, cred, decision, (time.perf_counter_ns() - t0) // 1000)
 
-    def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome:
+    def present(self, reader: str, kind: str, value: str, now: float | None = None) -> Outcome | None:
         """Decide and commit the decision and its consequences in one durable transaction. If the
-        database cannot take it, the decision still stands and its writes are held (SPEC §6)."""
+        database cannot take it, the decision still stands and its writes are held (SPEC §6).
+        P34: None when nothing is decided yet (a card waiting for its PIN) or at all (a PIN no card waits for)."""
         t0 = time.perf_counter()
         now = self.clock() if now is None else now
+        if kind == "pin":
+            return self._pin_given(reader, value, now, t0)
+        before = self.pinpad.waiting.pop(reader, None)
+        if before is not None:  # P34: a second card before the PIN ends the first entry
+            self._pin_not_given(before, now)
         out = self.evaluate(reader, kind, value, now)
+        if out.decision.reason == "pin_required" and self._pin_fact is None:
+            assert isinstance(out.cred, Credential)
+            self.pinpad.wait(reader, out.cred, now)  # decided by its PIN, or the lack of one
+            return None
+        return self._settle(out, now, t0)
+
+    # -- P34: card and PIN -------------------------------------------------------------------------------
+    def _pin_at_card(self, cred: Credential, now: float) -> str | None:
+        """P34, at the card: "missing" when no PIN can follow (a pass, a plate, a holder without a PIN),
+        "locked" after too many wrong ones, else None: the card waits for its PIN."""
+        if cred.kind != "badge" or self.pin_hashes(cred.ref)[0] is None:
+            return "missing"
+        return "locked" if self.pinpad.locked(cred.ref, now) else None
+
+    def pin_hashes(self, ref: str) -> tuple[str | None, str | None]:
+        row = self.store.conn.execute("SELECT pin_hash, duress_hash FROM credentials WHERE credential=?",
+                                      (ref,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def _pin_given(self, reader: str, digits: str, now: float, t0: float) -> Outcome | None:
+        """P34: a PIN at `reader` decides the card waiting there. The digits go no further than the check."""
+        w = self.pinpad.take(reader, now)
+        if w is None or reader not in self.readers:
+            log.info("reader %s: a PIN with no card waiting for it: ignored", reader)
+            return None
+        if self.pinpad.locked(w.cred.ref, now):  # locked at another keypad meanwhile
+            pin = "locked"
+        elif self.pin_pepper is None:
+            log.error("reader %s: a PIN cannot be checked without the site's PIN pepper (pin.pepper_file)", reader)
+            pin = "missing"
+        else:
+            from edge.core.pin import check
+            pin = check(digits, self.pin_pepper, *self.pin_hashes(w.cred.ref))
+        return self._settle(self.evaluate(reader, w.cred.kind, w.cred.ref, now, cred=w.cred, pin=pin), now, t0)
+
+    def _pin_not_given(self, w: WaitingCard, now: float) -> Outcome:
+        """P34: the card's entry ends without its PIN: decided (and journaled) now, as `pin_required` when
+        nothing else refuses it meanwhile."""
+        out = self.evaluate(w.reader, w.cred.kind, w.cred.ref, now, cred=w.cred, pin="missing")
+        return self._settle(out, now, time.perf_counter())
+
+    def expire_pins(self, now: float | None = None) -> list[Outcome]:
+        """P34: the cards whose PIN did not come within 10 s (the daemon looks twice a second)."""
+        now = self.clock() if now is None else now
+        return [self._pin_not_given(w, now) for w in self.pinpad.expired(now)]
+
+    def pin_waiting(self, reader: str) -> bool:
+        """P34: a card waits for its PIN at `reader` (the daemon then shows "enter PIN" there)."""
+        return reader in self.pinpad.waiting
+
+    def _load_pin_failures(self) -> dict[str, list[float]]:
+        failures: dict[str, list[float]] = {}
+        for ref, at in self.store.conn.execute("SELECT credential, at FROM pin_failures ORDER BY credential, at"):
+            failures.setdefault(ref, []).append(at)
+        return failures
+
+    def _settle(self, out: Outcome, now: float, t0: float) -> Outcome:
+        """A decision in force and journaled (present's second half)."""
         if out.decision.granted and not self.door_ready(out.door.name):
             # P18/P19: the journal says what happened at the door, not only what was decided
             out = replace(out, decision=replace(out.decision, flags=out.decision.flags + ("output_down",)))
@@ -201,6 +283,9 @@ class Gate:
         d = out.decision
         self.metrics.decided("granted" if d.granted else "held" if d.held else "denied", d.reason,
                              time.perf_counter() - t0)
+        for e in entries:
+            if e.type == "alarm.duress":  # P34: out ahead of any backlog
+                self.urgent(e)
         return Outcome(out.reader, out.door, out.cred, out.decision, out.decision_us, entries)
 
     # -- consequences: what takes effect at once, and what is journaled -------------------------------
@@ -216,6 +301,8 @@ class Gate:
                 self.held_vehicles.pop(cred.ref, None)
         if not isinstance(cred, Credential):
             return Effects()
+        if d.reason == "pin_incorrect":  # P34: counted at once, towards a lockout at this gate's keypads
+            self.pinpad.failed(cred.ref, now)
         released, escorted = False, ()
         if d.held and is_plate(cred):
             pass  # P26: above
@@ -291,6 +378,12 @@ class Gate:
                                                                d.reason))
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
+                if d.reason == "pin_incorrect":  # P34: a restart does not forget a wrong PIN
+                    assert isinstance(cred, Credential)
+                    self.store.conn.execute("DELETE FROM pin_failures WHERE credential=? AND at < ?",
+                                            (cred.ref, now - PIN_FORGET_S))
+                    self.store.conn.execute("INSERT OR IGNORE INTO pin_failures(credential, at) VALUES(?,?)",
+                                            (cred.ref, now))
                 if d.reason == "blocklisted":  # P6: guards must act on this one at once
                     entries.append(self.journal.append("alarm.raised", {
                         "alarm": "blocklisted", "priority": "high", "door": door.name,
@@ -298,6 +391,10 @@ class Gate:
             else:
                 entries.append(self.journal.append("access.granted", data, now))
                 assert isinstance(cred, Credential)
+                if d.duress:  # P34: the grant says nothing of it; the central system and supervisors are told
+                    entries.append(self.journal.append("alarm.duress", {
+                        "priority": "high", "door": door.name, "reader": out.reader,
+                        "holder": cred.holder, "credential_ref": cred.ref}, now))
                 if is_plate(cred) and door.barrier:
                     self.store.conn.execute("DELETE FROM held_vehicles WHERE plate=?", (cred.ref,))
                 if not door.passages:  # at a lane, presence follows the passages

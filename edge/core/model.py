@@ -54,6 +54,7 @@ class Credential:
     private: bool = False  # P29: shown to guards as "private guest"; decisions unchanged
     extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
     temporary: bool = False  # P27: a visitor card, single-visit like a pass; taken back at the perimeter exit
+    pin_required: bool = False  # P34: the holder gives the PIN at every keypad reader (the hashes stay in the store)
 
     @property
     def single_visit(self) -> bool:
@@ -99,6 +100,8 @@ class DoorView:
     def tracks_presence(self) -> bool:
         """P31: a timed anti-passback door has no exit reader to follow people out: it records no presence."""
         return self.antipassback != "timed"
+    pin_required: bool = False  # P34: the door admits a card only with its PIN (every `in` reader has a keypad)
+    keypad: bool = False  # P34: this reader has a keypad: a holder with `pin_required` gives the PIN here
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,9 @@ class Facts:
     area_full: bool = False  # P35: this entry would take more places than a limited area has left
     last_entry: float | None = None  # P31: the credential's last entry through this door (a timed one)
     partners: tuple[Partner, ...] = ()  # P33: who would be admitted with this credential at a two-person door
+    # P34: the PIN given after the card at this reader, as the gate checked it (edge/core/pin.py): "ok", "duress",
+    # "incorrect", "locked" (too many wrong PINs lately), "missing" (none, or none can be given); None = not asked
+    pin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +175,4 @@ class Decision:
     arrival: bool = False  # P12: a VIP arrived at the perimeter
     watchlist: bool = False  # P37: the guards are alerted, whatever was decided
     partner: str | None = None  # P33: the credential admitted together with this one
+    duress: bool = False  # P34: granted with the duress PIN: `alarm.duress`, nothing else differs

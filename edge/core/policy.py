@@ -74,6 +74,10 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         escort_by = pair_escort(cred, door, now, facts, s) if door.two_person else find_escort(door.area, now, facts, s)
         if escort_by is None:
             return Decision(False, "escort_required")
+    if needs_pin(cred, door):  # P34: the card, then its PIN at this reader
+        why = pin_reason(facts.pin)
+        if why:
+            return Decision(False, why)
     partner = None
     if door.two_person:  # P33
         partner = find_partner(cred, now, facts, s, escort_by)
@@ -82,7 +86,24 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
     if facts.area_full:  # P35: last, so a person who may not enter at all is refused for that first
         return Decision(False, "area_full")
     arrival = door.perimeter and cred.category == "vip"  # P12
-    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, partner=partner)
+    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, partner=partner,
+                    duress=facts.pin == "duress")
+
+
+def needs_pin(cred: Credential, door: DoorView) -> bool:
+    """P34 (entries only): a PIN door, or a keypad reader for a holder whose record asks for the PIN."""
+    return door.pin_required or (door.keypad and cred.pin_required)
+
+
+def pin_reason(pin: str | None) -> str | None:
+    """P34: the refusal a PIN fact makes; None when the PIN (or the duress PIN) was right."""
+    if pin in ("ok", "duress"):
+        return None
+    if pin == "incorrect":
+        return "pin_incorrect"
+    if pin == "locked":
+        return "pin_locked"
+    return "pin_required"  # none given (yet), or none can be: a pass, a holder without a PIN
 
 
 def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decision:

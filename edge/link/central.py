@@ -113,6 +113,7 @@ class CentralLink:
                                   heard=self.gate.heard)
         self.sync.start()
         self.store.journal_listeners.append(self.kick.set)
+        self.gate.urgent = self._urgent  # P34: an alarm.duress goes out ahead of any backlog
         self.gate.modes.listeners.append(self._mode_changed)
         self.board.register("broker", "mqtt")
         self._start_client()
@@ -169,6 +170,10 @@ class CentralLink:
             if self.connected and (status != self._last_status or now >= next_status):
                 self._publish_status()
                 next_status = now + STATUS_EVERY_S
+
+    def _urgent(self, entry) -> None:
+        self.outbox.expedite(entry.seq)
+        self.kick.set()
 
     def _post(self, fn, *args) -> None:
         post(self.loop, fn, *args)

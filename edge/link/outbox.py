@@ -5,6 +5,9 @@ The journal *is* the outbox: `outbox_acked` in meta is the highest seq below whi
 acknowledged. After a crash the gate republishes from there (at-least-once: a duplicate carries the
 entry's stored `id`). Within one run, paho keeps and retransmits what it was handed across reconnects,
 so nothing is handed twice; `max_inflight` bounds what it holds in memory.
+
+An `alarm.duress` (P34) jumps the queue: it is handed before anything not yet handed, whatever backlog waits
+(its seq stays where the journal put it; the regular pass skips it when it gets there).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from edge.store.journal import Journal
 log = logging.getLogger(__name__)
 
 BATCH = 500
+URGENT = ("alarm.duress",)  # P34: handed ahead of any backlog
 # The watermark is a hint for restarts: it rides along with the next decision's commit, and is written on
 # its own (without an fsync) only when no commit came for this long. Losing it only sends events twice.
 PERSIST_EVERY_S = 1.0
@@ -37,6 +41,17 @@ class Outbox:
         self.done: set[int] = set()  # acknowledged seqs above the watermark (acks may overtake)
         self._persisted = self.acked
         self._persist_at = 0.0
+        # P34: seqs to hand first, and those handed ahead of their turn; an urgent entry journaled before a
+        # restart and never acknowledged goes first again
+        self.urgent: list[int] = [r[0] for r in store.conn.execute(
+            "SELECT seq FROM journal WHERE seq > ? AND type IN (%s) ORDER BY seq" % ",".join("?" * len(URGENT)),
+            (self.acked, *URGENT))]
+        self.early: set[int] = set()
+
+    def expedite(self, seq: int) -> None:
+        """P34: this entry goes out at the next pump, ahead of every entry not yet handed."""
+        if seq > self.handed and seq not in self.early:
+            self.urgent.append(seq)
 
     @property
     def depth(self) -> int:
@@ -46,15 +61,26 @@ class Outbox:
     def pump(self) -> int:
         """Hand the next entries to paho, up to the in-flight limit; returns how many."""
         n = 0
+        while self.urgent:  # P34: never held back by the in-flight limit either
+            seq = self.urgent.pop(0)
+            e = self.journal.entry(seq) if seq > self.handed and seq not in self.early else None
+            if e is None or e.type not in URGENT:  # already handed in turn, or not what was flagged
+                continue
+            self.inflight[self.publish(self.topic_for(e.type), e.envelope_json(self.source, self.store.epoch))] = seq
+            self.early.add(seq)
+            n += 1
         while len(self.inflight) < self.max_inflight:
             room = min(BATCH, self.max_inflight - len(self.inflight))
             entries = list(self.journal.entries(self.handed, room))
             if not entries:
                 break
             for e in entries:
+                self.handed = e.seq
+                if e.seq in self.early:  # handed ahead of its turn already
+                    self.early.discard(e.seq)
+                    continue
                 mid = self.publish(self.topic_for(e.type), e.envelope_json(self.source, self.store.epoch))
                 self.inflight[mid] = e.seq
-                self.handed = e.seq
                 n += 1
         return n
 

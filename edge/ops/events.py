@@ -4,7 +4,8 @@ CSV: a header row, then one event a line, UTF-8. Columns: `seq`, `time` (UTC, as
 `data` fields most events share (CSV_FIELDS), then `other`: the rest of `data` as one compact JSON object
 (empty when nothing is left). A list is joined with `;`, true and false are written so, null is empty. A text
 that a spreadsheet would run as a formula (starting `=`, `+`, `-`, `@`, a tab or a carriage return, and not
-a number) gets a leading `'`.
+a number) gets a leading `'`. An `alarm.duress` (P34) is never exported: the central system and a supervisor's
+GET /events read it, nothing else.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from edge.ops.common import database
 PAGE = 500
 CSV_FIELDS = ("door", "direction", "reason", "holder", "category", "tier", "credential_ref", "area", "party",
               "host", "visit", "actor", "actor_role", "alarm", "device", "mode", "flags")
+NEVER_EXPORTED = frozenset({"alarm.duress"})
 CSV_HEADER = ("seq", "time", "type", *CSV_FIELDS, "other")
 
 
@@ -80,6 +82,8 @@ def cmd_events(args) -> int:
             after = e.seq
             # by time, not by seq: a row written under a wrong clock sits among others (P3), so every row is looked at
             if (args.since and e.time < args.since) or (args.until and e.time >= args.until):
+                continue
+            if e.type in NEVER_EXPORTED:  # P34: read by the central system and supervisors only, never a file
                 continue
             emit(e)
         sys.stdout.flush()

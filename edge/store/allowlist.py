@@ -15,7 +15,7 @@ from edge.store.staging import CREDENTIAL_COLUMNS, CREDENTIAL_VALUES
 MAX_LINE = 64 * 1024
 
 _LOOKUP = ("SELECT holder, category, tier, roles, areas, valid_from, valid_until, schedule, party, host, escort, id_hash,"
-           " private, extended_access, temporary FROM credentials WHERE credential=?")
+           " private, extended_access, temporary, pin_required FROM credentials WHERE credential=?")
 
 
 def upsert_sql(table: str = "credentials") -> str:
@@ -83,6 +83,7 @@ def lookup_badge(store: Store, ref: str) -> Credential | None:
         roles=frozenset(r[3].split(",")) if r[3] else frozenset(), areas=tuple(r[4].split(",")) if r[4] else (),
         valid_from=r[5], valid_until=r[6], schedule=r[7], party=r[8], host=r[9], escort=bool(r[10]), id_hash=r[11],
         private=bool(r[12]), extended_access=bool(r[13]), temporary=bool(r[14]),
+        pin_required=bool(r[15]),
     )
 
 

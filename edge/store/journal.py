@@ -96,6 +96,11 @@ class Journal:
         for r in rows:
             yield Entry(*r)
 
+    def entry(self, seq: int) -> Entry | None:
+        """One entry by its seq, or None."""
+        r = self.store.conn.execute("SELECT seq, id, time, type, data, hash FROM journal WHERE seq=?", (seq,)).fetchone()
+        return Entry(*r) if r else None
+
     def last_seq(self) -> int:
         row = self.store.conn.execute("SELECT max(seq) FROM journal").fetchone()
         return row[0] or 0

@@ -142,6 +142,14 @@ MIGRATIONS: list[str] = [
     CREATE TABLE timed_entries(door TEXT NOT NULL, credential TEXT NOT NULL, at REAL NOT NULL,
                                PRIMARY KEY(door, credential)) WITHOUT ROWID;
     """,
+    # 15: card and PIN (P34): a record's `pin_required` and its PIN and duress PIN hashes (defaulted or nullable:
+    # nothing is rewritten); the wrong PINs given at this gate's keypads, so a restart does not forget a lockout.
+    """
+    ALTER TABLE credentials ADD COLUMN pin_required INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE credentials ADD COLUMN pin_hash TEXT;
+    ALTER TABLE credentials ADD COLUMN duress_hash TEXT;
+    CREATE TABLE pin_failures(credential TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(credential, at)) WITHOUT ROWID;
+    """,
     # 16: occupancy limits (P35): a supervisor's correction of an area's count, kept as the offset from what
     # presence says, so it outlives a restart (presence itself is stored); the last correction's who and why.
     """

@@ -69,6 +69,19 @@ class AllowRecord(_Strict):
     private: bool = False  # P29: guards see "private guest", never the name or movements
     extended_access: bool = False  # P30: the door's extended unlock time and held-open limit
     temporary: bool = False  # P27: a visitor card: used up by the perimeter exit until issued again
+    # P34: the PIN at every keypad reader; the PIN and the duress PIN as scrypt hashes (edge/core/pin.py), within
+    # the caps: a record asking for costlier parameters is refused as `malformed`
+    pin_required: bool = False
+    pin_hash: Annotated[str, Field(max_length=300)] | None = None
+    duress_hash: Annotated[str, Field(max_length=300)] | None = None
+
+    @field_validator("pin_hash", "duress_hash")
+    @classmethod
+    def _pin_hash(cls, v):
+        if v is not None:
+            from edge.core.pin import parse
+            parse(v)  # BadHash is a ValueError: the record is refused with its message
+        return v
 
     @field_validator("valid_from", "valid_until")
     @classmethod
@@ -82,7 +95,7 @@ class AllowRecord(_Strict):
             self.credential, self.holder, self.category, self.tier, ",".join(self.roles), ",".join(self.areas),
             _epoch(self.valid_from), _epoch(self.valid_until), self.schedule, self.party, self.host,
             int(self.escort), self.id_hash, self.name, int(self.private), int(self.extended_access),
-            int(self.temporary),
+            int(self.temporary), int(self.pin_required), self.pin_hash, self.duress_hash,
         )
 
 

@@ -15,6 +15,7 @@ CREDENTIAL_FIELDS = (
     ("escort", "INTEGER NOT NULL DEFAULT 0"), ("id_hash", "TEXT"), ("name", "TEXT"),
     ("private", "INTEGER NOT NULL DEFAULT 0"), ("extended_access", "INTEGER NOT NULL DEFAULT 0"),  # P29, P30
     ("temporary", "INTEGER NOT NULL DEFAULT 0"),  # P27
+    ("pin_required", "INTEGER NOT NULL DEFAULT 0"), ("pin_hash", "TEXT"), ("duress_hash", "TEXT"),  # P34
 )
 CREDENTIAL_COLUMNS = ", ".join(column for column, _ in CREDENTIAL_FIELDS)
 CREDENTIAL_VALUES = ",".join("?" * len(CREDENTIAL_FIELDS))  # a row's placeholders

@@ -24,7 +24,8 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     @router.get("/events", response_model=list[r.Event], responses=errors(*AUTH, 422, 503))
     async def events(who: Caller = Depends(auth.guard), after_seq: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100):
-        return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit, who.role)]
+        # P34: a supervisor's page includes `alarm.duress`; a guard's never does
+        return [e.envelope(svc.source, svc.epoch) for e in await svc.events(after_seq, limit, who.role, duress=True)]
 
     @router.get("/events/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -33,7 +34,7 @@ def make_router(svc: RemoteServices, auth: Access) -> APIRouter:
     async def stream(request: Request, who: Caller = Depends(auth.guard),
                      after_seq: Annotated[int | None, Query(ge=0, le=SEQ_MAX)] = None):
         """Server-sent events, one journal entry each (`id` = seq): from `after_seq`, from the
-        `Last-Event-ID` a reconnecting browser sends, or from now."""
+        `Last-Event-ID` a reconnecting browser sends, or from now. Never an `alarm.duress` (P34), whoever asks."""
         last = request.headers.get("last-event-id", "")
         if last.isdigit() and len(last) < 19:
             start = int(last)
