@@ -273,7 +273,7 @@ def gate(site):
 
 
 def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site, gate):
-    """The gate's own code paths, in one process: grants, refusals, a VIP arrival, a held exit released, a
+    """The gate's own code paths, in one process: grants, refusals (a line that is no credential too), a VIP arrival, a held exit released, a
     sign-off, modes, a muster mark, an alarm acknowledged, a walk-in registered and amended, a blocklisted ID
     document, a contractor permit, a device fault and its recovery. Each journal
     entry, as its envelope goes out, is checked on its event topic."""
@@ -287,6 +287,7 @@ def test_spec2_the_events_a_gate_journals_conform_to_the_contract(contract, site
     now = time.time()
     assert gate.present("main-in", "badge", STAFF, now).opens
     gate.present("main-in", "badge", "badge:DEADBEEF", now)
+    assert gate.present("main-in", "malformed", "no credential at all", now).decision.reason == "malformed"
     vip = site.issue(holder="h-vip", category="vip", tier="special", areas=["site"], valid_from=now - 60,
                      valid_until=now + 3600, host="h-1")
     assert gate.present("main-in", "pass", vip, now).opens
