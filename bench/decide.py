@@ -5,7 +5,8 @@
     .venv/bin/python bench/decide.py --size 2000 --samples 500   # a quick look
 
 Prints one table: cache build time and size, RSS, decision latency for badges and passes (signature
-check included, journal excluded), decision + durable journal commit, decisions per second on one core,
+check included, journal excluded), for badges at a door into an area with an occupancy limit (P35) and at an
+interlocked door (P32), a card and its PIN at a PIN door (P34: both scrypt hashes checked, journal included), decision + durable journal commit, decisions per second on one core,
 and `gatekeeper run` start-to-ready time and RSS with that cache.
 """
 from __future__ import annotations
@@ -38,6 +39,50 @@ KEY = """
 kid = "bench-1"
 public_key_file = "bench-1.pub"
 """
+# Issue 16's doors beside the plain one: a PIN door (P34), a door into an area with an occupancy limit
+# (P35, its limit high enough that every timed entry is decided in full), an interlocked pair (P32).
+AREAS = ('tree = ["site", "site/lobby", "site/office"]',
+         'tree = ["site", "site/lobby", "site/office", "site/vault", "site/lab"]\n'
+         'max_occupancy = {"site/lab" = 1000000}')
+DOORS = """
+[pin]
+pepper_file = "pin.pepper"
+
+[[doors]]
+name = "vault"
+area = "site/vault"
+io = "io1"
+lock_coil = 1
+pin_required = true
+antipassback = "off"
+
+[[readers]]
+name = "vault-in"
+url = "socket://127.0.0.1:{reader_port}"
+door = "vault"
+direction = "in"
+keypad = true
+
+[[doors]]
+name = "lab"
+area = "site/lab"
+io = "io1"
+lock_coil = 2
+antipassback = "off"
+
+[[readers]]
+name = "lab-in"
+url = "socket://127.0.0.1:{reader_port}"
+door = "lab"
+direction = "in"
+
+[[readers]]
+name = "lab-out"
+url = "socket://127.0.0.1:{reader_port}"
+door = "lab"
+direction = "out"
+"""
+PIN, DURESS = "2468", "1357"
 
 
 def badge(i: int) -> str:
@@ -72,6 +117,25 @@ def build(store: Store, size: int) -> float:
     store.conn.execute("PRAGMA synchronous=FULL")
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return time.perf_counter() - t0
+
+
+def add_pins(store: Store, pepper: bytes, count: int) -> list[str]:
+    """`count` staff badges with a PIN and a duress PIN hashed at the capped cost (P34: N = 2^13), as the
+    central system sends them."""
+    from edge.core.pin import make
+    refs = [f"badge:FF{i:08X}" for i in range(count)]
+    with store.tx():
+        for ref in refs:
+            store.conn.execute(upsert_sql(), AllowRecord(
+                credential=ref, holder=f"p-{ref[-8:]}", category="staff", areas=["site"], pin_required=True,
+                pin_hash=make(PIN, pepper), duress_hash=make(DURESS, pepper)).row())
+    return refs
+
+
+def card_and_pin(gate: Gate, ref: str, pin: str) -> None:
+    """P34: the card waits at the PIN door, its PIN decides it (both hashes checked, the journal written)."""
+    assert gate.present("vault-in", "badge", ref) is None
+    assert gate.present("vault-in", "pin", pin).decision.granted
 
 
 def timed(fn, items) -> list[float]:
@@ -125,6 +189,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1_000_000, help="credentials in the cache")
     ap.add_argument("--samples", type=int, default=20_000, help="timed decisions per measurement")
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each throughput run")
+    ap.add_argument("--pin-samples", type=int, default=100, help="timed card + PIN decisions (about 70 ms each)")
     ap.add_argument("--calendar", metavar="FILE", help="a site calendar (P24) for visiting hours, e.g. "
                                                         "config/calendars/cn-2026-2027.toml")
     args = ap.parse_args()
@@ -138,12 +203,17 @@ def main() -> None:
         # connections are refused at once (as by a device that is off) and no other program answers them
         io, reader = HeldPort(), HeldPort()
         cal = f'\n[calendars.site]\nfile = "{Path(args.calendar).resolve()}"\n' if args.calendar else ""
-        (d / "site.toml").write_text(site_toml(io.port, reader.port, extra=KEY + cal))
+        pepper = os.urandom(32)
+        (d / "pin.pepper").write_bytes(pepper)
+        text = site_toml(io.port, reader.port, extra=KEY + cal + DOORS.format(reader_port=reader.port))
+        (d / "site.toml").write_text(text.replace(*AREAS))
         cfg, base = load_config(d / "site.toml")
         store = Store(d / "gatekeeper.db")
         build_s = build(store, args.size)
+        pinned = add_pins(store, pepper, args.pin_samples)
         size_mb = sum(f.stat().st_size for f in d.glob("gatekeeper.db*")) / 1e6
         gate = Gate(cfg, store, build_keyring(cfg, base, store))
+        gate.pin_pepper = pepper
 
         rnd = random.Random(7)
         badges = [badge(rnd.randrange(args.size)) for _ in range(args.samples)]
@@ -159,6 +229,10 @@ def main() -> None:
         assert gate.evaluate("main-in", "badge", badges[0]).decision.granted
         p_lat = timed(lambda p: gate.evaluate("main-in", "pass", p), passes)
         assert gate.evaluate("main-in", "pass", passes[0]).decision.granted
+        lab_lat = timed(lambda b: gate.evaluate("lab-in", "badge", b), badges)  # P35: the count looked at
+        assert gate.evaluate("lab-in", "badge", badges[0]).decision.granted
+        pin_lat = timed(lambda r: card_and_pin(gate, r, PIN), pinned[: len(pinned) // 2])
+        pin_lat += timed(lambda r: card_and_pin(gate, r, DURESS), pinned[len(pinned) // 2:])
         j_lat = timed(lambda b: gate.present("main-in", "badge", b), badges[: min(len(badges), 5000)])
         b_rate = rate(lambda b: gate.evaluate("main-in", "badge", b), badges, args.seconds)
         p_rate = rate(lambda p: gate.evaluate("main-in", "pass", p), passes, args.seconds)
@@ -175,6 +249,10 @@ def main() -> None:
             ("badge decision", "p50 / p99", f"{pct(b_lat, .5):.0f} / {pct(b_lat, .99):.0f} µs", "p99 ≤ 500 µs"),
             ("pass decision (verify incl.)", "p50 / p99", f"{pct(p_lat, .5):.0f} / {pct(p_lat, .99):.0f} µs",
              "p99 ≤ 1000 µs"),
+            ("badge at a limited area (P35)", "p50 / p99", f"{pct(lab_lat, .5):.0f} / {pct(lab_lat, .99):.0f} µs",
+             "p99 as a plain door's"),
+            ("card + PIN (P34, duress incl.)", "p50 / p99, journal incl.",
+             f"{pct(pin_lat, .5) / 1000:.1f} / {pct(pin_lat, .99) / 1000:.1f} ms", "p99 ≤ 100 ms"),
             ("decision + durable journal", "p50 / p99", f"{pct(j_lat, .5):.0f} / {pct(j_lat, .99):.0f} µs",
              "p99 ≤ 2000 µs"),
             ("badge decisions / s", "one core", f"{b_rate:,.0f}", "≥ 10,000"),
