@@ -185,6 +185,9 @@ class Daemon:
 
     def _tap(self, p: Presentation) -> None:
         """P21: a patrol tap, journaled with what it does to tonight's rounds; the reader shows whether it counted."""
+        if p.kind == "pin":  # P34: a PIN is nobody's tap (and its digits go nowhere)
+            log.info("checkpoint %s: a PIN typed at a patrol reader: ignored", p.reader)
+            return
         try:
             counted, _ = self.tours.tap(p.reader, p.kind, p.value)
         except Exception:  # a bug must not stop the gate
