@@ -218,6 +218,9 @@ class DoorSection(Model):
     collector: bool = Field(False, description="P27: the exit side has a card collector (perimeter doors and lanes)")
     collector_input: int | None = Field(None, ge=0, le=65535, description="P27: discrete input, one pulse per card"
                                         " captured by the collector")
+    interlock: Name | None = Field(None, description="P32: the interlock group (mantrap) of this door: it opens only"
+                                   " while every other door of the group reads closed and is locked; each needs"
+                                   " contact_input")
 
     @model_validator(mode="after")
     def _outputs(self) -> "DoorSection":
@@ -235,6 +238,9 @@ class DoorSection(Model):
                              " set perimeter = true and collector_input, or drop collector")
         if self.collector_input is not None and not self.collector:
             raise ValueError("collector_input is read only with collector = true (P27)")
+        if self.interlock is not None and (self.kind != "door" or self.contact_input is None):
+            raise ValueError(f"a door of interlock group {self.interlock!r} (P32) is a door with contact_input: the"
+                             " interlock reads whether it is closed")
         return self
 
     @property

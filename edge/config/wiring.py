@@ -99,6 +99,8 @@ def references(raw: dict) -> list[Problem]:
     out += calendar_references(raw)  # P24
     from edge.config.tours import tour_references
     out += tour_references(raw, entries)  # P21
+    from edge.config.interlock import interlock_references
+    out += interlock_references(raw, entries)  # P32
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)

@@ -118,6 +118,7 @@ class Facts:
     escorts: tuple[EscortScan, ...] = ()
     clock_far_off: bool = False  # P3: more than a day off the central system's time
     watchlisted: bool = False  # P37: a blocklist entry with action `alert` names the holder
+    interlocked: bool = False  # P32: another door of this door's interlock group is open, unlocked or about to be
 
 
 @dataclass(frozen=True, slots=True)
