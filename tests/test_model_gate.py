@@ -9,6 +9,8 @@ agree with a model that knows only the rules (POLICY, SPEC §2 site-mode orderin
 - outside fire mode every lock is locked once its pulse has ended, and no lane wheels freely; in a drill
   (P28) no door is freed at all;
 - while the fire line is in fault (P28) the fire input is not believed: the fire state is the last known;
+- P32: main and office form a mantrap: outside fire mode no grant opens one of them while the other is unlocked
+  or read open, even for two grants decided in one instant (never two doors of a group unlocked at once);
 - no committed or held event is lost: once the database takes writes, every decision is in the journal,
   `seq` is gapless and the chain verifies.
 
@@ -106,6 +108,8 @@ class GateMachine(RuleBasedStateMachine):
         self.site.config.write_text(text + LANE.format(port=NO_PORT))
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
+        for door in ("main", "office"):  # P32: one mantrap
+            self.site.edit_door(door, interlock="lobby-trap")
         self.cfg, self.base = load_config(self.site.config)
         self.loop = asyncio.new_event_loop()
         self.now = time.time()
@@ -157,6 +161,7 @@ class GateMachine(RuleBasedStateMachine):
         self.io = self.outputs.modules["io1"]
         self.io.io = self.module
         self.gate.door_ready = self.outputs.ready
+        self.gate.interlock, self.gate.interlock_claim = self.outputs.interlock.blocking, self.outputs.interlock.claim
         self.link = CentralLink(self.cfg, self.base, self.gate, self.board, lambda: None)
         self.link.client = StubClient()
         self.link.restore = ModeRestore(self.gate.modes, self.store, lambda body: None)  # as CentralLink.start does
@@ -195,7 +200,22 @@ class GateMachine(RuleBasedStateMachine):
         holder, cat, until = self.pass_info[which]
         self._scan(reader, "pass", self.passes[which], holder, cat, until, which)
 
-    def _scan(self, reader, kind, value, holder, category, until, key):
+    @rule(which=st.sampled_from(sorted(BADGES)), first=st.sampled_from(["main-in", "office-in", "main-out"]))
+    def two_doors_at_once(self, which, first):
+        """P32: scans at both doors of the mantrap decided before either lock is driven (one instant)."""
+        second = "main-in" if first == "office-in" else "office-in"
+        holder, category = BADGES[which][:2]
+        outs = [self._scan(r, "badge", which, holder, category, None, which, drive=False) for r in (first, second)]
+        for out in outs:
+            if out.opens:
+                self._run(self.outputs.pulse(out.door.name, out.door.direction.value))
+        if self.gate.mode is not Mode.FIRE:
+            assert not all(o.opens for o in outs), "two doors of the mantrap granted in one instant"
+
+    def _scan(self, reader, kind, value, holder, category, until, key, drive=True):
+        if self.gate.mode is not Mode.FIRE:  # P32: what the gate knows of the mantrap's other door before the scan
+            other = "office" if reader.startswith("main") else "main"
+            other_busy = self.module.coils.get({"main": 0, "office": 1}[other]) or self.io.states[other].open
         out = self.gate.present(reader, kind, value)
         self.decisions += 1
         d = out.decision
@@ -215,10 +235,13 @@ class GateMachine(RuleBasedStateMachine):
                     assert self.now - self.heard_at <= MAX_SYNC_AGE_S, f"stale allow-list, {key} granted"
                 if self.mode is Mode.LOCKDOWN:
                     assert BADGES.get(key, (0, 0, []))[2] == ["supervisor"], f"{key} granted in lockdown"
-            if out.opens:
+            if self.gate.mode is not Mode.FIRE:
+                assert not other_busy, f"{out.door.name} granted while the mantrap's other door was unlocked or open"
+            if out.opens and drive:
                 self._run(self.outputs.pulse(out.door.name, out.door.direction.value))
         if d.consumes:
             self.consumed.add(key)
+        return out
 
     @rule(which=st.sampled_from(["v1", "v2"]))
     def a_whole_visit(self, which):
