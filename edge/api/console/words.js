@@ -41,7 +41,7 @@ export const WORDS = {
     banner_lockdown: "LOCKDOWN: entry refused except supervisors; exits stay free.",
     banner_lockdown_site: "SITE LOCKDOWN: entry refused at every gate except supervisors; exits stay free.",
     banner_fire: "FIRE: doors released. Account for everyone on the muster list.",
-    by: "by", area_last: "last entered", private_guest: "Private guest", unknown_person: "Unknown", pass_ref: "Pass",
+    by: "by", area_last: "last entered", open_doors: "open", private_guest: "Private guest", unknown_person: "Unknown", pass_ref: "Pass",
     none: "none", error: "Something went wrong", offline: "Connection to the gate lost: retrying…",
     people_count: { one: "{n} person", other: "{n} people" },
     alarms_count: { one: "{n} open alarm", other: "{n} open alarms" },
@@ -90,6 +90,7 @@ export const WORDS = {
     "alarm.bad_message": "bad message from the network", "alarm.handler_failed": "message not handled",
     "alarm.replay_unavailable": "history no longer available", "alarm.forced": "door forced",
     "alarm.held_open": "door held open", "alarm.watchlist": "watch list: a person to watch came in",
+    "alarm.interlock_bypassed": "interlock bypassed: a mantrap door opened while the other was open",
   },
   zh: {
     title: "门岗控制台", sign_in: "登录", sign_out: "退出", token: "令牌",
@@ -130,7 +131,7 @@ export const WORDS = {
     banner_lockdown: "封锁中：除主管外一律禁止进入；出门不受限。",
     banner_lockdown_site: "全厂封锁：所有门岗除主管外一律禁止进入；出门不受限。",
     banner_fire: "火警：门已释放。请逐一清点在场人员。",
-    by: "操作人", area_last: "最后进入", private_guest: "私密贵宾", unknown_person: "未知", pass_ref: "通行证",
+    by: "操作人", area_last: "最后进入", open_doors: "未关", private_guest: "私密贵宾", unknown_person: "未知", pass_ref: "通行证",
     none: "无", error: "出错了", offline: "与门岗的连接中断，正在重试…",
     people_count: { other: "{n} 人" },
     alarms_count: { other: "{n} 条未确认报警" },
@@ -179,5 +180,6 @@ export const WORDS = {
     "alarm.bad_message": "网络消息错误", "alarm.handler_failed": "消息未处理",
     "alarm.replay_unavailable": "历史记录已不可用", "alarm.forced": "强行开门",
     "alarm.held_open": "门长开", "alarm.watchlist": "关注名单人员进入",
+    "alarm.interlock_bypassed": "互锁被旁路：另一道门未关时开启了互锁门",
   },
 };
