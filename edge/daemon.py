@@ -237,6 +237,7 @@ class Daemon:
             return
         if taken is not None:
             _ref, view = taken
+            self.gate.interlock_claim(view.name)  # P32: the mantrap's other doors wait for this opening
             await self.open_door(view.name, view.direction.value, cause="card_returned")
 
     def _reload_keys(self) -> None:
