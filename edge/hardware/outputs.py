@@ -22,6 +22,7 @@ SUPERVISE_S = 1.0  # a module without inputs to watch is still read this often, 
 DOOR_POLL_S = 0.1  # door contacts and request-to-exit buttons, when no site_inputs section sets poll_ms
 MAX_BACKOFF_S = 10.0
 RELOCK_RETRY_S = 0.1
+CLAIM_S = 5.0  # P32: an unlock decided counts until its pulse is driven, or this long if it never is
 
 
 class IoModule:
@@ -34,6 +35,7 @@ class IoModule:
                  interlock: Interlock | None = None):
         self.cfg = cfg
         self.interlock = interlock or Interlock([])  # P32
+        self.claimed: dict[str, float] = {}  # P32: door -> until when an unlock decided but not yet driven counts
         self.doors = doors
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown, fire_trouble)
@@ -220,7 +222,12 @@ class IoModule:
         be (a grant decided, a pulse under way, freed for a fire)."""
         st = self.states[door.name]
         return (st.open is not False or not self.io.connected or st.freed or door.lock_coil in self.unlocked
-                or door.lock_coil in self._relock or now < st.authorized_until)
+                or door.lock_coil in self._relock or now < st.authorized_until
+                or now < self.claimed.get(door.name, 0.0))
+
+    def claim(self, door: DoorSection, now: float) -> None:
+        """P32: a grant or an override at the door was decided; its pulse follows (and takes over)."""
+        self.claimed[door.name] = now + CLAIM_S
 
     async def pulse(self, door: DoorSection, direction: str = "in", extended: bool = False) -> bool:
         """Unlock (or, at a lane, release one way) for the pulse time (`extended`: the door's extended time,
@@ -229,6 +236,7 @@ class IoModule:
         st = self.states[door.name]
         # the opening that follows is not a forced door (P17)
         seconds = st.authorize(time.monotonic(), extended=extended and door.kind == "door")
+        self.claimed.pop(door.name, None)  # P32: the pulse's own window (or a freed door) counts from here
         if st.freed:
             return True  # already free (fire mode)
         if door.kind == "turnstile":
@@ -301,7 +309,7 @@ class Outputs:
         for name in self.interlock.others:
             mod, door = self.modules[self.doors[name].io], self.doors[name]
             self.interlock.busy[name] = lambda now, mod=mod, door=door: mod.busy(door, now)
-            self.interlock.claims[name] = lambda now, st=mod.states[name]: st.authorize(now)
+            self.interlock.claims[name] = lambda now, mod=mod, door=door: mod.claim(door, now)
 
     def ready(self, door_name: str) -> bool:
         """Whether the door's output answers now (a grant is flagged when it does not: P18, P19)."""
@@ -314,6 +322,7 @@ class Outputs:
         door = self.doors[door_name]
         mod = self.modules[door.io]
         if not mod.io.connected:
+            mod.claimed.pop(door_name, None)  # P32: nothing will be unlocked
             log.error("door %s not opened: module %s is down", door_name, mod.cfg.name)
             mod.last_error = f"module {mod.cfg.name} is down"
             return False
