@@ -201,3 +201,55 @@ def test_p32_check_accepts_a_mantrap_of_this_gate(tmp_path):
     site.edit_door("office", interlock="lobby-trap")
     r = gatekeeper("run", "--config", str(site.config), "--check")
     assert r.returncode == 0, r.stderr
+
+
+# -- the hardware layer: what makes a door of a mantrap "busy" (edge/hardware/outputs.py) ---------------------
+@pytest.fixture
+def outputs(tmp_path):
+    import asyncio
+
+    from edge.config import load_config
+    from edge.hardware.devices import DeviceBoard
+    from edge.hardware.outputs import Outputs
+    from test_model_gate import FakeModule
+    site = make_site(tmp_path / "site")
+    site.edit_door("main", interlock="lobby-trap", pulse_s=0.05)
+    site.edit_door("office", interlock="lobby-trap", pulse_s=0.05)
+    cfg, _ = load_config(site.config)
+    loop = asyncio.new_event_loop()
+    outs = Outputs(cfg, DeviceBoard(lambda *a: None), lambda v: None)
+    mod = outs.modules["io1"]
+    mod.io = FakeModule()
+    yield outs, mod, loop.run_until_complete
+    loop.close()
+
+
+def test_p32_a_door_not_yet_read_or_on_a_silent_module_keeps_the_other_shut(outputs):
+    outs, mod, run = outputs
+    assert outs.interlock.blocking("office") == ("main",)  # never read: not known closed
+    run(mod._poll())
+    assert outs.interlock.blocking("office") == ()
+    mod.io.connected = False
+    assert outs.interlock.blocking("office") == ("main",)
+
+
+def test_p32_a_decided_unlock_counts_until_its_pulse_and_the_pulse_until_the_relock(outputs):
+    import asyncio
+    outs, mod, run = outputs
+    run(mod._poll())
+    outs.interlock.claim("main")
+    assert outs.interlock.blocking("office") == ("main",)  # decided, nothing driven yet
+    run(outs.pulse("main"))
+    assert mod.io.coils[0] and outs.interlock.blocking("office") == ("main",)
+    run(asyncio.sleep(0.15))  # the pulse ends unopened: relocked
+    assert not mod.io.coils[0] and outs.interlock.blocking("office") == ()
+
+
+def test_p32_an_unlock_that_cannot_be_driven_holds_nothing_shut(outputs):
+    outs, mod, run = outputs
+    run(mod._poll())
+    outs.interlock.claim("main")
+    mod.io.connected = False
+    assert not run(outs.pulse("main"))
+    mod.io.connected = True
+    assert outs.interlock.blocking("office") == ()
