@@ -143,3 +143,18 @@ def test_p32_fire_mode_frees_both_doors_of_the_mantrap(gate):
     wait_until(lambda: not g.locked(MAIN) and not g.locked(OFFICE), what="both doors freed at once")
     _, etype, data = g.scan("office-in", STAFF)  # the interlock is lifted: granted, nothing to unlock
     assert (etype, data["reason"]) == ("access.granted", "ok")
+
+
+def test_p32_a_held_exit_stays_held_and_the_guards_release_opens_it_raising_interlock_bypassed(gate):
+    g = gate
+    _prop_open(g, "office")
+    text = g.site.visitor_pass("h-77", visit="v-77")
+    _, etype, data = g.scan("main-out", text)  # P9 first: held for the host, not refused for the mantrap
+    assert (etype, data["reason"]) == ("exit.held", "host_signoff_missing")
+    token = g.site.token("guard", "p-guard")
+    r = httpx.post(g.site.api_url + "/visits/v-77/release", json={"reason": "host confirmed by phone", "host_confirmed": True},
+                   headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["opened"] is True, r.text
+    wait_until(lambda: g.unlocks(MAIN) == 1, what="the release unlocked main")
+    _, _, data = g.journal.next("alarm.raised", alarm="interlock_bypassed")
+    assert (data["door"], data["actor"], data["open_doors"]) == ("main", "p-guard", ["office"])
