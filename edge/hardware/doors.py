@@ -6,9 +6,8 @@ close, fire) is tested without hardware, and the same rules run against the simu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import logging
+from dataclasses import dataclass, field
 
 from edge.config import DoorSection
 
