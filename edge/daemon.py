@@ -82,6 +82,7 @@ class Daemon:
         self.outputs = Outputs(self.cfg, self.board, self._on_inputs, self.gate.record,
                                lambda: self.gate.modes.fire, self._on_passage, self._on_collector)
         self.gate.door_ready = self.outputs.ready
+        self.gate.interlock, self.gate.interlock_claim = self.outputs.interlock.blocking, self.outputs.interlock.claim
         tasks = [asyncio.create_task(m.run(self.stop), name=f"io:{n}") for n, m in self.outputs.modules.items()]
         await _first_attempts([m.attempted for m in self.outputs.modules.values()],
                               max((m.timeout_s for m in self.cfg.io_modules), default=1.0) * 2 + 1)
@@ -249,6 +250,7 @@ class Daemon:
             return
         if taken is not None:
             _ref, view = taken
+            self.gate.interlock_claim(view.name)  # P32: the mantrap's other doors wait for this opening
             await self.open_door(view.name, view.direction.value, cause="card_returned")
 
     def _reload_keys(self) -> None:

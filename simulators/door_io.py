@@ -16,7 +16,12 @@ Turnstile lanes (from `--site`) pulse their passage input once per person: with 
 every pass pulse, or on `pass LANE in|out`. A card collector (a door's `collector_input` in `--site`, or
 `--collector DOOR=N`) pulses its input once per card captured, on `collect DOOR`.
 
-Stdin commands: `input N on|off`, `car BARRIER on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `collect DOOR`, `down` (drop every connection and stop answering;
+A two-door mantrap (P32) is walked through with `mantrap DOOR_A DOOR_B`: someone waits at A until its lock is
+released, walks through (A opens, then swings shut), waits in between until B's lock is released, and walks
+through B; each step prints (`door_io mantrap ...`), a lock not released within `--mantrap-wait-s` ends the walk.
+`open DOOR` / `close DOOR` hold a door's contact open or shut it (someone propping a door, then letting go).
+
+Stdin commands: `input N on|off`, `open DOOR`, `close DOOR`, `mantrap DOOR_A DOOR_B`, `car BARRIER on|off`, `fire on|off` and `trouble on|off` (the fire panel's inputs, when known), `walk DOOR`, `pass LANE in|out`, `collect DOOR`, `down` (drop every connection and stop answering;
 the port stays held), `up`, `status`; faults on demand: `slow MS` (every reply late), `mute` / `unmute` (no replies
 at all), `flap N MS` / `flap N off` (input N toggling like a loose contact). Prints `door_io listening on HOST:PORT`
 when serving.
@@ -84,6 +89,8 @@ class Module:
         self.unlocks: dict[int, int] = {}
         self.delay_s = 0.0  # faults on demand: every reply this late (`slow MS`), or never (`mute`)
         self.flapping: dict[int, asyncio.Task] = {}
+        self.tasks: set[asyncio.Task] = set()  # mantrap walks under way (kept referenced until done)
+        self.mantrap_wait_s = 30.0
 
     def write_coil(self, addr: int, value: bool) -> None:
         if addr >= INPUT_COIL_BASE:
@@ -118,6 +125,21 @@ class Module:
         self.set_input(door.contact, True)
         await asyncio.sleep(self.open_s)
         self.set_input(door.contact, False)
+
+    async def mantrap(self, first: Door, second: Door, wait_s: float) -> None:
+        """P32: someone walks through a mantrap: through `first` once its lock is released, shut behind them,
+        then through `second` once its lock is released."""
+        for door in (first, second):
+            print(f"door_io mantrap waiting at {door.name}", flush=True)
+            deadline = time.monotonic() + wait_s
+            while not self.coils.get(door.lock, False):
+                if time.monotonic() > deadline:
+                    print(f"door_io mantrap stopped: {door.name} not unlocked within {wait_s:g} s", flush=True)
+                    return
+                await asyncio.sleep(0.02)
+            await self.walk(door)
+            print(f"door_io mantrap through {door.name}", flush=True)
+        print(f"door_io mantrap done: {first.name} then {second.name}", flush=True)
 
     async def flap(self, n: int, period_s: float) -> None:
         """A loose contact: the input toggles until told to stop."""
@@ -333,6 +355,7 @@ async def serve(args: argparse.Namespace) -> None:
         collectors = {**collectors_from_site(args.site, args.module), **collectors}
         port = site_port if args.port is None else args.port
     module = Module(doors, args.walk_through, args.open_s, lanes, collectors)
+    module.mantrap_wait_s = args.mantrap_wait_s
     for n in inputs + [d.loop for d in doors if d.loop is not None] + [i for i in (args.fire_input, args.lockdown_input, args.fire_trouble_input) if i is not None]:
         module.inputs.setdefault(n, False)
     panel = panel_inputs(args)
@@ -397,6 +420,14 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
         elif words[:1] == ["car"] and len(words) == 3 and words[2] in ("on", "off"):
             door = next(d for d in module.doors if d.name == words[1] and d.loop is not None)
             module.set_input(door.loop, words[2] == "on")
+        elif words[:1] in (["open"], ["close"]) and len(words) == 2:
+            door = next(d for d in module.doors if d.name == words[1] and d.contact is not None)
+            module.set_input(door.contact, words[0] == "open")
+        elif words[:1] == ["mantrap"] and len(words) == 3:
+            first, second = [next(d for d in module.doors if d.name == w and d.contact is not None) for w in words[1:]]
+            # in the background: the other commands (a contact held open, the fire panel) go on meanwhile
+            module.tasks.add(t := asyncio.get_running_loop().create_task(module.mantrap(first, second, module.mantrap_wait_s)))
+            t.add_done_callback(module.tasks.discard)
         elif words[:1] == ["walk"] and len(words) == 2:
             door = next(d for d in module.doors if d.name == words[1])
             await module.walk(door)
@@ -427,7 +458,7 @@ async def run_command(cmd: str, module: Module, server: Server, panel: dict[str,
             print(f"door_io coils {sorted(a for a, v in module.coils.items() if v)} "
                   f"inputs {sorted(a for a, v in module.inputs.items() if v)}", flush=True)
         elif words:
-            print(f"door_io: unknown command {cmd!r} (input N on|off, car BARRIER on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, collect DOOR, down, up, status, "
+            print(f"door_io: unknown command {cmd!r} (input N on|off, open DOOR, close DOOR, mantrap DOOR_A DOOR_B, car BARRIER on|off, fire on|off, trouble on|off, walk DOOR, pass LANE in|out, collect DOOR, down, up, status, "
                   "slow MS, mute, unmute, flap N MS|off)", flush=True)
     except (ValueError, StopIteration):
         print(f"door_io: cannot do {cmd!r}", flush=True)
@@ -450,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--module", default="io1")
     p.add_argument("--walk-through", action="store_true", help="someone walks through every door that unlocks")
     p.add_argument("--open-s", type=float, default=1.0, help="how long a walked-through door stays open")
+    p.add_argument("--mantrap-wait-s", type=float, default=30.0,
+                   help="`mantrap A B`: how long the walker waits for each lock to be released")
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="door_io %(levelname)s %(message)s")

@@ -16,6 +16,8 @@ agree with a model that knows only the rules (POLICY, SPEC §2 site-mode orderin
 - at the two-person vault (P33, in the escort-required production area, P10) no grant without a second, different
   holder refused there within the window, the pair including a staff member; at that timed anti-passback door
   (P31) no credential enters again within its time, across restarts, and no presence is recorded;
+- P32: main and office form a mantrap: outside fire mode no grant opens one of them while the other is unlocked
+  or read open, even for two grants decided in one instant (never two doors of a group unlocked at once);
 - no committed or held event is lost: once the database takes writes, every decision is in the journal,
   `seq` is gapless and the chain verifies.
 
@@ -143,6 +145,8 @@ class GateMachine(RuleBasedStateMachine):
                                     + '\n[pin]\npepper_file = "pin.pepper"\n')
         self.site.edit_door("main", pulse_s=PULSE_S)
         self.site.edit_door("office", pulse_s=PULSE_S, fail_mode="fail_safe")
+        for door in ("main", "office"):  # P32: one mantrap
+            self.site.edit_door(door, interlock="lobby-trap")
         self.cfg, self.base = load_config(self.site.config)
         self.loop = asyncio.new_event_loop()
         self.now = time.time()
@@ -202,6 +206,7 @@ class GateMachine(RuleBasedStateMachine):
         self.io = self.outputs.modules["io1"]
         self.io.io = self.module
         self.gate.door_ready = self.outputs.ready
+        self.gate.interlock, self.gate.interlock_claim = self.outputs.interlock.blocking, self.outputs.interlock.claim
         self.link = CentralLink(self.cfg, self.base, self.gate, self.board, lambda: None)
         self.link.client = StubClient()
         self.link.restore = ModeRestore(self.gate.modes, self.store, lambda body: None)  # as CentralLink.start does
@@ -245,7 +250,22 @@ class GateMachine(RuleBasedStateMachine):
         """P34: a PIN at the keypad reader: it decides the card waiting there, if one does."""
         self._scan("office-in", "pin", PINS[which], "h-5", "staff", None, PINNED, pin=which)
 
-    def _scan(self, reader, kind, value, holder, category, until, key, pin=None):
+    @rule(which=st.sampled_from(sorted(BADGES)), first=st.sampled_from(["main-in", "office-in", "main-out"]))
+    def two_doors_at_once(self, which, first):
+        """P32: scans at both doors of the mantrap decided before either lock is driven (one instant)."""
+        second = "main-in" if first == "office-in" else "office-in"
+        holder, category = BADGES[which][:2]
+        outs = [self._scan(r, "badge", which, holder, category, None, which, drive=False) for r in (first, second)]
+        opened = [o for o in outs if o is not None and o.opens]  # None: a card waiting for its PIN (P34)
+        for out in opened:
+            self._run(self.outputs.pulse(out.door.name, out.door.direction.value))
+        if self.gate.mode is not Mode.FIRE:
+            assert len(opened) < 2, "two doors of the mantrap granted in one instant"
+
+    def _scan(self, reader, kind, value, holder, category, until, key, pin=None, drive=True):
+        if self.gate.mode is not Mode.FIRE:  # P32: what the gate knows of the mantrap's other door before the scan
+            other = "office" if reader.startswith("main") else "main"
+            other_busy = self.module.coils.get({"main": 0, "office": 1}[other]) or self.io.states[other].open
         out = self.gate.present(reader, kind, value)
         if out is None:  # P34: a card waiting for its PIN, or a PIN no card waits for
             assert kind == "pin" or (reader == "office-in" and key == PINNED), f"{key} at {reader} left undecided"
@@ -276,14 +296,17 @@ class GateMachine(RuleBasedStateMachine):
                     assert self.now - self.heard_at <= MAX_SYNC_AGE_S, f"stale allow-list, {key} granted"
                 if self.mode is Mode.LOCKDOWN:
                     assert BADGES.get(key, (0, 0, []))[2] == ["supervisor"], f"{key} granted in lockdown"
+            if self.gate.mode is not Mode.FIRE:
+                assert not other_busy, f"{out.door.name} granted while the mantrap's other door was unlocked or open"
             if reader == "vault-in":
                 self._vault_pair(ref, holder, category, d.partner)
-            if out.opens:
+            if out.opens and drive:
                 self._run(self.outputs.pulse(out.door.name, out.door.direction.value))
         elif reader == "vault-in" and d.reason in ("second_person_required", "escort_required"):
             self.vault_first[ref] = (self.now, holder, category)
         if d.consumes:
             self.consumed.add(key)
+        return out
 
     def _vault_pair(self, ref, holder, category, partner):
         """P33: granted only with a different holder refused there within the window, one of the two staff (P10);

@@ -337,6 +337,7 @@ class GateServices:
         """P20: journaled with the person and the reason, then the door opened once; whether it opened."""
         self._gate.record("override.opened", {"door": door, "actor": person, "actor_role": role,
                                                 "reason": reason})
+        self._gate.interlock_override(door, person, role)  # P32: opens all the same, and says so
         return await self._open_door(door, cause="override")
 
     def request_mode(self, mode: str, person: str, role: str, reason: str, scope: str) -> ModeChange:
@@ -377,6 +378,7 @@ class GateServices:
         door = self._gate.release(visit, person, role, reason)
         if door is None:
             return None
+        self._gate.interlock_override(door.name, person, role)  # P32: a guard's act, as an override
         return Released(visit, door.name, await self._open_door(door.name, door.direction.value, cause="release"))
 
     async def card_returned(self, credential: str, person: str, reason: str, role: str | None = None) -> CardReturned | None:
@@ -385,6 +387,7 @@ class GateServices:
         door = cards.returned(self._gate, credential, person, role, reason)
         if door is None:
             return None
+        self._gate.interlock_override(door.name, person, role)  # P32: a guard's act, as an override
         return CardReturned(credential, door.name,
                             await self._open_door(door.name, door.direction.value, cause="card_returned"))
 

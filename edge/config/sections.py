@@ -232,6 +232,9 @@ class DoorSection(Model):
                                         " captured by the collector")
     pin_required: bool = Field(False, description="P34: an entry here needs the card, then its PIN within 10 s at the"
                                " same reader (every `in` reader of the door needs keypad = true)")
+    interlock: Name | None = Field(None, description="P32: the interlock group (mantrap) of this door: it opens only"
+                                   " while every other door of the group reads closed and is locked; each needs"
+                                   " contact_input")
 
     @model_validator(mode="after")
     def _outputs(self) -> "DoorSection":
@@ -252,6 +255,9 @@ class DoorSection(Model):
         if self.antipassback_s is not None and self.antipassback != "timed":
             raise ValueError("antipassback_s is the time of a timed anti-passback (P31): set antipassback = \"timed\""
                              " or drop it")
+        if self.interlock is not None and (self.kind != "door" or self.contact_input is None):
+            raise ValueError(f"a door of interlock group {self.interlock!r} (P32) is a door with contact_input: the"
+                             " interlock reads whether it is closed")
         return self
 
     @property

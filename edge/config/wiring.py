@@ -103,6 +103,8 @@ def references(raw: dict) -> list[Problem]:
     from edge.config.occupancy import occupancy_references
     out += occupancy_references(raw, areas, entries)  # P35
     out += pin_references(raw)  # P34
+    from edge.config.interlock import interlock_references
+    out += interlock_references(raw, entries)  # P32
     walkin, site = raw.get("walkin"), raw.get("site")
     if isinstance(walkin, dict) and isinstance(site, dict):
         kid = walkin.get("kid") or (f"{site.get('gate')}-w"[:16] if isinstance(site.get("gate"), str) else None)

@@ -86,6 +86,10 @@ class Gate:
         # written with the next commit as a hint for restarts
         self.heard_at = float(store.meta("central_heard_at") or store.meta("created_at"))
         self.door_ready: Callable[[str], bool] = lambda door: True  # the daemon says whether a door's output answers
+        # P32: the other doors of a door's interlock group that are open or unlocked, and the mark that a door's
+        # unlock is decided (the daemon wires both to the hardware layer: edge/hardware/interlock.py)
+        self.interlock: Callable[[str], tuple[str, ...]] = lambda door: ()
+        self.interlock_claim: Callable[[str], None] = lambda door: None
         self.reload_keys: Callable[[], None] = lambda: None  # the daemon rebuilds the keyring (config + synced keys)
         self.clock_alarm = False
         self.central_clock = CentralClock(steady_clock)  # P3: the central system's time, from its heartbeat
@@ -152,6 +156,7 @@ class Gate:
                        and self.occupancy.full(door.area, cred.party, s.presence.get(cred.ref))),
             last_entry=self.last_entries.last(door.name, cred.ref) if entry and door.antipassback == "timed" else None,
             partners=self._partners(cred, door, now, partner) if entry and door.two_person else (),
+            interlocked=bool(self.interlock(door.name)),  # P32
         )
 
     def _partners(self, cred: Credential, door: DoorView, now: float,
@@ -271,6 +276,8 @@ class Gate:
 
     def _settle(self, out: Outcome, now: float, t0: float) -> Outcome:
         """A decision in force and journaled (present's second half)."""
+        if out.opens:  # P32: unlocked from the decision on, before anything can run between it and the pulse
+            self.interlock_claim(out.door.name)
         if out.decision.granted and not self.door_ready(out.door.name):
             # P18/P19: the journal says what happened at the door, not only what was decided
             out = replace(out, decision=replace(out.decision, flags=out.decision.flags + ("output_down",)))
@@ -558,6 +565,20 @@ class Gate:
         if self.max_sync_age is None:
             return False
         return now - self.heard_at > self.max_sync_age
+
+    # -- P32: a guard opens a door of a mantrap ---------------------------------------------------------
+    def interlock_override(self, door: str, person: str, role: str | None, now: float | None = None) -> Entry | None:
+        """A guard's one-off opening (P20) goes through the interlock; when it would have refused, the guards and
+        the central system hear of it: `alarm.raised` `interlock_bypassed`. The door counts as unlocked from now."""
+        open_doors = self.interlock(door)
+        self.interlock_claim(door)
+        if not open_doors or self.mode is Mode.FIRE:  # fire mode lifts the interlock: nothing was bypassed
+            return None
+        log.warning("door %s opened by %s while %s of its interlock group is open or unlocked", door, person,
+                    ", ".join(open_doors))
+        return self.record("alarm.raised", {"alarm": "interlock_bypassed", "priority": "high", "door": door,
+                                            "actor": person, "actor_role": role, "open_doors": list(open_doors)},
+                           now)
 
     # -- P3: the clock itself ----------------------------------------------------------------------
     def clock_valid(self, now: float | None = None) -> bool:

@@ -146,6 +146,7 @@ class Facts:
     # P34: the PIN given after the card at this reader, as the gate checked it (edge/core/pin.py): "ok", "duress",
     # "incorrect", "locked" (too many wrong PINs lately), "missing" (none, or none can be given); None = not asked
     pin: str | None = None
+    interlocked: bool = False  # P32: another door of this door's interlock group is open, unlocked or about to be
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         why = pin_reason(facts.pin)
         if why:
             return Decision(False, why)
+    if interlocked(facts):  # P32: after every rule on the person; a drill and a lockdown keep the interlock
+        return Decision(False, "interlock")
     partner = None
     if door.two_person:  # P33
         partner = find_partner(cred, now, facts, s, escort_by)
@@ -118,9 +120,17 @@ def _exit(cred: Credential, door: DoorView, facts: Facts, s: Settings) -> Decisi
     if door.perimeter and cred.kind == "badge" and cred.temporary:  # P27: the card stays on site
         # held until the lane's collector captures it, or a guard takes it (edge/core/cards.py)
         return Decision(False, "card_return_required", held=True)
+    # P32: after the holds, so a held exit stays held (a guard releases it later, when the mantrap may be clear)
+    if interlocked(facts):
+        return Decision(False, "interlock")
     known = facts.presence is not None and is_within(facts.presence, door.area)
     flags = () if known or not door.tracks_presence else ("presence_unknown",)  # P31: none recorded there
     return Decision(True, "ok", flags, consumes=door.perimeter and single)  # P7, P8
+
+
+def interlocked(facts: Facts) -> bool:
+    """P32: another door of the group is open or unlocked; fire mode lifts the interlock (P16), a drill does not."""
+    return facts.interlocked and facts.mode is not Mode.FIRE
 
 
 def in_schedule(cred: Credential, now: float, s: Settings) -> bool:

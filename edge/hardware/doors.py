@@ -6,9 +6,12 @@ close, fire) is tested without hardware, and the same rules run against the simu
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from edge.config import DoorSection
+
+log = logging.getLogger(__name__)
 
 RELOCK, UNLOCK_REX, FREE = "relock", "unlock_rex", "free"
 
@@ -52,8 +55,9 @@ class Step:
     actions: list[str] = field(default_factory=list)
 
 
-def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, fire: bool) -> Step:
-    """One poll of one door."""
+def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, fire: bool,
+              interlocked: bool = False) -> Step:
+    """One poll of one door. `interlocked`: another door of its mantrap is open or unlocked (P32)."""
     out = Step()
     name = d.cfg.name
     if fire and d.cfg.fail_mode == "fail_safe" and not d.freed:
@@ -67,7 +71,12 @@ def supervise(d: DoorState, contact: bool | None, rex: bool | None, now: float, 
             out.actions.append(RELOCK)
         else:
             d.opened_at, d.held_reported = now, False  # held open counts from the end of the emergency
-    if rex and not d.rex:
+    if rex and not d.rex and interlocked and not d.freed:
+        # P32: as a commercial interlock does, the button unlocks nothing while the mantrap's other door is open
+        # or unlocked; pressed again once that door is shut, it does. Opening it anyway is a forced door.
+        log.info("door %s: request to exit ignored, another door of interlock group %s is open or unlocked",
+                 name, d.cfg.interlock)
+    elif rex and not d.rex:
         d.authorize(now)  # P17: leaving by the request-to-exit button is not a forced door
         if not d.freed:
             out.actions.append(UNLOCK_REX)

@@ -14,6 +14,7 @@ from drivers.registry import make_door_io
 from edge.config import DoorSection, GateConfig, IoModuleSection
 from edge.hardware.devices import DeviceBoard
 from edge.hardware.doors import FREE, RELOCK, UNLOCK_REX, DoorState, extended_times, supervise
+from edge.hardware.interlock import Interlock
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ SUPERVISE_S = 1.0  # a module without inputs to watch is still read this often, 
 DOOR_POLL_S = 0.1  # door contacts and request-to-exit buttons, when no site_inputs section sets poll_ms
 MAX_BACKOFF_S = 10.0
 RELOCK_RETRY_S = 0.1
+CLAIM_S = 5.0  # P32: an unlock decided counts until its pulse is driven, or this long if it never is
 
 
 class IoModule:
@@ -29,8 +31,11 @@ class IoModule:
     def __init__(self, cfg: IoModuleSection, doors: list[DoorSection], board: DeviceBoard,
                  inputs: dict[str, int], poll_s: float, on_inputs: Callable[[dict[str, bool]], None],
                  record: Callable[[str, dict], object] | None = None, fire: Callable[[], bool] = lambda: False,
-                 on_passage=None, extended_factor: float = 3.0, on_collector=None):
+                 on_passage=None, extended_factor: float = 3.0, on_collector=None,
+                 interlock: Interlock | None = None):
         self.cfg = cfg
+        self.interlock = interlock or Interlock([])  # P32
+        self.claimed: dict[str, float] = {}  # P32: door -> until when an unlock decided but not yet driven counts
         self.doors = doors
         self.board = board
         self.inputs = inputs  # name -> discrete input address (fire, lockdown, fire_trouble)
@@ -154,7 +159,10 @@ class IoModule:
             if d.kind == "turnstile":
                 await self._lane(d, bits, fire)
                 continue
-            step = supervise(self.states[d.name], bits.get(d.contact_input), bits.get(d.rex_input), now, fire)
+            # P32: a request to exit unlocks no door of a mantrap while another of it is open (fire lifts it)
+            blocked = not fire and bool(self.interlock.blocking(d.name, now))
+            step = supervise(self.states[d.name], bits.get(d.contact_input), bits.get(d.rex_input), now, fire,
+                             blocked)
             for etype, data in step.events:
                 self.record(etype, data)
             for action in step.actions:
@@ -209,6 +217,18 @@ class IoModule:
                 old.cancel()
             await self._write(door.lock_coil, True)  # held, no relock timer: the evacuation route
 
+    def busy(self, door: DoorSection, now: float) -> bool:
+        """P32: the door is open or not known closed (never read, or its module silent), unlocked, or about to
+        be (a grant decided, a pulse under way, freed for a fire)."""
+        st = self.states[door.name]
+        return (st.open is not False or not self.io.connected or st.freed or door.lock_coil in self.unlocked
+                or door.lock_coil in self._relock or now < st.authorized_until
+                or now < self.claimed.get(door.name, 0.0))
+
+    def claim(self, door: DoorSection, now: float) -> None:
+        """P32: a grant or an override at the door was decided; its pulse follows (and takes over)."""
+        self.claimed[door.name] = now + CLAIM_S
+
     async def pulse(self, door: DoorSection, direction: str = "in", extended: bool = False) -> bool:
         """Unlock (or, at a lane, release one way) for the pulse time (`extended`: the door's extended time,
         P30); a new grant during a pulse extends it. False when the output could not be driven (the caller
@@ -216,6 +236,7 @@ class IoModule:
         st = self.states[door.name]
         # the opening that follows is not a forced door (P17)
         seconds = st.authorize(time.monotonic(), extended=extended and door.kind == "door")
+        self.claimed.pop(door.name, None)  # P32: the pulse's own window (or a freed door) counts from here
         if st.freed:
             return True  # already free (fire mode)
         if door.kind == "turnstile":
@@ -270,6 +291,7 @@ class Outputs:
                  on_passage=None, on_collector=None):
         self.doors = {d.name: d for d in cfg.doors}
         si = cfg.site_inputs
+        self.interlock = Interlock(cfg.doors)  # P32: the mantraps, across modules
         self.modules: dict[str, IoModule] = {}
         for m in cfg.io_modules:
             inputs: dict[str, int] = {}
@@ -282,7 +304,12 @@ class Outputs:
                     inputs["fire_trouble"] = si.fire_trouble_input  # P28: the fire line's fault
             self.modules[m.name] = IoModule(m, [d for d in cfg.doors if d.io == m.name], board, inputs,
                                             (si.poll_ms / 1000) if si else DOOR_POLL_S, on_inputs, record, fire,
-                                            on_passage, cfg.policy.extended_access_factor, on_collector)
+                                            on_passage, cfg.policy.extended_access_factor, on_collector,
+                                            self.interlock)
+        for name in self.interlock.others:
+            mod, door = self.modules[self.doors[name].io], self.doors[name]
+            self.interlock.busy[name] = lambda now, mod=mod, door=door: mod.busy(door, now)
+            self.interlock.claims[name] = lambda now, mod=mod, door=door: mod.claim(door, now)
 
     def ready(self, door_name: str) -> bool:
         """Whether the door's output answers now (a grant is flagged when it does not: P18, P19)."""
@@ -295,6 +322,7 @@ class Outputs:
         door = self.doors[door_name]
         mod = self.modules[door.io]
         if not mod.io.connected:
+            mod.claimed.pop(door_name, None)  # P32: nothing will be unlocked
             log.error("door %s not opened: module %s is down", door_name, mod.cfg.name)
             mod.last_error = f"module {mod.cfg.name} is down"
             return False

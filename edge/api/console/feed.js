@@ -64,6 +64,7 @@ export function describe(type, d) {
   if (d.reason && d.reason !== "ok" && isCode("reason", d.reason)) add(word("reason", d.reason));
   for (const f of d.flags || []) add(word("flag", f));
   if (d.alarm) add(word("alarm", d.alarm));
+  if (d.open_doors?.length) add(`${t("open_doors")}: ${d.open_doors.join(", ")}`);  // P32: what the guard bypassed
   if (d.mode) add(`${word("mode", d.mode)}${d.scope ? " · " + word("scope", d.scope) : ""}`);
   if (d.device) add(d.device);
   // SPEC §2 names who acted `actor`; journals written before that said person, by, guard or released_by

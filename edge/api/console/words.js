@@ -41,7 +41,7 @@ export const WORDS = {
     banner_lockdown: "LOCKDOWN: entry refused except supervisors; exits stay free.",
     banner_lockdown_site: "SITE LOCKDOWN: entry refused at every gate except supervisors; exits stay free.",
     banner_fire: "FIRE: doors released. Account for everyone on the muster list.",
-    by: "by", area_last: "last entered", private_guest: "Private guest", unknown_person: "Unknown", pass_ref: "Pass",
+    by: "by", area_last: "last entered", open_doors: "open", private_guest: "Private guest", unknown_person: "Unknown", pass_ref: "Pass",
     none: "none", error: "Something went wrong", offline: "Connection to the gate lost: retrying…",
     people_count: { one: "{n} person", other: "{n} people" },
     alarms_count: { one: "{n} open alarm", other: "{n} open alarms" },
@@ -95,6 +95,7 @@ export const WORDS = {
     "event.occupancy.corrected": "Occupancy corrected", limit_reserved: "on their way in", limit_full: "FULL",
     limit_count_now: "People there now", limit_reason: "Why the count is corrected", limit_correct: "Correct the count",
     limit_confirm: "Set the count of {area} to {n}? Every gate of the site counts from it.",
+    "alarm.interlock_bypassed": "interlock bypassed: a mantrap door opened while the other was open",
   },
   zh: {
     title: "门岗控制台", sign_in: "登录", sign_out: "退出", token: "令牌",
@@ -135,7 +136,7 @@ export const WORDS = {
     banner_lockdown: "封锁中：除主管外一律禁止进入；出门不受限。",
     banner_lockdown_site: "全厂封锁：所有门岗除主管外一律禁止进入；出门不受限。",
     banner_fire: "火警：门已释放。请逐一清点在场人员。",
-    by: "操作人", area_last: "最后进入", private_guest: "私密贵宾", unknown_person: "未知", pass_ref: "通行证",
+    by: "操作人", area_last: "最后进入", open_doors: "未关", private_guest: "私密贵宾", unknown_person: "未知", pass_ref: "通行证",
     none: "无", error: "出错了", offline: "与门岗的连接中断，正在重试…",
     people_count: { other: "{n} 人" },
     alarms_count: { other: "{n} 条未确认报警" },
@@ -189,5 +190,6 @@ export const WORDS = {
     "event.occupancy.corrected": "人数已校正", limit_reserved: "人正在进入", limit_full: "已满",
     limit_count_now: "现在区域内人数", limit_reason: "校正人数的原因", limit_correct: "校正人数",
     limit_confirm: "把{area}的人数设为{n}？全厂各门岗都按这个人数继续计数。",
+    "alarm.interlock_bypassed": "互锁被旁路：另一道门未关时开启了互锁门",
   },
 };
