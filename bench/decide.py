@@ -25,6 +25,7 @@ from common import ROOT, pct, print_table, site_toml  # noqa: E402  (puts the pr
 
 from edge.config import load_config  # noqa: E402
 from edge.core.gate import Gate  # noqa: E402
+from edge.hardware.interlock import Interlock  # noqa: E402
 from edge.passes.keyring import build_keyring  # noqa: E402
 from edge.passes import issue_pass  # noqa: E402
 from edge.passes.keys import generate_keypair  # noqa: E402
@@ -81,8 +82,41 @@ name = "lab-out"
 url = "socket://127.0.0.1:{reader_port}"
 door = "lab"
 direction = "out"
+
+[[doors]]
+name = "trap-a"
+area = "site/office"
+io = "io1"
+lock_coil = 3
+contact_input = 3
+interlock = "trap"
+antipassback = "off"
+
+[[readers]]
+name = "trap-a-in"
+url = "socket://127.0.0.1:{reader_port}"
+door = "trap-a"
+direction = "in"
+
+[[doors]]
+name = "trap-b"
+area = "site/office"
+io = "io1"
+lock_coil = 4
+contact_input = 4
+interlock = "trap"
+antipassback = "off"
 """
 PIN, DURESS = "2468", "1357"
+
+
+def closed_mantrap(cfg) -> Interlock:
+    """P32 as the daemon wires it, each door of the mantrap read closed and locked (no module runs here)."""
+    lock = Interlock(cfg.doors)
+    for name in lock.others:
+        lock.busy[name] = lambda now: False
+        lock.claims[name] = lambda now: None
+    return lock
 
 
 def badge(i: int) -> str:
@@ -214,6 +248,8 @@ def main() -> None:
         size_mb = sum(f.stat().st_size for f in d.glob("gatekeeper.db*")) / 1e6
         gate = Gate(cfg, store, build_keyring(cfg, base, store))
         gate.pin_pepper = pepper
+        mantrap = closed_mantrap(cfg)
+        gate.interlock, gate.interlock_claim = mantrap.blocking, mantrap.claim
 
         rnd = random.Random(7)
         badges = [badge(rnd.randrange(args.size)) for _ in range(args.samples)]
@@ -231,6 +267,8 @@ def main() -> None:
         assert gate.evaluate("main-in", "pass", passes[0]).decision.granted
         lab_lat = timed(lambda b: gate.evaluate("lab-in", "badge", b), badges)  # P35: the count looked at
         assert gate.evaluate("lab-in", "badge", badges[0]).decision.granted
+        trap_lat = timed(lambda b: gate.evaluate("trap-a-in", "badge", b), badges)  # P32: the group looked at
+        assert gate.evaluate("trap-a-in", "badge", badges[0]).decision.granted
         pin_lat = timed(lambda r: card_and_pin(gate, r, PIN), pinned[: len(pinned) // 2])
         pin_lat += timed(lambda r: card_and_pin(gate, r, DURESS), pinned[len(pinned) // 2:])
         j_lat = timed(lambda b: gate.present("main-in", "badge", b), badges[: min(len(badges), 5000)])
@@ -251,6 +289,8 @@ def main() -> None:
              "p99 ≤ 1000 µs"),
             ("badge at a limited area (P35)", "p50 / p99", f"{pct(lab_lat, .5):.0f} / {pct(lab_lat, .99):.0f} µs",
              "p99 as a plain door's"),
+            ("badge at an interlocked door (P32)", "p50 / p99",
+             f"{pct(trap_lat, .5):.0f} / {pct(trap_lat, .99):.0f} µs", "p99 as a plain door's"),
             ("card + PIN (P34, duress incl.)", "p50 / p99, journal incl.",
              f"{pct(pin_lat, .5) / 1000:.1f} / {pct(pin_lat, .99) / 1000:.1f} ms", "p99 ≤ 100 ms"),
             ("decision + durable journal", "p50 / p99", f"{pct(j_lat, .5):.0f} / {pct(j_lat, .99):.0f} µs",
