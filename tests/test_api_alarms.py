@@ -2,11 +2,10 @@
 the muster a guard checks people off at in fire mode (P16)."""
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from sitekit import WAIT_S, make_site, wait_until
-from test_e2e_gate import STAFF, Gate
+from sitekit import make_site, wait_until
+from test_e2e_gate import STAFF, call, running_with_api
 
 pytestmark = pytest.mark.e2e
 
@@ -20,20 +19,8 @@ def api(tmp_path_factory, module_procs):
         {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
         {"credential": f"badge:{OTHER}", "holder": "h-2", "category": "staff", "areas": ["site"]},
     ]).returncode == 0
-    tokens = {role: site.token(role) for role in ("guard", "supervisor")}
-    g = Gate(site, module_procs)
-    g.start_hardware()
-    g.start_daemon()
-    g.daemon.wait_for("io module io1 ready", already=True)  # the doors' first state read: what follows is news
-    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
-    site.wait_api()
-    yield g, client, tokens
-    client.close()
-    g.io.close()
-
-
-def call(client, method, path, token, body=None):
-    return client.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
+    # the doors' first state read before the tests: what follows is news
+    yield from running_with_api(site, module_procs)
 
 
 def open_alarms(client, token) -> dict[int, dict]:

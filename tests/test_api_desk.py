@@ -7,7 +7,6 @@ import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,8 +19,8 @@ from edge.desks.permits import PermitDesk
 from edge.store import Store
 from edge.errors import Refused
 from edge.desks.walkin import Desk, id_hash
-from sitekit import ID_SECRET, WAIT_S, make_site
-from test_e2e_gate import Gate
+from sitekit import ID_SECRET, make_site
+from test_e2e_gate import running_with_api
 
 pytestmark = pytest.mark.e2e
 
@@ -41,15 +40,7 @@ def desk(tmp_path_factory, module_procs):
         {"blocklist": {"id_hash": id_hash(ID_SECRET.encode(), BLOCKED_ID), "reason": "theft"}},
     ])
     assert r.returncode == 0, r.stderr
-    tokens = {role: site.token(role) for role in ("guard", "supervisor")}
-    g = Gate(site, module_procs)
-    g.start_hardware()
-    g.start_daemon()
-    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
-    site.wait_api()
-    yield g, client, tokens
-    client.close()
-    g.io.close()
+    yield from running_with_api(site, module_procs)
 
 
 

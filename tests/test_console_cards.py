@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from sitekit import make_site, wait_until
 from test_console import api, browser, check_view, sign_in  # noqa: F401 (browser is a fixture)
-from test_e2e_gate import Gate
+from test_e2e_gate import running_for_console
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +24,7 @@ def site(tmp_path, procs):
          "temporary": True, "name": "Liu Yang"},
     ])
     assert r.returncode == 0, r.stderr
-    g = Gate(s, procs)
-    g.start_hardware()
-    g.start_daemon()
-    g.daemon.wait_for("io module io1 ready", already=True)
-    guard, boss = s.token("guard", "Wang Fang"), s.token("supervisor", "Zhao Min")
-    yield g, guard, boss
-    g.io.close()
+    yield from running_for_console(s, procs)
 
 
 @pytest.mark.parametrize("lang, says, button", [("en", "Take the visitor card", "Card taken"),

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from test_console import browser, check_view, sign_in  # noqa: F401 (browser is a fixture)
-from test_e2e_gate import Gate
+from test_e2e_gate import running_for_console
 from test_occupancy import BADGES, limited_site
 
 pytestmark = pytest.mark.e2e
@@ -15,13 +15,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def site(tmp_path, procs):
     s = limited_site(tmp_path / "site", api=True)
-    g = Gate(s, procs)
-    g.start_hardware()
-    g.start_daemon()
-    g.daemon.wait_for("io module io1 ready", already=True)
-    guard, boss = s.token("guard", "Wang Fang"), s.token("supervisor", "Zhao Min")
-    yield g, guard, boss
-    g.io.close()
+    yield from running_for_console(s, procs)
 
 
 @pytest.mark.parametrize("lang, full, asks", [("en", "FULL", "Set the count of site/office to 3"),

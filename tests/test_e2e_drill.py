@@ -9,7 +9,7 @@ import pytest
 
 from mqttkit import Peer
 from sitekit import make_site
-from test_e2e_gate import STAFF, SUPERVISOR, Gate
+from test_e2e_gate import STAFF, STAFF_AND_SUPERVISOR, Gate
 
 pytestmark = pytest.mark.e2e
 
@@ -41,11 +41,7 @@ def gate(tmp_path, procs, broker):
     site.edit_door("office", fail_mode="fail_safe")
     site.config.write_text(site.config.read_text().replace("lockdown_input = 101",
                                                            f"lockdown_input = 101\nfire_trouble_input = {TROUBLE}"))
-    assert site.import_lines([
-        {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
-        {"credential": f"badge:{SUPERVISOR}", "holder": "h-2", "category": "staff", "areas": ["site"],
-         "roles": ["supervisor"]},
-    ]).returncode == 0
+    assert site.import_lines(STAFF_AND_SUPERVISOR).returncode == 0
     g = Gate(site, procs)
     g.start_hardware()  # the simulator wires the trouble input from the same config
     g.start_daemon()

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.e2e
 
 STAFF = "04A1B2C3"
 SUPERVISOR = "04112233"
+# a staff member and a supervisor, everywhere on site: what a test of modes and doors imports first
+STAFF_AND_SUPERVISOR = [
+    {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
+    {"credential": f"badge:{SUPERVISOR}", "holder": "h-2", "category": "staff", "areas": ["site"],
+     "roles": ["supervisor"]},
+]
 CONTRACTOR_EXPIRED = "0C0FFEE0"
 CONTRACTOR_HOLIDAY = "0C0FFEE1"
 BANNED = "0BADBAD0"
@@ -84,14 +90,50 @@ class Gate:
         return not self.io.read_coils(coil, count=1, device_id=1).bits[0]
 
 
-def running_with_central(site, procs, broker_port: int):
-    """For a fixture: the site's hardware and daemon running, with a central peer on the gate's events;
-    yields (gate, central), then closes both."""
-    central = Peer(broker_port, "acs/test/gate-1/events/#")
+def running(site, procs) -> Gate:
+    """The site's hardware simulators and its daemon running, the I/O module's first state read."""
     g = Gate(site, procs)
     g.start_hardware()
     g.start_daemon()
     g.daemon.wait_for("io module io1 ready", already=True)
+    return g
+
+
+def running_for_console(site, procs):
+    """For a console fixture: the gate running; yields (gate, a guard's token, a supervisor's token), each named
+    as a person, then closes the test's connection to the I/O module."""
+    g = running(site, procs)
+    try:
+        yield g, site.token("guard", "Wang Fang"), site.token("supervisor", "Zhao Min")
+    finally:
+        g.io.close()
+
+
+def running_with_api(site, procs):
+    """For a fixture: the gate running and an API client; yields (gate, client, tokens by role), then closes them."""
+    import httpx
+    from sitekit import WAIT_S
+    tokens = {role: site.token(role) for role in ("guard", "supervisor")}
+    g = running(site, procs)
+    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
+    site.wait_api()
+    try:
+        yield g, client, tokens
+    finally:
+        client.close()
+        g.io.close()
+
+
+def call(client, method, path, token, body=None):
+    """One API request with a bearer token."""
+    return client.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def running_with_central(site, procs, broker_port: int):
+    """For a fixture: the site's hardware and daemon running, with a central peer on the gate's events;
+    yields (gate, central), then closes both."""
+    central = Peer(broker_port, "acs/test/gate-1/events/#")
+    g = running(site, procs)
     try:
         yield g, central
     finally:

@@ -12,7 +12,7 @@ from pymodbus.client import ModbusTcpClient
 from demo.procs import listen_port
 from mqttkit import Peer
 from sitekit import make_site, wait_until
-from test_e2e_gate import STAFF, SUPERVISOR, Gate
+from test_e2e_gate import STAFF, STAFF_AND_SUPERVISOR, Gate
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +37,7 @@ def gate(tmp_path, procs, broker):
     site = make_site(tmp_path / "site", broker_port=broker.port, api=True)
     site.edit_door("main", interlock="lobby-trap", pulse_s=5, fail_mode="fail_safe")
     site.edit_door("office", interlock="lobby-trap", pulse_s=5, fail_mode="fail_safe", rex_input=OFFICE_REX)
-    assert site.import_lines([
-        {"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff", "areas": ["site"]},
-        {"credential": f"badge:{SUPERVISOR}", "holder": "h-2", "category": "staff", "areas": ["site"],
-         "roles": ["supervisor"]},
-    ]).returncode == 0
+    assert site.import_lines(STAFF_AND_SUPERVISOR).returncode == 0
     g = Mantrap(site, procs)
     g.start_hardware()
     g.start_daemon()

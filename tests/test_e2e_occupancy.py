@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from sitekit import WAIT_S, metric, wait_until
-from test_e2e_gate import Gate
+from test_e2e_gate import Gate, call, running_with_api
 from test_occupancy import BADGES, limited_site
 
 pytestmark = pytest.mark.e2e
@@ -17,20 +17,7 @@ OFFICE_COIL, MAIN_COIL = 1, 0
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, module_procs):
-    site = limited_site(tmp_path_factory.mktemp("site"), api=True)
-    tokens = {role: site.token(role) for role in ("guard", "supervisor")}
-    g = Gate(site, module_procs)
-    g.start_hardware()
-    g.start_daemon()
-    client = httpx.Client(base_url=site.api_url, timeout=WAIT_S)
-    site.wait_api()
-    yield g, client, tokens
-    client.close()
-    g.io.close()
-
-
-def call(client, method, path, token, body=None):
-    return client.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
+    yield from running_with_api(limited_site(tmp_path_factory.mktemp("site"), api=True), module_procs)
 
 
 def hexof(ref: str) -> str:
