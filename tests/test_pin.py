@@ -50,14 +50,19 @@ P34 = [
     ("area before the PIN", replace(STAFF, areas=("site/lobby",)), PIN_DOOR, {}, False, "area_not_permitted"),
     ("antipassback before the PIN", replace(STAFF, category="contractor", escort=False), PIN_DOOR,
      {"presence": "site/office", "pin": "incorrect"}, False, "antipassback"),
+    # refused after the PIN: the duress PIN still raises its alarm (the person is under duress all the same)
+    ("duress PIN, then the mantrap", STAFF, PIN_DOOR, {"pin": "duress", "interlocked": True}, False, "interlock"),
+    ("duress PIN, then the room left", STAFF, PIN_DOOR, {"pin": "duress", "area_full": True}, False, "area_full"),
+    ("good PIN, then the room left", STAFF, PIN_DOOR, {"pin": "ok", "area_full": True}, False, "area_full"),
 ]
+AFTER_PIN = ("interlock", "second_person_required", "area_full")  # the refusals decided after the PIN
 
 
 @pytest.mark.parametrize("case, cred, door, facts, granted, reason", P34, ids=[c[0] for c in P34])
 def test_p34_decision_table(case, cred, door, facts, granted, reason):
     d = decide(cred, door, NOW, Facts(**facts), SETTINGS)
     assert (d.granted, d.reason) == (granted, reason)
-    assert d.duress == (facts.get("pin") == "duress" and granted)
+    assert d.duress == (facts.get("pin") == "duress" and (granted or reason in AFTER_PIN))
 
 
 def test_p34_a_duress_grant_differs_from_a_good_one_only_in_the_duress_mark():
@@ -347,6 +352,37 @@ def test_p34_duress_grants_as_a_good_pin_and_raises_alarm_duress(gate):
     assert granted["flags"] == []
     assert {k: v for k, v in other.items() if k not in ("decision_us", "flags")} == \
         {k: v for k, v in granted.items() if k not in ("decision_us", "flags")}  # (here: antipassback_soft)
+
+
+SECOND = "badge:0D0D0D0D"  # a second holder with a PIN
+
+
+@pytest.mark.parametrize("first_pin, alarms", [("1234", []), ("9999", ["alarm.duress"])], ids=["good", "duress"])
+def test_p34_p33_a_pair_at_a_two_person_pin_door_each_gives_a_pin_and_one_opening_admits_both(tmp_path, first_pin,
+                                                                                             alarms):
+    """The first gives its PIN and waits for a second person; the second's card and PIN open the door for both,
+    the first not asked again. A first under duress raises the alarm when it is refused for want of a second."""
+    site = pin_site(tmp_path)
+    site.config.write_text(site.config.read_text().replace(
+        'escort_required = ["site/production"]', 'escort_required = ["site/production"]\ntwo_person = ["site/office"]', 1))
+    assert site.import_lines([
+        {"credential": CARD, "holder": "h-1", "category": "staff", "areas": ["site"],
+         "pin_hash": pin.make("1234", PEPPER, n=FAST_N), "duress_hash": pin.make("9999", PEPPER, n=FAST_N)},
+        {"credential": SECOND, "holder": "h-4", "category": "staff", "areas": ["site"],
+         "pin_hash": pin.make("4321", PEPPER, n=FAST_N)},
+    ]).returncode == 0
+    with in_process_gate(site, clock=Clock()) as g:
+        g.pin_pepper = PEPPER
+        assert g.present("office-in", "badge", CARD) is None
+        first = g.present("office-in", "pin", first_pin)
+        assert first.decision.reason == "second_person_required"
+        assert [e.type for e in first.entries] == ["access.denied"] + alarms
+        g.clock.t += 5
+        assert g.present("office-in", "badge", SECOND) is None
+        out = g.present("office-in", "pin", "4321")
+        assert out.opens
+        assert [(e.type, json.loads(e.data)["credential_ref"]) for e in out.entries] == [
+            ("access.granted", SECOND), ("access.granted", CARD)]
 
 
 # -- the outbox: alarm.duress ahead of any backlog ---------------------------------------------------------

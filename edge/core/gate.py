@@ -109,6 +109,7 @@ class Gate:
         self.pin_pepper: bytes | None = None
         self.urgent: Callable[[Entry], None] = lambda entry: None
         self._pin_fact: str | None = None
+        self.pin_before: dict[tuple[str, str], str] = {}  # (door, credential) -> the PIN a waiting first gave (P33)
         try:
             self.overstays.recover()
         except sqlite3.Error as e:  # a full disk at start: the doors come first, the catch-up is lost
@@ -157,6 +158,8 @@ class Gate:
             last_entry=self.last_entries.last(door.name, cred.ref) if entry and door.antipassback == "timed" else None,
             partners=self._partners(cred, door, now, partner) if entry and door.two_person else (),
             interlocked=bool(self.interlock(door.name)),  # P32
+            # P34: a waiting first decided again with its partner, its PIN given before
+            pin=self.pin_before.get((door.name, cred.ref)) if partner is not None else None,
         )
 
     def _partners(self, cred: Credential, door: DoorView, now: float,
@@ -348,6 +351,12 @@ class Gate:
             window = max(self.settings.escort_window_s, self.settings.two_person_window_s)
             self.waiting[door.name] = [w for w in self.waiting.get(door.name, ())  # once each, the latest scan
                                        if w[1].ref != cred.ref and now - w[2] <= window] + [(out.reader, cred, now)]
+            # P34: the first of a pair gave its PIN before it was refused for want of a second: decided again with
+            # the second, it is not asked again (an escorted-first visitor was refused before any PIN: it is)
+            live = {(door.name, w[1].ref) for w in self.waiting[door.name]}
+            self.pin_before = {k: v for k, v in self.pin_before.items() if k[0] != door.name or k in live}
+            if d.reason == "second_person_required" and self._pin_fact in ("ok", "duress"):
+                self.pin_before[(door.name, cred.ref)] = "ok"  # its duress alarm went with the refusal
         return Effects(released, escorted)
 
     def commit(self, out: Outcome, now: float, fx: Effects) -> tuple[Entry, ...]:
@@ -385,6 +394,8 @@ class Gate:
                                                                d.reason))
             elif not d.granted:
                 entries.append(self.journal.append("access.denied", data, now))
+                if d.duress:  # P34: refused after the duress PIN (the mantrap, a second person, the room left)
+                    entries.append(self._duress(out, now))
                 if d.reason == "pin_incorrect":  # P34: a restart does not forget a wrong PIN
                     assert isinstance(cred, Credential)
                     self.store.conn.execute("DELETE FROM pin_failures WHERE credential=? AND at < ?",
@@ -399,9 +410,7 @@ class Gate:
                 entries.append(self.journal.append("access.granted", data, now))
                 assert isinstance(cred, Credential)
                 if d.duress:  # P34: the grant says nothing of it; the central system and supervisors are told
-                    entries.append(self.journal.append("alarm.duress", {
-                        "priority": "high", "door": door.name, "reader": out.reader,
-                        "holder": cred.holder, "credential_ref": cred.ref}, now))
+                    entries.append(self._duress(out, now))
                 if is_plate(cred) and door.barrier:
                     self.store.conn.execute("DELETE FROM held_vehicles WHERE plate=?", (cred.ref,))
                 if not door.passages:  # at a lane, presence follows the passages
@@ -431,6 +440,13 @@ class Gate:
                     for c in (cred, *(o.cred for o in fx.escorted)):
                         self.last_entries.write(self.store.conn, door.name, c.ref, now)
         return tuple(entries)
+
+    def _duress(self, out: Outcome, now: float) -> Entry:
+        """P34: `alarm.duress`, in the decision's transaction (the outbox then sends it ahead of any backlog)."""
+        assert isinstance(out.cred, Credential)
+        return self.journal.append("alarm.duress", {
+            "priority": "high", "door": out.door.name, "reader": out.reader, "holder": out.cred.holder,
+            "credential_ref": out.cred.ref}, now)
 
     def _escorted_after(self, door: DoorView, now: float, by: Credential, d: Decision) -> tuple[Outcome, ...]:
         """P10: the people refused for want of an escort a moment ago go through with this staff grant.

@@ -78,18 +78,20 @@ def _entry(cred: Credential, door: DoorView, now: float, facts: Facts, s: Settin
         why = pin_reason(facts.pin)
         if why:
             return Decision(False, why)
+    # P34: a duress PIN raises its alarm whether or not the door then opens: a refusal for the mantrap, the
+    # second person or the room left says nothing of the person under duress
+    duress = facts.pin == "duress"
     if interlocked(facts):  # P32: after every rule on the person; a drill and a lockdown keep the interlock
-        return Decision(False, "interlock")
+        return Decision(False, "interlock", duress=duress)
     partner = None
     if door.two_person:  # P33
         partner = find_partner(cred, now, facts, s, escort_by)
         if partner is None:
-            return Decision(False, "second_person_required")
+            return Decision(False, "second_person_required", duress=duress)
     if facts.area_full:  # P35: last, so a person who may not enter at all is refused for that first
-        return Decision(False, "area_full")
+        return Decision(False, "area_full", duress=duress)
     arrival = door.perimeter and cred.category == "vip"  # P12
-    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, partner=partner,
-                    duress=facts.pin == "duress")
+    return Decision(True, "ok", flags, escort_by=escort_by, arrival=arrival, partner=partner, duress=duress)
 
 
 def needs_pin(cred: Credential, door: DoorView) -> bool:
