@@ -8,7 +8,7 @@ import pytest
 from osdp import Event
 
 from drivers.osdp_reader import OsdpReader
-from sitekit import Collector, JournalWatch, make_site
+from sitekit import Collector, JournalWatch, make_site, wait_until
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = pytest.mark.e2e
@@ -216,3 +216,54 @@ def test_p34_prompt_pin_shows_the_prompt_colour(procs):
         sim.wait_for("osdp_reader led green")
     finally:
         r.stop()
+
+
+def test_p34_a_card_then_its_pin_on_the_osdp_keypad_opens_the_pin_door(tmp_path, procs):
+    """The daemon, an OSDP reader at the PIN door: the card makes the reader ask for the PIN (amber), the PIN
+    typed over two polls opens the door (the coil read back) and the reader turns green; a wrong PIN is red."""
+    from edge.core import pin
+    from test_pin import FAST_N, PEPPER, pin_site
+    pd_end, cp_end = bridge(procs)
+    sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", KEY, stdin=True)
+    sim.wait_for("osdp_reader ready")
+    site = pin_site(tmp_path)  # the office door needs the PIN
+    (site.dir / "keys" / "side-in.scbk").write_text(KEY + "\n")
+    site.config.write_text(site.config.read_text() + f'''
+[[readers]]
+name = "side-in"
+type = "osdp"
+url = "{cp_end}"
+scbk_file = "keys/side-in.scbk"
+door = "office"
+direction = "in"
+keypad = true
+''')
+    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
+                               "areas": ["site"], "pin_hash": pin.make("86420975", PEPPER, n=FAST_N)}]).returncode == 0
+    g = Gate(site, procs)
+    g.start_hardware()
+    g.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+    g.daemon.wait_for("gatekeeper ready")
+    sim.wait_for("osdp_reader online")
+    journal = JournalWatch(site.db)
+    try:
+        before = g.unlocks(1)
+        sim.send(f"card {STAFF}")
+        sim.wait_for("osdp_reader led amber")  # "enter PIN"
+        keys(sim, "8642")
+        keys(sim, "0975#")
+        _, etype, data = journal.next(("access.granted", "access.denied"))
+        assert (etype, data["reader"], data["door"]) == ("access.granted", "side-in", "office")
+        sim.wait_for("osdp_reader led green")
+        wait_until(lambda: g.unlocks(1) == before + 1, what="the office door unlocked once")
+        sim.send(f"card {STAFF}")
+        sim.wait_for("osdp_reader led amber")
+        keys(sim, "31731731#")
+        _, etype, data = journal.next(("access.granted", "access.denied"))
+        assert (etype, data["reason"]) == ("access.denied", "pin_incorrect")
+        sim.wait_for("osdp_reader led red")
+        assert g.unlocks(1) == before + 1
+    finally:
+        g.io.close()
+    log = "\n".join(g.daemon.output)
+    assert "86420975" not in log and "31731731" not in log
