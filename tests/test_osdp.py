@@ -73,11 +73,12 @@ def test_a_reader_that_goes_away_is_down_and_up_again_when_back(procs):
         r.stop()
 
 
-def test_an_osdp_card_opens_the_door_and_the_reader_turns_green(tmp_path, procs):
+def osdp_side_in(procs, site, door: str, extra: str = ""):
+    """A peripheral simulator on one end of a serial bridge, and the site's OSDP reader `side-in` at `door` on the
+    other; the simulator (its reader comes online once the daemon runs)."""
     pd_end, cp_end = bridge(procs)
     sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", KEY, stdin=True)
     sim.wait_for("osdp_reader ready")
-    site = make_site(tmp_path / "site")
     (site.dir / "keys" / "side-in.scbk").write_text(KEY + "\n")
     site.config.write_text(site.config.read_text() + f'''
 [[readers]]
@@ -85,16 +86,28 @@ name = "side-in"
 type = "osdp"
 url = "{cp_end}"
 scbk_file = "keys/side-in.scbk"
-door = "main"
+door = "{door}"
 direction = "in"
-''')
-    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
-                               "areas": ["site"]}]).returncode == 0
+{extra}''')
+    return sim
+
+
+def daemon_with(site, procs, sim) -> Gate:
+    """The door I/O simulator and the daemon running, the OSDP reader online."""
     g = Gate(site, procs)
     g.start_hardware()
     g.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
     g.daemon.wait_for("gatekeeper ready")
     sim.wait_for("osdp_reader online")
+    return g
+
+
+def test_an_osdp_card_opens_the_door_and_the_reader_turns_green(tmp_path, procs):
+    site = make_site(tmp_path / "site")
+    sim = osdp_side_in(procs, site, "main")
+    assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
+                               "areas": ["site"]}]).returncode == 0
+    g = daemon_with(site, procs, sim)
     try:
         sim.send(f"card {STAFF}")
         _, etype, data = JournalWatch(site.db).next(("access.granted", "access.denied"))
@@ -223,28 +236,11 @@ def test_p34_a_card_then_its_pin_on_the_osdp_keypad_opens_the_pin_door(tmp_path,
     typed over two polls opens the door (the coil read back) and the reader turns green; a wrong PIN is red."""
     from edge.core import pin
     from test_pin import FAST_N, PEPPER, pin_site
-    pd_end, cp_end = bridge(procs)
-    sim = procs.start("osdp", "-m", "simulators.osdp_reader", "--device", pd_end, "--scbk", KEY, stdin=True)
-    sim.wait_for("osdp_reader ready")
     site = pin_site(tmp_path)  # the office door needs the PIN
-    (site.dir / "keys" / "side-in.scbk").write_text(KEY + "\n")
-    site.config.write_text(site.config.read_text() + f'''
-[[readers]]
-name = "side-in"
-type = "osdp"
-url = "{cp_end}"
-scbk_file = "keys/side-in.scbk"
-door = "office"
-direction = "in"
-keypad = true
-''')
+    sim = osdp_side_in(procs, site, "office", "keypad = true\n")
     assert site.import_lines([{"credential": f"badge:{STAFF}", "holder": "h-1", "category": "staff",
                                "areas": ["site"], "pin_hash": pin.make("86420975", PEPPER, n=FAST_N)}]).returncode == 0
-    g = Gate(site, procs)
-    g.start_hardware()
-    g.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
-    g.daemon.wait_for("gatekeeper ready")
-    sim.wait_for("osdp_reader online")
+    g = daemon_with(site, procs, sim)
     journal = JournalWatch(site.db)
     try:
         before = g.unlocks(1)
