@@ -12,7 +12,7 @@ import pytest
 
 from demo.procs import listen_port
 from mqttkit import Peer
-from sitekit import make_site
+from sitekit import make_site, wait_until
 from playwright.sync_api import expect
 from test_console import browser, sign_in  # noqa: F401  (browser: the module's chromium, a fixture)
 from test_e2e_gate import Gate
@@ -146,6 +146,17 @@ def test_p21_the_daemon_raises_tour_late_on_its_own_clock(tmp_path, procs, broke
     assert done["data"]["late"] is True
 
 
+def _line(walker, port: int):
+    """A connection to one of the walker's lines, or None while it refuses (a refusal from a listener that said
+    it listens has been seen once on a loaded machine; a walker that died says why, with its output)."""
+    import socket
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=30)
+    except ConnectionRefusedError:
+        assert walker.p.poll() is None, f"guard_tour exited ({walker.p.poll()}):\n" + "\n".join(walker.output[-40:])
+        return None
+
+
 def test_p21_the_guard_tour_simulator_walks_a_route_skipping_one(procs):
     import socket
     walker = procs.start("guard_tour", "-m", "simulators.guard_tour",
@@ -154,7 +165,7 @@ def test_p21_the_guard_tour_simulator_walks_a_route_skipping_one(procs):
     lines = {}
     for cp in CHECKPOINTS:  # the gate's side: one serial line per checkpoint reader
         port = listen_port(walker.wait_for(f"guard_tour listening {cp} "))
-        lines[cp] = socket.create_connection(("127.0.0.1", port), timeout=30)
+        lines[cp] = wait_until(lambda: _line(walker, port), what=f"{cp}'s line on port {port} answering")
     try:
         walker.wait_for("guard_tour all checkpoints connected")
         walker.send("walk skip=cp-2 gap=0")
