@@ -22,8 +22,10 @@ from edge.core.outcome import Outcome
 from edge.passes.keyring import build_keyring
 from edge.core.model import Direction
 from edge.hardware.outputs import Outputs
+from edge.runtime.doorfirst import DoorFirst
 from edge.runtime.sdnotify import notify, watchdog_interval
 from edge.store import Store
+from edge.store.checkpointer import Checkpointer
 from edge.runtime.threads import post
 
 CLOCK_CHECK_EVERY_S = 2.0  # P3: how often the wall clock is compared with the steady one
@@ -49,6 +51,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         # 1. the database and the gate
         self.store = Store(resolve(self.base, self.cfg.storage.path))
+        self.doors = DoorFirst()
+        self.store.announce_via = self.doors.later
+        self.checkpoints = Checkpointer(self.store.path)  # off the scans' commits
+        self.checkpoints.start(self.store.conn)
         from edge.runtime.runfile import RunFile
         self.runfile = RunFile(self.store.path)  # `gatekeeper status` knows we run, and where the API is
         if not self.runfile.hold(api=None):
@@ -118,7 +124,7 @@ class Daemon:
             services = GateServices(cfg=self.cfg, gate=self.gate, board=self.board, link=self.link, desk=self.desk,
                                     permits=self.permits, open_door=self.open_door, stop=self.stop,
                                     tours=self.tours)
-            api = self.api = ApiService(services, self.cfg.api, self.base, self.board)
+            api = self.api = ApiService(services, self.cfg.api, self.base, self.board, self.doors.later)
             tasks.append(asyncio.create_task(api.run(self.stop), name="api"))
             await _first_attempts([api.attempted], 5.0)
             if api.port:
@@ -162,6 +168,7 @@ class Daemon:
             self.store.flush_deferred()
         except sqlite3.Error as e:
             log.warning("the last restart hints were not saved: %s", e)
+        self.checkpoints.stop()
         self.store.close()
         self.runfile.release()
         return 1 if lost else 0
@@ -215,22 +222,24 @@ class Daemon:
     async def _decide_loop(self) -> None:
         while True:
             p: Presentation = await self.queue.get()
-            try:
-                out = self.gate.present(p.reader, p.kind, p.value)
-            except Exception:  # a bug must not stop the gate; the scan is logged and dropped
-                log.exception("reader %s: scan could not be decided", p.reader)
-                continue
+            # the door first: one durable commit and the coil write are the scan's path; the outbox, the API
+            # and its live feed wait until the lock is driven, then come the reader's feedback and the log
+            with self.doors.scan():
+                try:
+                    out = self.gate.present(p.reader, p.kind, p.value)
+                except Exception:  # a bug must not stop the gate; the scan is logged and dropped
+                    log.exception("reader %s: scan could not be decided", p.reader)
+                    continue
+                if out is not None and out.opens:
+                    grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
+                    await self.open_door(out.door.name, out.door.direction.value, grant,
+                                         extended=self.gate.extended(out.cred))
             if out is None:  # P34: a card now waiting for its PIN (shown "enter PIN" where the reader can), or a
                 if p.kind != "pin" and self.gate.pin_waiting(p.reader):  # PIN no card waited for
                     prompt = getattr(self.readers[p.reader], "prompt_pin", None)
                     if prompt is not None:
                         prompt()
                 continue
-            if out.opens:  # the door first: one durable commit and the coil write are the scan's path;
-                # the reader's feedback, the log line and the outbox come once the lock is driven
-                grant = next((e.seq for e in out.entries if e.type == "access.granted"), None)
-                await self.open_door(out.door.name, out.door.direction.value, grant,
-                                     extended=self.gate.extended(out.cred))
             self.readers[p.reader].feedback(out.opens)  # a no-op where the reader shows nothing
             _log_outcome(out)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from edge.api import wire
 from edge.api.facade import GateServices
@@ -50,8 +52,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class ApiService:
-    def __init__(self, services: GateServices, cfg: ApiSection, base: Path, board: DeviceBoard):
+    def __init__(self, services: GateServices, cfg: ApiSection, base: Path, board: DeviceBoard,
+                 after_door: Callable[[Callable[[], None]], None] = lambda fn: fn()):
         self.services, self.cfg, self.base, self.board = services, cfg, base, board
+        self.after_door = after_door  # the API's calls wait while a scan drives its door (edge/runtime/doorfirst)
         self.attempted = asyncio.Event()  # the first start was tried: up, or a named fault
         self.port: int | None = None
         self._targets = {"svc": services, "desk": services.desk, "permits": services.permits,
@@ -133,7 +137,7 @@ class ApiService:
                     return fault
                 kind = message[0]
                 if kind == "call":
-                    self._call(*message[1:])
+                    self.after_door(functools.partial(self._call, *message[1:]))
                 elif kind == "up":
                     fault = None
                     scheme = "https" if a.tls_cert_file else "http"

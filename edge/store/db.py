@@ -80,6 +80,8 @@ class Store(Mirrors):
         # "The journal grew": called after each commit that appended to it (the link's outbox, the live
         # feed); the one place that says so, whoever appended
         self.journal_listeners: list[Callable[[], None]] = []
+        # how they are told: at once, or (the daemon) once the door of the scan under way is driven
+        self.announce_via: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self._appended = False
         self._deferred: dict[str, str] = {}  # meta values that ride along with the next commit
         self.overlay: dict[str, set[str]] = {"consumed": set(), "signoffs": set()}  # see Mirrors.hold
@@ -169,10 +171,13 @@ class Store(Mirrors):
             self._in_tx = False
             if self._appended:
                 self._appended = False
-                for fn in self.journal_listeners:
-                    fn()
+                self.announce_via(self._announce)
             # Nothing about data_version here: it moves only for other connections' commits, and reading
             # it now would swallow one committed since the last scan (a revocation imported meanwhile).
+
+    def _announce(self) -> None:
+        for fn in self.journal_listeners:
+            fn()
 
     def appended(self) -> None:
         """The journal took an entry in the transaction under way: its listeners hear of it at commit."""
