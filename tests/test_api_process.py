@@ -68,6 +68,14 @@ def test_api_process_killed_is_a_device_fault_and_comes_back_while_the_gate_deci
     assert again != child
 
 
+def test_the_api_process_yields_the_cpu_to_the_gates_doors(gate):
+    g, client = gate
+    assert client.get("/health").status_code == 200
+    [child] = api_processes(g.daemon.p.pid)
+    gate_nice = os.getpriority(os.PRIO_PROCESS, g.daemon.p.pid)
+    assert os.getpriority(os.PRIO_PROCESS, child) >= gate_nice + 10  # the console waits, the door does not
+
+
 def test_metrics_are_the_gates_though_the_api_process_makes_them(gate):
     g, client = gate
     text = client.get("/metrics").text

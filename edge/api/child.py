@@ -16,6 +16,7 @@ import ctypes
 import functools
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -29,6 +30,7 @@ from edge.runtime import logsetup
 
 log = logging.getLogger("edge.api")
 PR_SET_PDEATHSIG = 1
+API_NICE = 10  # lower CPU priority than the gate's
 
 
 class GateLink:
@@ -187,6 +189,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # Linux: gone with the gate even if its socket lingers
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    with contextlib.suppress(OSError):  # the doors before the console: when both want the CPU, the gate's
+        os.nice(API_NICE)               # loop gets it first (needs no privilege; the API cannot undo it)
     control_fd, listen_fd = int(argv[0]), int(argv[1])
     return asyncio.run(serve(control_fd, listen_fd))
 
