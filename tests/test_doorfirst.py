@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from edge.runtime.doorfirst import DoorFirst
 from edge.store import Store
@@ -94,42 +93,3 @@ def test_p19_journal_listeners_hear_of_a_scans_entries_once_its_door_is_driven(t
     finally:
         store.close()
 
-
-def test_p19_the_write_ahead_log_is_checkpointed_by_its_own_thread_not_by_a_scans_commit(tmp_path):
-    from edge.store.checkpointer import FALLBACK_PAGES, Checkpointer
-    store = Store(tmp_path / "gk.db")
-    cp = Checkpointer(store.path, every_s=0.05)
-    try:
-        # a scan's commit checkpoints only far past SQLite's usual 1,000 pages (on a disk with room for that log)
-        store.conn.execute("PRAGMA journal_size_limit=67108864")
-        assert cp.start(store.conn) == FALLBACK_PAGES
-        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == FALLBACK_PAGES
-        j = Journal(store)
-        before = (tmp_path / "gk.db").stat().st_size
-        for i in range(300):  # a few hundred pages of log, nowhere near the fallback
-            j.append("access.granted", {"door": "main", "n": i, "pad": "x" * 2000})
-
-        def backfilled() -> bool:  # only a checkpoint makes the database file itself grow
-            return (tmp_path / "gk.db").stat().st_size > before
-        deadline, tick = time.monotonic() + WAIT_S, threading.Event()
-        while not backfilled() and time.monotonic() < deadline:
-            tick.wait(0.05)  # the thread says nothing when it is done: look again shortly
-        assert backfilled(), "the entries never left the write-ahead log"
-        assert cp.failing is None
-        ok, what = j.verify()
-        assert ok, what
-    finally:
-        cp.stop()
-        store.close()
-
-
-def test_spec6_on_a_small_disk_a_stuck_checkpoint_thread_leaves_the_log_within_its_limit(tmp_path):
-    from edge.store.checkpointer import DEFAULT_PAGES, Checkpointer
-    store = Store(tmp_path / "gk.db")
-    cp = Checkpointer(store.path, every_s=WAIT_S)
-    try:
-        store.conn.execute("PRAGMA journal_size_limit=1048576")  # what a 20 MB disk gets (SPEC §6)
-        assert cp.start(store.conn) == DEFAULT_PAGES
-    finally:
-        cp.stop()
-        store.close()

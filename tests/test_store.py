@@ -258,3 +258,23 @@ def test_a_database_of_the_previous_schema_upgrades_and_its_records_read_without
             "h-n7": {"holder": "h-n7", "name": "员工7", "company": None, "category": "staff"}}
     finally:
         s.close()
+
+
+def test_p19_entry_times_and_ids_read_as_the_contract_says():
+    """SPEC conventions: UTC, milliseconds, `Z`, the microseconds rounded as datetime rounds them (the text a
+    journal entry carries must not change with how it is computed); ids are version 4 UUIDs."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from edge.store.journal import event_id, rfc3339
+
+    def expected(epoch: float) -> str:
+        dt = datetime.fromtimestamp(epoch, timezone.utc)
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    for epoch in (0, 1.9999996, 1.9999994, 1.0005, -1.5, -0.0000004, 1764583200.123, 1764583200.9995,
+                  1764583201.0, 253402300799.999):
+        assert rfc3339(epoch) == expected(epoch), epoch
+    assert rfc3339(1764583200.5) == "2025-12-01T10:00:00.500Z"
+    ids = {event_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 32 and uuid.UUID(hex=i).version == 4 for i in ids)
+

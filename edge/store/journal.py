@@ -14,7 +14,7 @@ from edge.store.db import Store
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-_second: list = [None, ""]  # the last whole second formatted, and its text up to the milliseconds
+_second: tuple[float | None, str] = (None, "")  # the last whole second formatted, its text up to the milliseconds
 
 
 def rfc3339(epoch: float) -> str:
@@ -27,10 +27,11 @@ def rfc3339(epoch: float) -> str:
         whole, us = whole + 1, us - 1_000_000
     elif us < 0:
         whole, us = whole - 1, us + 1_000_000
-    if whole != _second[0]:
-        t = time.gmtime(whole)
-        _second[:] = whole, "%04d-%02d-%02dT%02d:%02d:%02d." % t[:6]
-    return f"{_second[1]}{us // 1000:03d}Z"
+    global _second
+    seen = _second  # read once: another thread may put another second's text there meanwhile
+    if whole != seen[0]:
+        seen = _second = (whole, "%04d-%02d-%02dT%02d:%02d:%02d." % time.gmtime(whole)[:6])
+    return f"{seen[1]}{us // 1000:03d}Z"
 
 
 def event_id() -> str:
