@@ -23,6 +23,7 @@ from edge.passes.keyring import build_keyring
 from edge.core.model import Direction
 from edge.hardware.outputs import Outputs
 from edge.runtime.doorfirst import DoorFirst
+from edge.runtime.handoff import Handoff
 from edge.runtime.sdnotify import notify, watchdog_interval
 from edge.store import Store
 from edge.store.checkpointer import Checkpointer
@@ -42,7 +43,7 @@ class Daemon:
         self.base = base
         self.path = path  # the config file, read again on SIGHUP
         self.stop = asyncio.Event()
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.queue: Handoff[Presentation] = Handoff(maxsize=10_000)
         self.link = None
 
     async def run(self) -> int:
@@ -186,9 +187,7 @@ class Daemon:
         return False
 
     def _enqueue(self, p: Presentation) -> None:
-        try:
-            self.queue.put_nowait(p)
-        except asyncio.QueueFull:
+        if not self.queue.put(p):
             log.error("reader %s: scan dropped, the decision queue is full", p.reader)
 
     def _tap(self, p: Presentation) -> None:

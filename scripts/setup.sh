@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # chromium: the browser the console's tests drive (Playwright launches it by its path; no browser download)
 # fonts-wqy-microhei: Chinese glyphs, so the zh-CN console renders in that browser and its screenshots
 # dpkg-dev (dpkg-shlibdeps), lintian: scripts/build-deb.sh and the package's test; adduser: the package's postinst
+# systemd (systemd-analyze), libseccomp2: the tests run the daemon under the unit's system-call filter
 APT_PACKAGES=(python3 python3-venv python3-dev gcc mosquitto mosquitto-clients libzbar0 chromium fonts-wqy-microhei
-              dpkg-dev lintian adduser)
+              dpkg-dev lintian adduser systemd libseccomp2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

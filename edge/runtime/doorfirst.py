@@ -11,9 +11,8 @@ timeout, and nobody else waits that long). Nothing is dropped and the order is k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Callable, Iterator
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,17 @@ class DoorFirst:
         if fn not in self._pending:
             self._pending.append(fn)
 
-    @contextlib.contextmanager
-    def scan(self) -> Iterator[None]:
-        """One scan, from its decision to its door driven: what asked to wait meanwhile runs at the end."""
+    def scan(self) -> DoorFirst:
+        """`with doors.scan():` one scan, from its decision to its door driven; what asked to wait meanwhile
+        runs at the end. (Itself as the manager, not a generator: this is on every scan's path.)"""
+        return self
+
+    def __enter__(self) -> None:
         self.busy = True
-        try:
-            yield
-        finally:
-            self._release()
+
+    def __exit__(self, *exc) -> bool:
+        self._release()
+        return False
 
     def _release(self) -> None:
         """The scan's door is driven, or it took too long: from now on nothing waits for this scan."""

@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from typing import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 from edge.errors import GatekeeperError
@@ -18,6 +17,47 @@ from edge.store.migrations import MIGRATIONS
 from edge.store.mirror import Mirrors
 
 log = logging.getLogger(__name__)
+
+
+class _Tx:
+    """Store.tx(): the store's lock held throughout, BEGIN IMMEDIATE unless a transaction is under way, COMMIT
+    at the end of the outermost, ROLLBACK on any exception. A class, not a generator: a scan enters three
+    of these before its door opens, and a generator-based manager costs several more calls each."""
+
+    __slots__ = ("store", "deferred")
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.deferred: dict[str, str] | None = None  # set by the outermost: what it wrote for the deferrals
+
+    def __enter__(self) -> sqlite3.Connection:
+        s = self.store
+        s.lock.acquire()
+        if not s._in_tx:
+            try:
+                self.deferred = s._begin()
+            except BaseException:
+                s.lock.release()
+                raise
+        return s.conn
+
+    def __exit__(self, etype, exc, tb) -> bool:
+        s = self.store
+        try:
+            if self.deferred is None:
+                return False  # joined an outer transaction: that one commits or rolls back
+            if etype is not None:
+                s._undo(self.deferred)
+                return False
+            try:
+                s._commit()
+            except BaseException:
+                s._undo(self.deferred)
+                raise
+            s._committed()  # the journal's listeners, once the entries are durable
+            return False
+        finally:
+            s.lock.release()
 
 
 
@@ -147,33 +187,39 @@ class Store(Mirrors):
                 if not durable:
                     self.conn.execute(f"PRAGMA synchronous={self._sync}")
 
-    @contextmanager
-    def tx(self):
-        """One write transaction; nested use joins the outer one."""
-        with self.lock:
-            if self._in_tx:
-                yield self.conn
-                return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._in_tx = True
-            deferred, self._deferred = self._deferred, {}
+    def tx(self) -> _Tx:
+        """One write transaction (`with store.tx() as conn:`); nested use joins the outer one."""
+        return _Tx(self)
+
+    def _begin(self) -> dict[str, str]:
+        """BEGIN, with what was deferred written first; returns that, for a rollback to put back."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        deferred, self._deferred = self._deferred, {}
+        if deferred:
             try:
-                if deferred:
-                    self.conn.executemany("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE"
-                                          " SET value=excluded.value", deferred.items())
-                yield self.conn
-                self.conn.execute("COMMIT")
+                self.conn.executemany("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE"
+                                      " SET value=excluded.value", deferred.items())
             except BaseException:
-                self._deferred = {**deferred, **self._deferred}  # still to be written, newer values first
-                self._appended = False
-                self._rollback()
+                self._undo(deferred)
                 raise
-            self._in_tx = False
-            if self._appended:
-                self._appended = False
-                self.announce_via(self._announce)
-            # Nothing about data_version here: it moves only for other connections' commits, and reading
-            # it now would swallow one committed since the last scan (a revocation imported meanwhile).
+        return deferred
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+        self._in_tx = False
+
+    def _committed(self) -> None:
+        if self._appended:
+            self._appended = False
+            self.announce_via(self._announce)
+        # Nothing about data_version here: it moves only for other connections' commits, and reading
+        # it now would swallow one committed since the last scan (a revocation imported meanwhile).
+
+    def _undo(self, deferred: dict[str, str]) -> None:
+        self._deferred = {**deferred, **self._deferred}  # still to be written, newer values first
+        self._appended = False
+        self._rollback()
 
     def _announce(self) -> None:
         for fn in self.journal_listeners:
