@@ -1,13 +1,15 @@
 """The shipped unit's system-call filter, as systemd would apply it, for a process a test starts.
 
     python tests/unitsandbox.py [--user NAME] COMMAND [ARG...]
+    procs.start("daemon", *confined("-m", "edge.cli", "run", ...))   # a test's daemon, confined
 
 reads SystemCallFilter= and LimitNOFILE= from systemd/gatekeeper.service, expands the groups with
 `systemd-analyze syscall-filter` (the machine's own systemd, so the groups are the ones it would apply), loads
 the same filter through libseccomp (a call outside it kills the process with SIGSYS, as systemd's default
 action does; what ProtectClock= refuses fails with EPERM) and executes COMMAND. Children inherit the filter, so the API process runs under it too.
-Run as root, it first becomes NAME, as the unit's User= does: SQLite, for one, changes the owner of the files
-it makes only when it runs as root (fchown, which the filter forbids).
+Run as root, it first becomes NAME, as the unit's User= does. Without --user it stays root and allows fchown
+too: SQLite changes the owner of the files it makes (its journal) to the database's, and only as root, which
+the service never is.
 """
 from __future__ import annotations
 
@@ -92,6 +94,11 @@ def load_filter(names: set[str], eperm: set[str]) -> None:
         raise SystemExit("unitsandbox: seccomp_load failed")
 
 
+def confined(*args: str) -> tuple[str, ...]:
+    """The arguments for Procs.start (which runs them with this interpreter) that run `python *args` confined."""
+    return str(Path(__file__).resolve()), sys.executable, *args
+
+
 def main(argv: list[str]) -> None:
     for value in service_settings("LimitNOFILE"):  # soft and hard, as systemd sets them
         n = int(value)
@@ -102,7 +109,10 @@ def main(argv: list[str]) -> None:
             os.setgroups([])
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
-    load_filter(allowed(), refused())
+    names = allowed()
+    if os.geteuid() == 0:
+        names.add("fchown")  # SQLite's, as root only (see above)
+    load_filter(names, refused())
     os.execv(argv[0], argv)
 
 
