@@ -10,6 +10,7 @@ import pytest
 from edge.core.clock import DAY_S, CentralClock, JumpWatch
 from edge.runtime import timesync
 from sitekit import in_process_gate, make_site, wait_until
+from unitsandbox import confined
 
 STAFF = "badge:04A1B2C3"
 
@@ -166,7 +167,7 @@ def test_p3_a_daemon_two_days_off_the_central_heartbeat_raises_the_fault_and_sho
     site = make_site(tmp_path / "site", broker_port=broker.port, api=True)
     central = Peer(broker.port, "acs/test/gate-1/status")
     try:
-        site.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+        site.daemon = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)))
         site.daemon.wait_for("gatekeeper ready")
         central.wait(lambda m: any(json.loads(p).get("state") in ("online", "degraded") for _, p, _ in m),
                      what="the gate online")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sitekit import WAIT_S, JournalWatch, gatekeeper, make_site, wait_until
+from unitsandbox import confined
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +96,7 @@ def test_systemd_hears_ready_only_once_serving_and_the_watchdog_is_fed(gate, pro
     sock.bind(path)
     sock.settimeout(WAIT_S)
     try:
-        daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(gate.site.config),
+        daemon = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(gate.site.config)),
                              env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
         messages = []
         while not any("WATCHDOG=1" in m for m in messages):

@@ -8,6 +8,7 @@ import pytest
 from drivers.relay_board import frame, parse
 from demo.procs import listen_port
 from sitekit import JournalWatch, make_site
+from unitsandbox import confined
 from test_e2e_gate import STAFF
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,7 @@ def test_a_granted_badge_switches_the_relay_channel_on_then_off(tmp_path, procs)
                                "areas": ["site"]}]).returncode == 0
     reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0", stdin=True)
     site.set_reader_port("main-in", listen_port(reader.wait_for("badge_reader listening")))
-    daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+    daemon = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)))
     daemon.wait_for("gatekeeper ready")
     board.wait_for("relay_board channel 1 off")  # start: every output driven off (locked), no pulse
     board.wait_for("relay_board channel 2 off")

@@ -7,6 +7,7 @@ import pytest
 
 from demo.procs import listen_port
 from sitekit import JournalWatch, make_site
+from unitsandbox import confined
 from test_e2e_gate import STAFF
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +29,7 @@ def test_p2_a_granted_badge_pulses_the_lock_over_modbus_rtu(tmp_path, procs):
     io.wait_for("door_io listening")
     reader = procs.start("main-in", "-m", "simulators.badge_reader", "--listen", "127.0.0.1:0", stdin=True)
     site.set_reader_port("main-in", listen_port(reader.wait_for("badge_reader listening")))
-    daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+    daemon = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)))
     daemon.wait_for("gatekeeper ready")
     daemon.wait_for("io module io1 ready", already=True)
     reader.wait_for("badge_reader connected")

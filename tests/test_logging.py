@@ -6,6 +6,7 @@ import json
 import re
 
 from sitekit import WAIT_S, make_site
+from unitsandbox import confined
 
 SYSTEMD = {"JOURNAL_STREAM": "8:12345"}  # what systemd sets when stderr is the journal
 
@@ -22,7 +23,7 @@ def test_under_systemd_every_line_has_its_priority_and_the_wire_is_off(tmp_path,
     """The I/O module is not there: the daemon logs the fault (an error) and pymodbus retries the connection,
     which the gate keeps to itself by default."""
     site = make_site(tmp_path / "site")
-    d = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config), env=SYSTEMD)
+    d = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)), env=SYSTEMD)
     fault = d.wait_for("device io1 fault")
     assert fault.startswith("<3>ERROR edge.hardware.devices: device io1 fault"), fault
     assert d.wait_for("edge.daemon: gatekeeper test/gate-1 ready", already=True).startswith("<6>INFO ")
@@ -34,7 +35,7 @@ def test_under_systemd_every_line_has_its_priority_and_the_wire_is_off(tmp_path,
 def test_the_wire_logger_and_json_lines_are_turned_on_in_the_config(tmp_path, procs):
     site = make_site(tmp_path / "site")
     site.config.write_text(site.config.read_text() + '\n[log]\nformat = "json"\nwire = "warning"\n')
-    d = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config), env=SYSTEMD)
+    d = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)), env=SYSTEMD)
     d.wait_for("gatekeeper.wire.pymodbus")  # its failed connection: a warning, on the wire logger
     d.wait_for("device io1 fault", already=True)
     docs = []

@@ -9,6 +9,7 @@ from osdp import Event
 
 from drivers.osdp_reader import OsdpReader
 from sitekit import Collector, JournalWatch, make_site, wait_until
+from unitsandbox import confined
 from test_e2e_gate import STAFF, Gate
 
 pytestmark = pytest.mark.e2e
@@ -96,7 +97,7 @@ def daemon_with(site, procs, sim) -> Gate:
     """The door I/O simulator and the daemon running, the OSDP reader online."""
     g = Gate(site, procs)
     g.start_hardware()
-    g.daemon = procs.start("daemon", "-m", "edge.cli", "run", "--config", str(site.config))
+    g.daemon = procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(site.config)))
     g.daemon.wait_for("gatekeeper ready")
     sim.wait_for("osdp_reader online")
     return g

@@ -70,6 +70,8 @@ def test_p18_the_daemon_its_api_and_its_doors_work_under_the_units_filter(site_d
     client = httpx.Client(base_url=site.api_url, timeout=WAIT_S,
                           headers={"Authorization": f"Bearer {token}"})
     assert client.get("/status").status_code == 200
+    # the kernel's clock state is refused under ProtectClock= (EPERM, not a kill): the daemon says what it knows
+    assert client.get("/health").json()["clock"]["sync"] in ("synced", "unsynced", "unknown")
     [child] = api_processes(g.daemon.p.pid)
     assert g.scan("main-in", STAFF)[1] == "access.granted"
     g.daemon.p.send_signal(signal.SIGHUP)  # systemctl reload
