@@ -25,8 +25,11 @@ WAIT_S = 60.0  # the limit of every wait: a slow start on a busy machine is not 
 
 
 def listen_port(line: str) -> int:
-    """The port in a listening line: `... on HOST:PORT`, or `... on http://HOST:PORT/...`."""
-    m = re.search(r":(\d+)(?:/\S*)?\s*$", line)
+    """The port in a listening line: `... on HOST:PORT`, or `... on http://HOST:PORT/...`. The first such, not
+    the last: another thread of the same process may have printed its own line before this one's newline
+    (`print` writes the text and the newline apart), e.g. `... on 127.0.0.1:36145badge_reader connected from
+    127.0.0.1:49758`."""
+    m = re.search(r" on (?:[a-z]+://)?(?:\[[^\]]*\]|[^\s:/\[]+):(\d+)", line)
     if not m:
         raise ValueError(f"no port in {line!r}")
     return int(m.group(1))

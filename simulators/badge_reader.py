@@ -74,7 +74,8 @@ class Line:
                 self._sock = conn
                 self.connected_at = time.monotonic()
                 self.connected.set()
-                print(f"badge_reader connected from {peer[0]}:{peer[1]}", flush=True)
+                # text and newline in one write: the main thread may be printing a line of its own now
+                print(f"badge_reader connected from {peer[0]}:{peer[1]}\n", end="", flush=True)
                 threading.Thread(target=self._watch, args=(conn,), daemon=True).start()
 
         threading.Thread(target=accept, daemon=True).start()
@@ -89,7 +90,7 @@ class Line:
             pass
         if self._sock is conn:
             self.drop(conn)
-            print("badge_reader disconnected", flush=True)
+            print("badge_reader disconnected\n", end="", flush=True)
 
     def open_pty(self) -> str:
         master, slave = os.openpty()

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         except (OSError, ValueError) as e:
             raise SystemExit(f"guard_tour: cannot listen on {where!r} for {name}: {e}") from None
         lines[name] = line
-        print(f"guard_tour listening {name} on {h}:{pt}", flush=True)
+        print(f"guard_tour listening {name} on {h}:{pt}\n", end="", flush=True)  # one write (see badge_reader)
     order = list(lines)
 
     def all_connected() -> None:  # one line to wait on: the lines' own notes may interleave
