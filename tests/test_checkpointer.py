@@ -2,12 +2,10 @@
 own; the daemon's connection checkpoints only as a fallback, within the log's size limit (SPEC §6)."""
 from __future__ import annotations
 
-import threading
-import time
-
 from edge.store import Store
 from edge.store.checkpointer import DEFAULT_PAGES, FALLBACK_PAGES, Checkpointer
 from edge.store.journal import Journal
+from sitekit import wait_until
 
 WAIT_S = 30.0  # a limit on waits that end on an event, never a sleep
 
@@ -25,12 +23,8 @@ def test_p19_the_write_ahead_log_is_checkpointed_by_its_own_thread_not_by_a_scan
         for i in range(300):  # a few hundred pages of log, nowhere near the fallback
             j.append("access.granted", {"door": "main", "n": i, "pad": "x" * 2000})
 
-        def backfilled() -> bool:  # only a checkpoint makes the database file itself grow
-            return (tmp_path / "gk.db").stat().st_size > before
-        deadline, tick = time.monotonic() + WAIT_S, threading.Event()
-        while not backfilled() and time.monotonic() < deadline:
-            tick.wait(0.05)  # the thread says nothing when it is done: look again shortly
-        assert backfilled(), "the entries never left the write-ahead log"
+        # only a checkpoint makes the database file itself grow (the thread says nothing when it is done)
+        wait_until(lambda: (tmp_path / "gk.db").stat().st_size > before, WAIT_S, "the entries leaving the log")
         assert cp.failing is None
         ok, what = j.verify()
         assert ok, what
@@ -39,7 +33,7 @@ def test_p19_the_write_ahead_log_is_checkpointed_by_its_own_thread_not_by_a_scan
         store.close()
 
 
-def test_spec6_on_a_small_disk_a_stuck_checkpoint_thread_leaves_the_log_within_its_limit(tmp_path):
+def test_spec6_on_a_small_disk_the_fallback_checkpoint_stays_at_sqlites_own_1000_pages(tmp_path):
     store = Store(tmp_path / "gk.db")
     cp = Checkpointer(store.path, every_s=WAIT_S)
     try:

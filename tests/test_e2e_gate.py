@@ -68,9 +68,10 @@ class Gate:
         self.readers[name] = r
         return r
 
-    def start_daemon(self):
+    def start_daemon(self, user: str | None = None):
         # under the shipped unit's system-call filter: a call it forbids fails a test, not a site's start
-        self.daemon = self.procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(self.site.config)))
+        self.daemon = self.procs.start("daemon", *confined("-m", "edge.cli", "run", "--config", str(self.site.config),
+                                                           user=user))
         self.site.daemon = self.daemon  # where its API listens is in its output
         self.daemon.wait_for("gatekeeper ready")
         for r in self.readers.values():

@@ -5,6 +5,7 @@ import tomllib
 from pathlib import PurePosixPath
 
 from sitekit import ROOT
+from unitsandbox import unit_settings
 
 UNIT = ROOT / "systemd" / "gatekeeper.service"
 EXAMPLE = ROOT / "config" / "site.example.toml"
@@ -14,22 +15,6 @@ ETC = PurePosixPath("/etc/gatekeeper")  # where the package puts the example, an
 # for it: USB serial adapters, USB modems, the SoCs' UARTs, and cameras.
 PROMISED_DEVICES = {"/dev/ttyUSB": "char-ttyUSB", "/dev/ttyACM": "char-ttyACM", "/dev/ttyS": "char-ttyS",
                     "/dev/ttyAMA": "char-ttyAMA", "/dev/ttymxc": "char-ttymxc", "/dev/video": "char-video4linux"}
-
-
-def unit_settings(text: str) -> dict[tuple[str, str], list[str]]:
-    """(section, key) -> every value given, in order (a unit may repeat a key)."""
-    out: dict[tuple[str, str], list[str]] = {}
-    section = ""
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault((section, key.strip()), []).append(value.strip())
-    return out
 
 
 def example_secrets() -> dict[str, str]:

@@ -6,14 +6,13 @@ import os
 import pwd
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sitekit import ROOT, WAIT_S, make_site
+from sitekit import WAIT_S, make_site
 from test_api_process import alive, api_processes
 from test_e2e_gate import STAFF, Gate
 from unitsandbox import allowed
@@ -59,12 +58,7 @@ def test_p18_the_daemon_its_api_and_its_doors_work_under_the_units_filter(site_d
     g.start_hardware()
     token = site.token("guard")
     hand_over(site_dir)
-    g.daemon = procs.start("daemon", str(ROOT / "tests" / "unitsandbox.py"), "--user", USER, sys.executable,
-                           "-m", "edge.cli", "run", "--config", str(site.config))
-    site.daemon = g.daemon
-    g.daemon.wait_for("gatekeeper ready")
-    for r in g.readers.values():
-        r.wait_for("badge_reader connected")
+    g.start_daemon(user=USER)
     g.daemon.wait_for("io module io1 ready", already=True)
     site.wait_api()
     client = httpx.Client(base_url=site.api_url, timeout=WAIT_S,

@@ -30,16 +30,25 @@ SCMP_ACT_EPERM = 0x00050000 | 1  # SCMP_ACT_ERRNO(EPERM)
 PR_SET_NO_NEW_PRIVS = 38
 
 
-def service_settings(key: str) -> list[str]:
-    """Every value of `key` in the unit's [Service] section, in order."""
-    out, section = [], ""
-    for line in UNIT.read_text().splitlines():
+def unit_settings(text: str) -> dict[tuple[str, str], list[str]]:
+    """(section, key) -> every value given, in order (a unit may repeat a key)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for line in text.splitlines():
         line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
         if line.startswith("["):
             section = line.strip("[]")
-        elif section == "Service" and line.partition("=")[0].strip() == key:
-            out.append(line.partition("=")[2].strip())
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault((section, key.strip()), []).append(value.strip())
     return out
+
+
+def service_settings(key: str) -> list[str]:
+    """Every value of `key` in the unit's [Service] section, in order."""
+    return unit_settings(UNIT.read_text()).get(("Service", key), [])
 
 
 @cache
@@ -94,9 +103,10 @@ def load_filter(names: set[str], eperm: set[str]) -> None:
         raise SystemExit("unitsandbox: seccomp_load failed")
 
 
-def confined(*args: str) -> tuple[str, ...]:
-    """The arguments for Procs.start (which runs them with this interpreter) that run `python *args` confined."""
-    return str(Path(__file__).resolve()), sys.executable, *args
+def confined(*args: str, user: str | None = None) -> tuple[str, ...]:
+    """The arguments for Procs.start (which runs them with this interpreter) that run `python *args` confined,
+    as `user` when given."""
+    return str(Path(__file__).resolve()), *(("--user", user) if user else ()), sys.executable, *args
 
 
 def main(argv: list[str]) -> None:

@@ -60,7 +60,6 @@ class _Tx:
             s.lock.release()
 
 
-
 def wal_limit(folder: Path) -> int:
     """5% of the disk, between 1 MiB and 64 MiB."""
     try:
